@@ -1,0 +1,73 @@
+"""Goal-conditioned brax environments and their registry.
+
+    import envs
+    env = envs.make("ant_u_maze")                 # a GoalEnv (see envs/base.py)
+    vec = envs.VecEnv(env, num_envs=256)          # batched, auto-resets to fresh goals
+    state = vec.reset(jax.random.PRNGKey(0))
+    state = vec.step(state, actions)              # actions: (256, env.action_size)
+    frames = envs.render(env, pipeline_states, goals)
+
+`envs.ENV_IDS` lists every id; `ant_maze`, `humanoid_maze` and `simple_maze` are aliases of the
+U mazes. `make(env_id, backend=None, episode_length=None, **overrides)` passes `overrides` to the
+env's constructor (for example `dense_reward=True`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import glob
+import io
+import os
+
+# Headless rendering backend, chosen before mujoco is imported: EGL with an NVIDIA GPU,
+# software OSMesa otherwise. A value the user set wins.
+if "MUJOCO_GL" not in os.environ:
+    os.environ["MUJOCO_GL"] = "egl" if glob.glob("/dev/nvidia[0-9]*") else "osmesa"
+os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
+
+# mujoco's MJX prints a line about its optional `warp` backend on import; we do not use it.
+with contextlib.redirect_stdout(io.StringIO()):
+    from envs.ant import Ant
+    from envs.base import GoalEnv, VecEnv
+    from envs.point import PointMaze
+    from envs.reacher import Reacher
+    from envs.render import render
+
+# env_id -> (constructor, fixed keyword arguments)
+_REGISTRY = {
+    "reacher": (Reacher, {}),
+    "ant": (Ant, {}),
+    "ant_u_maze": (Ant, {"maze": "u"}),
+    "ant_big_maze": (Ant, {"maze": "big"}),
+    "ant_hardest_maze": (Ant, {"maze": "hardest"}),
+    "simple_u_maze": (PointMaze, {"layout": "u"}),
+    "simple_big_maze": (PointMaze, {"layout": "big"}),
+    "simple_hardest_maze": (PointMaze, {"layout": "hardest"}),
+}
+ALIASES = {"ant_maze": "ant_u_maze", "simple_maze": "simple_u_maze"}
+ENV_IDS = tuple(sorted(_REGISTRY))
+BACKENDS = ("generalized", "spring", "positional", "mjx")
+
+__all__ = ["ENV_IDS", "ALIASES", "BACKENDS", "GoalEnv", "VecEnv", "make", "render"]
+
+
+def make(env_id: str, backend: str | None = None, episode_length: int | None = None, **overrides) -> GoalEnv:
+    """Build the env registered as `env_id` (or an alias); `backend=None` keeps its default."""
+    env_id = ALIASES.get(env_id, env_id)
+    if env_id not in _REGISTRY:
+        known = ENV_IDS + tuple(ALIASES)
+        close = difflib.get_close_matches(env_id, known, n=1, cutoff=0.0)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise ValueError(f"Unknown env id '{env_id}'.{hint} Valid ids: {', '.join(ENV_IDS)} (aliases: {', '.join(sorted(ALIASES))}).")
+    if backend is not None and backend not in BACKENDS:
+        raise ValueError(f"Unknown backend '{backend}'; choose one of {', '.join(BACKENDS)}.")
+    constructor, fixed = _REGISTRY[env_id]
+    kwargs = {**fixed, **overrides}
+    if backend is not None:
+        kwargs["backend"] = backend
+    if episode_length is not None:
+        kwargs["episode_length"] = episode_length
+    env = constructor(**kwargs)
+    env.env_id = env_id
+    return env

@@ -1,0 +1,189 @@
+"""The goal-conditioned environment contract and the batched auto-reset that every env shares.
+
+A `GoalEnv` is a brax `PipelineEnv` whose observation is `concat(state, goal)`:
+
+* `state_dim` entries of the body's own state (never the commanded goal), then
+* `goal_dim` entries of the commanded goal, in the same coordinates as
+  `state[goal_indices]`, the *achieved goal* of that state.
+
+`step` computes `metrics["dist"]` (achieved goal to goal) and `metrics["success"]`
+(`dist < goal_reach_thresh`, float 0/1) on the post-step state; the reward is `success`
+(sparse, the default) or `-dist` when built with `dense_reward=True`. `done` is termination
+only (the physics made the episode meaningless); `info["truncation"]` marks the step that hit
+`episode_length`. A single `GoalEnv` never resets itself.
+
+`VecEnv` runs a batch of envs and resets every finished episode with a *fresh* start and goal
+(drawn from a key carried per env), keeping the true post-step observation in
+`info["next_obs"]` and numbering episodes per env in `info["episode_id"]` so that a replay
+buffer never pairs states from two episodes.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from brax.envs.base import PipelineEnv, State
+
+# brax warns on every model load that its env layer is unmaintained; we only use the stable
+# `PipelineEnv`/`State`/`mjcf`/pipelines surface (see README), so the warning is noise here.
+warnings.filterwarnings("ignore", message="Brax System, piplines and environments")
+
+
+class GoalEnv(PipelineEnv):
+    """Base class: subclasses implement `_sample_init`, `_state_obs` and optionally
+    `_is_terminated`, `_dense_reward`, `goal_marker_xyz`, `render_camera`."""
+
+    def __init__(
+        self,
+        sys: Any,
+        *,
+        backend: str,
+        n_frames: int,
+        state_dim: int,
+        goal_indices: tuple[int, ...],
+        goal_reach_thresh: float,
+        episode_length: int,
+        dense_reward: bool = False,
+    ):
+        super().__init__(sys=sys, backend=backend, n_frames=n_frames)
+        if episode_length < 1:
+            raise ValueError(f"episode_length must be >= 1, got {episode_length}")
+        self.state_dim = int(state_dim)
+        self.goal_indices = tuple(int(i) for i in goal_indices)
+        self.goal_dim = len(self.goal_indices)
+        self.goal_reach_thresh = float(goal_reach_thresh)
+        self.episode_length = int(episode_length)
+        self.dense_reward = bool(dense_reward)
+
+    # ----------------------------------------------------------------- subclass hooks
+    def _sample_init(self, key: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """Return (q, qd, goal) for a fresh episode."""
+        raise NotImplementedError
+
+    def _state_obs(self, pipeline_state: Any) -> jax.Array:
+        """Return the `state_dim` vector of the body's own state."""
+        raise NotImplementedError
+
+    def _is_terminated(self, pipeline_state: Any) -> jax.Array:
+        return jnp.array(False)
+
+    def _goal_metrics(self, state_obs: jax.Array, goal: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """(dist, success) of a state part against a goal. Overridden by composite goals."""
+        dist = jnp.linalg.norm(state_obs[jnp.array(self.goal_indices)] - goal)
+        return dist, (dist < self.goal_reach_thresh).astype(jnp.float32)
+
+    def _dense_reward(self, dist: jax.Array) -> jax.Array:
+        return -dist
+
+    def goal_marker_xyz(self, goal: jax.Array) -> jax.Array:
+        """World position at which `render` draws the goal."""
+        goal = jnp.asarray(goal)
+        return goal if goal.shape[-1] == 3 else jnp.concatenate([goal[..., :2], jnp.full(goal.shape[:-1] + (1,), 0.5)], -1)
+
+    def render_camera(self, pipeline_state: Any) -> dict:
+        """Free-camera settings for `render`: lookat, distance, azimuth, elevation."""
+        return dict(lookat=(0.0, 0.0, 0.0), distance=3.0, azimuth=90.0, elevation=-45.0)
+
+    # ----------------------------------------------------------------- contract
+    @property
+    def observation_size(self) -> int:  # known statically, no reset needed
+        return self.state_dim + self.goal_dim
+
+    def achieved_goal(self, obs: jax.Array) -> jax.Array:
+        """The achieved-goal part of (a batch of) observations or state parts."""
+        return obs[..., jnp.array(self.goal_indices)]
+
+    def reset(self, rng: jax.Array) -> State:
+        rng, init_key = jax.random.split(rng)
+        q, qd, goal = self._sample_init(init_key)
+        pipeline_state = self.pipeline_init(q, qd)
+        state_obs = self._state_obs(pipeline_state)
+        obs = jnp.concatenate([state_obs, goal])
+        dist, success = self._goal_metrics(state_obs, goal)
+        zero = jnp.zeros(())
+        info = {
+            "goal": goal,
+            "rng": rng,
+            "steps": jnp.zeros((), jnp.int32),
+            "episode_id": jnp.zeros((), jnp.int32),
+            "truncation": zero,
+            "next_obs": obs,
+        }
+        return State(pipeline_state, obs, zero, zero, {"dist": dist, "success": success}, info)
+
+    def step(self, state: State, action: jax.Array) -> State:
+        pipeline_state = self.pipeline_step(state.pipeline_state, action)
+        goal = state.info["goal"]
+        state_obs = self._state_obs(pipeline_state)
+        obs = jnp.concatenate([state_obs, goal])
+        dist, success = self._goal_metrics(state_obs, goal)
+        reward = self._dense_reward(dist) if self.dense_reward else success
+        terminated = self._is_terminated(pipeline_state)
+        steps = state.info["steps"] + 1
+        truncated = jnp.logical_and(steps >= self.episode_length, jnp.logical_not(terminated))
+        info = {
+            **state.info,
+            "steps": steps,
+            "truncation": truncated.astype(jnp.float32),
+            "next_obs": obs,
+        }
+        return State(
+            pipeline_state,
+            obs,
+            reward.astype(jnp.float32),
+            terminated.astype(jnp.float32),
+            {"dist": dist, "success": success},
+            info,
+        )
+
+
+class VecEnv:
+    """A batch of `num_envs` copies of a `GoalEnv` with auto-reset to a fresh start and goal.
+
+    `reset(key)` returns a batched `State`; `step(state, action)` steps every env and, for
+    envs whose episode ended (terminated or truncated), draws a new start and goal from that
+    env's own key. After the step:
+
+    * `obs` is the observation to act on next (the new episode's first one after a reset);
+    * `info["next_obs"]` is the true post-step observation s_{t+1} (before any reset);
+    * `reward`, `done` (termination), `info["truncation"]` and `metrics` describe the step;
+    * `info["episode_id"]` numbers the episode that `obs` belongs to, per env.
+
+    The reset runs under one `lax.cond` for the whole batch, so the (rare) steps on which no
+    episode ends pay nothing for it.
+    """
+
+    def __init__(self, env: GoalEnv, num_envs: int):
+        self.env = env
+        self.num_envs = int(num_envs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.env, name)
+
+    def reset(self, key: jax.Array) -> State:
+        return jax.vmap(self.env.reset)(jax.random.split(key, self.num_envs))
+
+    def step(self, state: State, action: jax.Array) -> State:
+        stepped = jax.vmap(self.env.step)(state, action)
+        ended = jnp.logical_or(stepped.done > 0, stepped.info["truncation"] > 0)
+
+        def reset_ended(s: State) -> State:
+            keys = jax.vmap(jax.random.split)(s.info["rng"])  # (num_envs, 2, key)
+            fresh = jax.vmap(self.env.reset)(keys[:, 1])
+
+            def pick(new, old):
+                mask = ended.reshape(ended.shape + (1,) * (old.ndim - 1))
+                return jnp.where(mask, new, old)
+
+            pipeline_state = jax.tree.map(pick, fresh.pipeline_state, s.pipeline_state)
+            info = dict(s.info)
+            info["goal"] = pick(fresh.info["goal"], s.info["goal"])
+            info["rng"] = pick(keys[:, 0], s.info["rng"])
+            info["steps"] = jnp.where(ended, 0, s.info["steps"])
+            info["episode_id"] = s.info["episode_id"] + ended.astype(jnp.int32)
+            return s.replace(pipeline_state=pipeline_state, obs=pick(fresh.obs, s.obs), info=info)
+
+        return jax.lax.cond(jnp.any(ended), reset_ended, lambda s: s, stepped)

@@ -1,0 +1,87 @@
+"""Point-mass mazes: `simple_u_maze`, `simple_big_maze`, `simple_hardest_maze`.
+
+A ball of radius 0.5 m and mass 1 kg moves in the plane on two slide joints (x, y), each driven
+by a motor (action in [-1, 1]^2, force = 10 N * action, joint damping 2 N s/m, so the top speed
+is 5 m/s). It collides with the maze walls; cell size 4 m; control step 0.05 s.
+
+Observation (state part, `state_dim` = 4): [x, y, vx, vy]; goal = [x, y]
+(`goal_indices` = (0, 1)); success when the ball's centre is within 0.5 m of the goal.
+No termination; truncation at `episode_length` (default 1000).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from brax.io import mjcf
+
+from envs.base import GoalEnv
+from envs.maze import Maze
+
+_BALL_RADIUS = 0.5
+
+_XML = """
+<mujoco model="point_maze">
+  <compiler angle="radian" inertiafromgeom="true"/>
+  <option timestep="0.005"/>
+  <worldbody>
+    <light pos="0 0 40" dir="0 0 -1" directional="true" diffuse="0.8 0.8 0.8"/>
+    <geom name="floor" type="plane" size="100 100 0.1" contype="0" conaffinity="0" rgba="0.85 0.85 0.85 1"/>
+    {walls}
+    <body name="ball" pos="0 0 {radius}">
+      <joint name="slide_x" type="slide" axis="1 0 0" limited="false" damping="2" armature="0"/>
+      <joint name="slide_y" type="slide" axis="0 1 0" limited="false" damping="2" armature="0"/>
+      <geom name="ball" type="sphere" size="{radius}" mass="1" contype="1" conaffinity="0" rgba="0.2 0.3 0.9 1"/>
+    </body>
+  </worldbody>
+  <actuator>
+    <motor joint="slide_x" gear="10" ctrllimited="true" ctrlrange="-1 1"/>
+    <motor joint="slide_y" gear="10" ctrllimited="true" ctrlrange="-1 1"/>
+  </actuator>
+</mujoco>
+"""
+
+
+class PointMaze(GoalEnv):
+    def __init__(
+        self,
+        layout: str = "u",
+        backend: str = "spring",
+        episode_length: int = 1000,
+        dense_reward: bool = False,
+        start_noise: float = 0.1,
+    ):
+        self.maze = Maze(layout, cell_size=4.0)
+        sys = mjcf.loads(_XML.format(walls=self.maze.walls_xml(), radius=_BALL_RADIUS))
+        # 0.05 s per control step on every backend (spring/positional: 0.005 x 10).
+        n_frames = 10
+        if backend in ("generalized", "mjx"):
+            sys = sys.tree_replace({"opt.timestep": 0.01})
+            n_frames = 5
+        self._start_noise = start_noise
+        super().__init__(
+            sys,
+            backend=backend,
+            n_frames=n_frames,
+            state_dim=4,
+            goal_indices=(0, 1),
+            goal_reach_thresh=0.5,
+            episode_length=episode_length,
+            dense_reward=dense_reward,
+        )
+
+    def _sample_init(self, key):
+        start_key, goal_key = jax.random.split(key)
+        q = jnp.asarray(self.maze.start_xy) + self._start_noise * jax.random.uniform(
+            start_key, (2,), minval=-1.0, maxval=1.0
+        )
+        return q, jnp.zeros(2), self.maze.sample_goal(goal_key)
+
+    def _state_obs(self, pipeline_state):
+        return jnp.concatenate([pipeline_state.q, pipeline_state.qd])
+
+    def goal_marker_xyz(self, goal):
+        return jnp.array([goal[0], goal[1], _BALL_RADIUS])
+
+    def render_camera(self, pipeline_state):
+        return self.maze.camera()

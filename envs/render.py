@@ -1,0 +1,71 @@
+"""Render pipeline states of a `GoalEnv` to RGB frames with MuJoCo's renderer.
+
+    frames = envs.render(env, pipeline_states, goals)   # list of (H, W, 3) uint8 arrays
+
+`pipeline_states` is a list of single-env pipeline states, or one pytree with a leading time
+axis (as a `lax.scan` rollout returns it). `goals` is one goal or one per frame; each frame
+shows it as a translucent green sphere of radius `goal_reach_thresh`. Headless rendering uses
+`MUJOCO_GL` (set by `envs` to `egl` where an NVIDIA device is visible and to `osmesa`
+otherwise; on Debian, `apt-get install libosmesa6`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import jax
+import mujoco
+import numpy as np
+
+_GOAL_RGBA = np.array([0.1, 0.8, 0.2, 0.6], np.float32)
+
+
+def _unstack(pipeline_states: Any) -> list:
+    if isinstance(pipeline_states, (list, tuple)):
+        return list(pipeline_states)
+    length = jax.tree.leaves(pipeline_states)[0].shape[0]
+    return [jax.tree.map(lambda x, t=t: x[t], pipeline_states) for t in range(length)]
+
+
+def render(
+    env: Any,
+    pipeline_states: Any,
+    goals: Any = None,
+    height: int = 240,
+    width: int = 320,
+) -> list[np.ndarray]:
+    env = getattr(env, "env", env)  # accept a VecEnv too
+    states = _unstack(pipeline_states)
+    if goals is not None:
+        goals = np.asarray(goals, np.float32)
+        if goals.ndim == 1:
+            goals = np.broadcast_to(goals, (len(states), goals.shape[0]))
+        if len(goals) != len(states):
+            raise ValueError(f"got {len(goals)} goals for {len(states)} states")
+    model = env.sys.mj_model
+    data = mujoco.MjData(model)
+    camera = mujoco.MjvCamera()
+    frames = []
+    with mujoco.Renderer(model, height=height, width=width) as renderer:
+        for t, state in enumerate(states):
+            data.qpos[:], data.qvel[:] = np.asarray(state.q), np.asarray(state.qd)
+            mujoco.mj_forward(model, data)
+            view = env.render_camera(state)
+            camera.type = mujoco.mjtCamera.mjCAMERA_FREE
+            camera.lookat[:] = view["lookat"]
+            camera.distance, camera.azimuth, camera.elevation = view["distance"], view["azimuth"], view["elevation"]
+            renderer.update_scene(data, camera=camera)
+            scene = renderer.scene
+            if goals is not None and scene.ngeom < scene.maxgeom:
+                radius = env.goal_reach_thresh
+                mujoco.mjv_initGeom(
+                    scene.geoms[scene.ngeom],
+                    mujoco.mjtGeom.mjGEOM_SPHERE,
+                    np.array([radius, radius, radius]),
+                    np.asarray(env.goal_marker_xyz(goals[t]), np.float64),
+                    np.eye(3).flatten(),
+                    _GOAL_RGBA,
+                )
+                scene.ngeom += 1
+            frames.append(renderer.render().copy())
+    return frames
