@@ -1,0 +1,221 @@
+"""On-device trajectory replay buffer with future-state goal sampling.
+
+    from buffers import Transition, TrajectoryBuffer
+    buffer = TrajectoryBuffer(capacity=10_000, num_envs=256, unroll_length=62,
+                              episode_length=1000, goal_indices=env.goal_indices,
+                              state_dim=env.state_dim, gamma=0.99)
+    buffer.check_memory(example_transition)       # prints bytes, clear error if it will not fit
+    state = buffer.init(example_transition)       # one env's Transition, no leading axes
+    state = buffer.insert(state, rollout)         # rollout leaves: (unroll_length, num_envs, ...)
+    batch = buffer.sample(state, key, 256)        # Batch with a future goal per transition
+    batch = buffer.sample_her(state, key, 256, relabel_ratio=0.8, goal_reach_thresh=0.5)
+
+Storage is a pytree of preallocated arrays, time-major per env, `(capacity, num_envs, ...)`, each
+field in its own dtype. `insert` writes a whole rollout at the ring index with
+`lax.dynamic_update_slice` (so `capacity` must be a multiple of `unroll_length`); `init`,
+`insert` and the samplers are pure functions of a `BufferState` and jit as they are.
+
+Future goals. A sampled transition t (uniform over the written rows and envs) gets the achieved
+goal of s_{t+k}, k >= 1, with P(k) proportional to gamma^(k-1) over the steps t+k of the same
+episode that are in the buffer (a truncated geometric, renormalised). Row j stores s_j and the
+true next state s_{j+1} (`next_obs`, taken before any auto-reset), so s_{t+k} is `next_obs` of
+row t+k-1 and the last state of an episode is reachable too. Rows of one episode share an
+`episode_id`, and the search runs over at most `episode_length` rows forward in time order,
+never past the newest row (the ring's seam), so goals never come from another episode, from
+an unwritten row or from across the seam. Cost per batch: O(B * episode_length).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+class Transition(NamedTuple):
+    """One env step as stored: s_t (with its commanded goal), a_t, s_{t+1} (pre-reset)."""
+
+    obs: jax.Array
+    action: jax.Array
+    next_obs: jax.Array
+    terminated: jax.Array  # the episode ended by termination at this step (no bootstrap)
+    truncated: jax.Array  # the episode hit its time limit at this step (bootstrap)
+    episode_id: jax.Array  # per-env episode counter; rows of one episode share it
+
+
+class Batch(NamedTuple):
+    obs: jax.Array  # (B, state_dim + goal_dim); `sample_her` relabels its goal part
+    action: jax.Array
+    next_obs: jax.Array
+    terminated: jax.Array
+    truncated: jax.Array
+    future_goal: jax.Array  # (B, goal_dim): achieved goal of s_{t+k}, k >= 1, same episode
+    reward: jax.Array  # (B,): success of s_{t+1} under the batch's goal (set by `sample_her`)
+    relabelled: jax.Array  # (B,) bool: the goal was replaced by `future_goal`
+
+
+class BufferState(NamedTuple):
+    data: Transition  # leaves: (capacity, num_envs, ...)
+    insert_index: jax.Array  # next row to write
+    size: jax.Array  # rows written so far, at most capacity
+
+
+class BufferMemoryError(ValueError):
+    """The buffer would not fit in the device's free memory."""
+
+
+@dataclass(frozen=True)
+class TrajectoryBuffer:
+    capacity: int  # time rows per env
+    num_envs: int
+    unroll_length: int  # rows written per insert
+    episode_length: int  # longest possible episode: the future-goal search window
+    goal_indices: tuple[int, ...]  # achieved goal = state[goal_indices]
+    state_dim: int
+    gamma: float = 0.99
+
+    def __post_init__(self):
+        if self.unroll_length < 1 or self.capacity < self.unroll_length:
+            raise ValueError(f"buffer capacity ({self.capacity}) must be at least unroll_length ({self.unroll_length})")
+        if self.capacity % self.unroll_length:
+            rounded = math.ceil(self.capacity / self.unroll_length) * self.unroll_length
+            raise ValueError(
+                f"buffer capacity ({self.capacity}) must be a multiple of unroll_length "
+                f"({self.unroll_length}); use {rounded}"
+            )
+        if not 0.0 < self.gamma <= 1.0:
+            raise ValueError(f"gamma must be in (0, 1], got {self.gamma}")
+
+    @property
+    def window(self) -> int:
+        return min(self.episode_length, self.capacity)
+
+    # ------------------------------------------------------------------ memory
+    def nbytes(self, example: Transition) -> int:
+        """Bytes the storage takes for one env's example transition."""
+        row = sum(np.dtype(x.dtype).itemsize * math.prod(np.shape(x)) for x in jax.tree.leaves(example))
+        return int(row) * self.capacity * self.num_envs
+
+    def check_memory(self, example: Transition, device: Any = None, verbose: bool = True) -> int:
+        """Print the footprint and raise `BufferMemoryError` when it exceeds free memory."""
+        need = self.nbytes(example)
+        free = _free_device_memory(device or jax.devices()[0])
+        if verbose:
+            print(
+                f"replay buffer: {need / 2**20:.1f} MiB "
+                f"({self.capacity} rows x {self.num_envs} envs x {need // (self.capacity * self.num_envs)} B)"
+            )
+        if free is not None and need > free:
+            fits = max(self.unroll_length, int(free // (need // self.capacity)) // self.unroll_length * self.unroll_length)
+            raise BufferMemoryError(
+                f"The replay buffer needs {need / 2**30:.2f} GiB ({self.capacity} rows x {self.num_envs} envs) "
+                f"but only {free / 2**30:.2f} GiB of device memory is free. Lower --buffer-size "
+                f"(at most {fits} fits with this --num-envs) or lower --num-envs."
+            )
+        return need
+
+    # ------------------------------------------------------------------ init / insert
+    def init(self, example: Transition) -> BufferState:
+        data = jax.tree.map(
+            lambda x: jnp.zeros((self.capacity, self.num_envs) + jnp.shape(x), jnp.asarray(x).dtype), example
+        )
+        return BufferState(data, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
+
+    def insert(self, state: BufferState, rollout: Transition) -> BufferState:
+        """Write a rollout with leaves (unroll_length, num_envs, ...) at the ring index."""
+        for x in jax.tree.leaves(rollout):
+            if x.shape[:2] != (self.unroll_length, self.num_envs):
+                raise ValueError(f"rollout leaves must start with {(self.unroll_length, self.num_envs)}, got {x.shape}")
+
+        def write(buf, x):
+            start = (state.insert_index,) + (0,) * (buf.ndim - 1)
+            return jax.lax.dynamic_update_slice(buf, x.astype(buf.dtype), start)
+
+        data = jax.tree.map(write, state.data, rollout)
+        return BufferState(
+            data,
+            (state.insert_index + self.unroll_length) % self.capacity,
+            jnp.minimum(state.size + self.unroll_length, self.capacity),
+        )
+
+    # ------------------------------------------------------------------ sampling
+    def _sample_rows(self, state: BufferState, key: jax.Array, batch_size: int):
+        """Rows, env columns and future-goal rows of `batch_size` transitions."""
+        position_key, env_key, future_key = jax.random.split(key, 3)
+        oldest = (state.insert_index - state.size) % self.capacity
+        position = jax.random.randint(position_key, (batch_size,), 0, jnp.maximum(state.size, 1))
+        env = jax.random.randint(env_key, (batch_size,), 0, self.num_envs)
+        offsets = jnp.arange(self.window)
+        later = position[:, None] + offsets[None, :]  # time-ordered positions, (B, W)
+        rows = (oldest + later) % self.capacity
+        episode = state.data.episode_id[rows, env[:, None]]
+        same_episode = (later < state.size) & (episode == episode[:, :1])
+        # P(offset) ~ gamma^offset, offset = k - 1 >= 0, over rows of the same episode.
+        logits = jnp.where(same_episode, offsets * jnp.log(self.gamma), -jnp.inf)
+        chosen = jax.random.categorical(future_key, logits, axis=-1)
+        return rows[:, 0], env, jnp.take_along_axis(rows, chosen[:, None], axis=1)[:, 0]
+
+    def sample(self, state: BufferState, key: jax.Array, batch_size: int) -> Batch:
+        """`batch_size` transitions with a future goal each (reward left as zeros)."""
+        row, env, future_row = self._sample_rows(state, key, batch_size)
+        picked = jax.tree.map(lambda x: x[row, env], state.data)
+        future_state = state.data.next_obs[future_row, env]
+        return Batch(
+            obs=picked.obs,
+            action=picked.action,
+            next_obs=picked.next_obs,
+            terminated=picked.terminated,
+            truncated=picked.truncated,
+            future_goal=future_state[:, jnp.array(self.goal_indices)],
+            reward=jnp.zeros(batch_size, jnp.float32),
+            relabelled=jnp.zeros(batch_size, bool),
+        )
+
+    def sample_her(
+        self,
+        state: BufferState,
+        key: jax.Array,
+        batch_size: int,
+        relabel_ratio: float,
+        goal_reach_thresh: float,
+        success_fn: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
+    ) -> Batch:
+        """Hindsight relabelling ("future" strategy): with probability `relabel_ratio` the
+        commanded goal of obs and next_obs becomes the future goal; the reward is the success
+        of s_{t+1} under the (possibly new) goal: ||achieved(s_{t+1}) - g|| < goal_reach_thresh,
+        or `success_fn(next_state_part, goal)` (batched) for envs with composite goals."""
+        sample_key, relabel_key = jax.random.split(key)
+        batch = self.sample(state, sample_key, batch_size)
+        relabel = jax.random.uniform(relabel_key, (batch_size,)) < relabel_ratio
+        goal = jnp.where(relabel[:, None], batch.future_goal, batch.obs[:, self.state_dim :])
+        obs = batch.obs.at[:, self.state_dim :].set(goal)
+        next_obs = batch.next_obs.at[:, self.state_dim :].set(goal)
+        next_state = batch.next_obs[:, : self.state_dim]
+        if success_fn is None:
+            achieved = next_state[:, jnp.array(self.goal_indices)]
+            reward = (jnp.linalg.norm(achieved - goal, axis=-1) < goal_reach_thresh).astype(jnp.float32)
+        else:
+            reward = success_fn(next_state, goal).astype(jnp.float32)
+        return batch._replace(obs=obs, next_obs=next_obs, reward=reward, relabelled=relabel)
+
+
+def _free_device_memory(device: Any) -> int | None:
+    """Free bytes on `device`: the allocator's figure on accelerators, MemAvailable on CPU."""
+    stats = None
+    try:
+        stats = device.memory_stats()
+    except Exception:  # some backends do not implement it
+        stats = None
+    if stats and "bytes_limit" in stats:
+        return int(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
+    if os.path.exists("/proc/meminfo"):
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    return None

@@ -1,0 +1,14 @@
+"""Shared test setup: a headless GL backend chosen before anything imports mujoco, and a
+persistent XLA compilation cache outside the repository, so that a second run of the suite
+on the same machine skips most compiles."""
+
+import glob
+import os
+
+os.environ.setdefault("MUJOCO_GL", "egl" if glob.glob("/dev/nvidia[0-9]*") else "osmesa")
+os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
+
+import jax  # noqa: E402
+
+jax.config.update("jax_compilation_cache_dir", os.path.expanduser("~/.cache/gcrl-jax-tests"))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)

@@ -1,0 +1,269 @@
+"""The env contract (SPEC section 3) for every registered id, plus maze geometry and rendering.
+
+Each env is compiled once: one jitted function resets a small batch and runs 100 random steps
+through `VecEnv` with a short episode length (so that auto-resets happen), and every contract
+test reads that rollout.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import mujoco
+import numpy as np
+import pytest
+
+import envs
+from envs.maze import LAYOUTS, Maze
+
+NUM_ENVS = 4
+NUM_STEPS = 100
+EPISODE_LENGTH = 10
+
+
+@functools.lru_cache(maxsize=None)
+def make_env(env_id: str):
+    return envs.make(env_id, episode_length=EPISODE_LENGTH)
+
+
+@functools.lru_cache(maxsize=None)
+def rollout(env_id: str):
+    """Reset NUM_ENVS envs and take NUM_STEPS uniformly random actions in [-1, 1]."""
+    env = make_env(env_id)
+    vec = envs.VecEnv(env, NUM_ENVS)
+
+    @jax.jit
+    def run(key):
+        reset_key, action_key = jax.random.split(key)
+        first = vec.reset(reset_key)
+
+        def body(state, k):
+            action = jax.random.uniform(k, (NUM_ENVS, env.action_size), minval=-1.0, maxval=1.0)
+            nxt = vec.step(state, action)
+            record = dict(
+                obs=state.obs,
+                goal=state.info["goal"],
+                episode_id=state.info["episode_id"],
+                next_obs=nxt.info["next_obs"],
+                new_obs=nxt.obs,
+                new_goal=nxt.info["goal"],
+                new_episode_id=nxt.info["episode_id"],
+                reward=nxt.reward,
+                done=nxt.done,
+                truncation=nxt.info["truncation"],
+                dist=nxt.metrics["dist"],
+                success=nxt.metrics["success"],
+            )
+            return nxt, record
+
+        _, records = jax.lax.scan(body, first, jax.random.split(action_key, NUM_STEPS))
+        return first, records
+
+    first, records = run(jax.random.PRNGKey(0))
+    return first, jax.tree.map(np.asarray, records)
+
+
+ALL_IDS = envs.ENV_IDS
+
+
+def test_registry_lists_sorted_ids_and_aliases():
+    assert list(envs.ENV_IDS) == sorted(envs.ENV_IDS)
+    for alias, target in envs.ALIASES.items():
+        assert envs.make(alias).env_id == target
+    assert envs.make("ant_maze").env_id == "ant_u_maze"
+
+
+def test_unknown_env_id_lists_valid_ids_and_suggests_closest():
+    with pytest.raises(ValueError) as error:
+        envs.make("ant_u_maz")
+    message = str(error.value)
+    assert "Did you mean 'ant_u_maze'?" in message
+    for env_id in envs.ENV_IDS:
+        assert env_id in message
+    with pytest.raises(ValueError, match="backend"):
+        envs.make("reacher", backend="bullet")
+
+
+@pytest.mark.parametrize("env_id", ALL_IDS)
+def test_sizes_and_goal_indices(env_id):
+    env = make_env(env_id)
+    first, records = rollout(env_id)
+    assert env.observation_size == env.state_dim + env.goal_dim
+    assert first.obs.shape == (NUM_ENVS, env.observation_size)
+    assert env.goal_dim == len(env.goal_indices) and all(0 <= i < env.state_dim for i in env.goal_indices)
+    # the goal part of obs is the commanded goal, the state part does not contain it
+    np.testing.assert_array_equal(records["obs"][..., env.state_dim :], records["goal"])
+
+
+@pytest.mark.parametrize("env_id", ALL_IDS)
+def test_no_nan_or_inf_over_random_steps(env_id):
+    _, records = rollout(env_id)
+    for name in ("obs", "next_obs", "reward", "dist"):
+        assert np.isfinite(records[name]).all(), name
+
+
+@pytest.mark.parametrize("env_id", ALL_IDS)
+def test_metrics_are_post_step_and_success_is_dist_below_threshold(env_id):
+    env = make_env(env_id)
+    _, records = rollout(env_id)
+    next_obs = records["next_obs"]
+    achieved = next_obs[..., list(env.goal_indices)]
+    dist = np.linalg.norm(achieved - next_obs[..., env.state_dim :], axis=-1)
+    np.testing.assert_allclose(records["dist"], dist, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(records["success"], (records["dist"] < env.goal_reach_thresh).astype(np.float32))
+    np.testing.assert_array_equal(records["reward"], records["success"])  # sparse by default
+
+
+@pytest.mark.parametrize("env_id", ALL_IDS)
+def test_success_flips_exactly_at_threshold(env_id):
+    env = make_env(env_id)
+    first, _ = rollout(env_id)
+    state_part = first.obs[0, : env.state_dim]
+    achieved = state_part[jnp.array(env.goal_indices)]
+    direction = jnp.zeros(env.goal_dim).at[0].set(1.0)
+    thresh = env.goal_reach_thresh
+    below = env._goal_metrics(state_part, achieved + direction * thresh * (1 - 1e-3))
+    above = env._goal_metrics(state_part, achieved + direction * thresh * (1 + 1e-3))
+    assert float(below[1]) == 1.0 and float(above[1]) == 0.0
+    assert float(env._goal_metrics(state_part, achieved)[1]) == 1.0
+
+
+@pytest.mark.parametrize("env_id", ALL_IDS)
+def test_different_keys_give_different_goals(env_id):
+    first, _ = rollout(env_id)
+    goals = np.asarray(first.info["goal"])
+    assert len({tuple(g) for g in goals.round(5)}) > 1  # NUM_ENVS resets from distinct keys
+
+
+@pytest.mark.parametrize("env_id", ALL_IDS)
+def test_auto_reset_draws_fresh_goals_and_keeps_the_final_observation(env_id):
+    env = make_env(env_id)
+    _, r = rollout(env_id)
+    ended = (r["done"] > 0) | (r["truncation"] > 0)
+    assert ended.sum() >= NUM_ENVS * (NUM_STEPS // EPISODE_LENGTH) // 2
+    assert not ((r["done"] > 0) & (r["truncation"] > 0)).any()  # termination and truncation stay apart
+    # episode ids count resets; obs after a non-final step is the true next obs
+    np.testing.assert_array_equal(r["new_episode_id"], r["episode_id"] + ended)
+    np.testing.assert_array_equal(r["new_obs"][~ended], r["next_obs"][~ended])
+    # the pre-reset next_obs still carries the old goal; the new obs carries the new one
+    np.testing.assert_array_equal(r["next_obs"][..., env.state_dim :], r["goal"])
+    np.testing.assert_array_equal(r["new_obs"][..., env.state_dim :], r["new_goal"])
+    # over all resets, the goal changes (never the same goal replayed forever)
+    changed = np.any(np.abs(r["new_goal"] - r["goal"]) > 1e-6, axis=-1)
+    assert changed[ended].mean() > 0.5
+    for e in range(NUM_ENVS):
+        assert changed[:, e][ended[:, e]].any()
+    # an episode never exceeds episode_length steps
+    for e in range(NUM_ENVS):
+        lengths = np.diff(np.flatnonzero(np.r_[True, ended[:, e]]))
+        assert lengths.max() <= EPISODE_LENGTH
+
+
+# ------------------------------------------------------------------ achieved goal follows the body
+def _moved_state_obs(env, q):
+    q = jnp.asarray(q, jnp.float32)
+    return np.asarray(jax.jit(lambda q: env._state_obs(env.pipeline_init(q, jnp.zeros(env.sys.qd_size()))))(q))
+
+
+@pytest.mark.parametrize("env_id", [i for i in ALL_IDS if i.startswith("ant")])
+def test_ant_goal_part_follows_the_torso(env_id):
+    env = make_env(env_id)
+    q = np.asarray(env.sys.init_q).copy()
+    for xy in [(3.0, -2.0), (-7.5, 11.0)]:
+        q[:2] = xy
+        obs = _moved_state_obs(env, q)
+        np.testing.assert_allclose(obs[list(env.goal_indices)], xy, atol=1e-5)
+
+
+@pytest.mark.parametrize("env_id", [i for i in ALL_IDS if i.startswith("simple")])
+def test_point_goal_part_follows_the_ball(env_id):
+    env = make_env(env_id)
+    for xy in [(4.0, 8.0), (12.5, 3.25)]:
+        obs = _moved_state_obs(env, xy)
+        np.testing.assert_allclose(obs[list(env.goal_indices)], xy, atol=1e-5)
+
+
+def test_reacher_goal_part_is_the_fingertip():
+    env = make_env("reacher")
+    for a, b in [(0.0, 0.0), (math.pi / 2, 0.0), (0.3, -1.2)]:
+        obs = _moved_state_obs(env, (a, b))
+        expected = (0.1 * math.cos(a) + 0.11 * math.cos(a + b), 0.1 * math.sin(a) + 0.11 * math.sin(a + b), 0.01)
+        np.testing.assert_allclose(obs[list(env.goal_indices)], expected, atol=1e-5)
+
+
+# ------------------------------------------------------------------ maze walls
+def _wall_contacts(env, qpos) -> int:
+    model = env.sys.mj_model
+    data = mujoco.MjData(model)
+    data.qpos[:] = qpos
+    mujoco.mj_forward(model, data)
+    wall_ids = {i for i in range(model.ngeom) if (model.geom(i).name or "").startswith("wall_")}
+    return sum(
+        1
+        for c in data.contact[: data.ncon]
+        if (c.geom1 in wall_ids or c.geom2 in wall_ids) and c.dist < 0
+    )
+
+
+@pytest.mark.parametrize(
+    "env_id", ["simple_u_maze", "simple_big_maze", "simple_hardest_maze", "ant_u_maze", "ant_big_maze", "ant_hardest_maze"]
+)
+def test_walls_sit_where_the_grid_says(env_id):
+    env = make_env(env_id)
+    maze = env.maze
+    init_q = np.asarray(env.sys.init_q)
+    for i, row in enumerate(maze.grid):
+        for j, cell in enumerate(row):
+            q = init_q.copy()
+            q[:2] = (i * maze.cell_size, j * maze.cell_size)
+            hits = _wall_contacts(env, q)
+            assert (hits > 0) == (cell == "1"), (env_id, i, j, cell, hits)
+
+
+def test_wall_boxes_cover_exactly_the_wall_cells():
+    for layout in LAYOUTS:
+        maze = Maze(layout, 4.0)
+        covered = np.zeros((len(maze.grid), len(maze.grid[0])), int)
+        for i0, j0, i1, j1 in maze.wall_boxes():
+            covered[i0 : i1 + 1, j0 : j1 + 1] += 1
+        walls = np.array([[c == "1" for c in row] for row in maze.grid])
+        np.testing.assert_array_equal(covered, walls.astype(int))
+        assert len(maze.wall_boxes()) < walls.sum()  # merged into fewer boxes
+
+
+def test_maze_starts_and_goals_use_the_grid_cells():
+    env = make_env("simple_big_maze")
+    first, _ = rollout("simple_big_maze")
+    goal_cells = {tuple(c) for c in env.maze.cells("G")}
+    for goal in np.asarray(first.info["goal"]):
+        assert env.maze.cell_of(goal) in goal_cells
+        np.testing.assert_allclose(goal % env.maze.cell_size, 0.0, atol=1e-5)  # a cell centre
+    for obs in np.asarray(first.obs):
+        assert env.maze.cell_of(obs[:2]) == tuple(env.maze.cells("R")[0])
+
+
+def test_point_mass_stops_at_a_wall():
+    env = make_env("simple_u_maze")
+    state = jax.jit(env.reset)(jax.random.PRNGKey(3))
+    step = jax.jit(env.step)
+    for _ in range(40):  # push +y along the top corridor towards the wall cell (1, 4) at y = 14..18
+        state = step(state, jnp.array([0.0, 1.0]))
+    y = float(state.obs[1])
+    assert 13.0 < y < 13.6  # ball radius 0.5: stops with its surface on the wall face at y = 14
+
+
+def test_render_returns_frames_with_the_goal_drawn():
+    env = make_env("simple_u_maze")
+    first, _ = rollout("simple_u_maze")
+    pipeline_state = jax.tree.map(lambda x: x[0], first.pipeline_state)
+    goal = np.asarray(first.info["goal"][0])
+    with_goal = envs.render(env, [pipeline_state], goal, height=64, width=64)
+    without = envs.render(env, [pipeline_state], None, height=64, width=64)
+    assert with_goal[0].shape == (64, 64, 3) and with_goal[0].dtype == np.uint8
+    assert with_goal[0].std() > 5  # not blank
+    green = (with_goal[0][..., 1].astype(int) - with_goal[0][..., 0]) > 60
+    green_without = (without[0][..., 1].astype(int) - without[0][..., 0]) > 60
+    assert green.sum() > green_without.sum()
