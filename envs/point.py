@@ -23,7 +23,7 @@ _BALL_RADIUS = 0.5
 _XML = """
 <mujoco model="point_maze">
   <compiler angle="radian" inertiafromgeom="true"/>
-  <option timestep="0.005"/>
+  <option timestep="0.005" iterations="4" ls_iterations="4"/>
   <worldbody>
     <light pos="0 0 40" dir="0 0 -1" directional="true" diffuse="0.8 0.8 0.8"/>
     <geom name="floor" type="plane" size="100 100 0.1" contype="0" conaffinity="0" rgba="0.85 0.85 0.85 1"/>
