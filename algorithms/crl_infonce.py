@@ -255,7 +255,7 @@ def contrastive_loss(logits, kind):
     # binary_nce: each pair is classified on its own, positives vs all off-diagonal negatives
     n = logits.shape[0]
     off_diagonal = 1.0 - jnp.eye(n)
-    negatives = jnp.sum(jax.nn.log_sigmoid(-logits) * off_diagonal) / (n * (n - 1))
+    negatives = jnp.sum(jax.nn.log_sigmoid(-logits) * off_diagonal) / (n * (n - 1.0))
     return -jnp.mean(jax.nn.log_sigmoid(diag)) - negatives
 
 
@@ -269,7 +269,7 @@ def critic_loss_fn(critic, state, action, goal, args: Args):
     metrics = {
         "categorical_accuracy": jnp.mean(jnp.argmax(logits, axis=1) == jnp.arange(n)),
         "logits_pos": jnp.mean(jnp.diag(logits)),
-        "logits_neg": jnp.sum(logits * (1.0 - jnp.eye(n))) / (n * (n - 1)),
+        "logits_neg": jnp.sum(logits * (1.0 - jnp.eye(n))) / (n * (n - 1.0)),
         "logsumexp": jnp.mean(logsumexp),
     }
     return loss, metrics

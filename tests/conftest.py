@@ -12,3 +12,18 @@ import jax  # noqa: E402
 
 jax.config.update("jax_compilation_cache_dir", os.path.expanduser("~/.cache/gcrl-jax-tests"))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+import importlib.util  # noqa: E402
+import pathlib  # noqa: E402
+import sys  # noqa: E402
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+
+
+def load_algorithm(name: str):
+    """Import algorithms/{name}.py as a module (the algorithm files are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(f"algorithms_{name}", REPO / "algorithms" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the file executes
+    spec.loader.exec_module(module)
+    return module

@@ -1,0 +1,200 @@
+"""algorithms/crl_infonce.py: losses against NumPy, compile-once, smoke, bad flags, learning."""
+
+from __future__ import annotations
+
+import glob
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import REPO, load_algorithm
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+crl = load_algorithm("crl_infonce")
+SCRIPT = str(REPO / "algorithms" / "crl_infonce.py")
+
+ENERGY_FNS = ["norm", "l2", "l1", "dot", "cosine"]
+LOSSES = ["fwd_infonce", "bwd_infonce", "sym_infonce", "binary_nce"]
+
+
+# ------------------------------------------------------------------ NumPy references
+def np_energy(phi, psi, kind):
+    """Slow pairwise loop: l_ij = f(phi_i, psi_j)."""
+    n = phi.shape[0]
+    out = np.zeros((n, psi.shape[0]))
+    for i in range(n):
+        for j in range(psi.shape[0]):
+            d = phi[i].astype(np.float64) - psi[j]
+            if kind == "norm":
+                out[i, j] = -np.sqrt(np.sum(d**2) + 1e-6)
+            elif kind == "l2":
+                out[i, j] = -np.sum(d**2)
+            elif kind == "l1":
+                out[i, j] = -np.sum(np.abs(d))
+            elif kind == "dot":
+                out[i, j] = phi[i] @ psi[j]
+            else:
+                out[i, j] = phi[i] @ psi[j] / (np.linalg.norm(phi[i]) * np.linalg.norm(psi[j]))
+    return out
+
+
+def np_logsumexp(x, axis):
+    m = x.max(axis=axis, keepdims=True)
+    return (m + np.log(np.exp(x - m).sum(axis=axis, keepdims=True))).squeeze(axis)
+
+
+def np_loss(logits, kind):
+    n = logits.shape[0]
+    if kind == "fwd_infonce":
+        return -np.mean([logits[i, i] - np_logsumexp(logits[i], 0) for i in range(n)])
+    if kind == "bwd_infonce":
+        return -np.mean([logits[j, j] - np_logsumexp(logits[:, j], 0) for j in range(n)])
+    if kind == "sym_infonce":
+        return np_loss(logits, "fwd_infonce") + np_loss(logits, "bwd_infonce")
+    sigmoid = 1 / (1 + np.exp(-logits))
+    positives = -np.mean([np.log(sigmoid[i, i]) for i in range(n)])
+    negatives = -np.mean([np.log(1 - sigmoid[i, j]) for i in range(n) for j in range(n) if i != j])
+    return positives + negatives
+
+
+@pytest.mark.parametrize("kind", ENERGY_FNS)
+def test_energy_functions_match_reference(kind):
+    rng = np.random.default_rng(0)
+    phi, psi = rng.normal(size=(7, 5)).astype(np.float32), rng.normal(size=(7, 5)).astype(np.float32)
+    psi[2] = phi[2]  # one exact positive: distance 0
+    expected = np_energy(phi, psi, kind)
+    np.testing.assert_allclose(crl.pairwise_logits(jnp.asarray(phi), jnp.asarray(psi), kind), expected, rtol=1e-4, atol=2e-4)
+    np.testing.assert_allclose(crl.paired_logits(jnp.asarray(phi), jnp.asarray(psi), kind), np.diag(expected), rtol=1e-4, atol=2e-4)
+
+
+def test_cosine_is_normalised_per_pair():
+    phi = jnp.array([[1.0, 0.0], [10.0, 0.0]])
+    psi = jnp.array([[3.0, 0.0], [0.0, 0.5]])
+    np.testing.assert_allclose(crl.pairwise_logits(phi, psi, "cosine"), [[1.0, 0.0], [1.0, 0.0]], atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", LOSSES)
+def test_contrastive_losses_match_reference(kind):
+    rng = np.random.default_rng(1)
+    logits = rng.normal(scale=3.0, size=(6, 6)).astype(np.float32)
+    np.testing.assert_allclose(float(crl.contrastive_loss(jnp.asarray(logits), kind)), np_loss(logits, kind), rtol=1e-5)
+    # raising a positive logit lowers every loss; raising a negative one raises it
+    up_pos = logits.copy()
+    up_pos[2, 2] += 1.0
+    up_neg = logits.copy()
+    up_neg[2, 3] += 1.0
+    assert crl.contrastive_loss(jnp.asarray(up_pos), kind) < crl.contrastive_loss(jnp.asarray(logits), kind)
+    assert crl.contrastive_loss(jnp.asarray(up_neg), kind) > crl.contrastive_loss(jnp.asarray(logits), kind)
+
+
+def test_critic_loss_adds_the_logsumexp_penalty_and_reports_metrics():
+    args = crl.Args(width=16, depth=1, repr_dim=4, logsumexp_penalty=0.3)
+    critic = crl.Critic(3, 2, 2, args, jax.random.PRNGKey(0))
+    state, action, goal = (jax.random.normal(jax.random.PRNGKey(i), (5, d)) for i, d in [(1, 3), (2, 2), (3, 2)])
+    loss, metrics = crl.critic_loss_fn(critic, state, action, goal, args)
+    phi = np.asarray(jax.vmap(critic.phi)(state, action))
+    psi = np.asarray(jax.vmap(critic.psi)(goal))
+    logits = np_energy(phi, psi, "norm")
+    lse = np_logsumexp(logits, 1)
+    np.testing.assert_allclose(float(loss), np_loss(logits, "fwd_infonce") + 0.3 * np.mean(lse**2), rtol=1e-4)
+    np.testing.assert_allclose(float(metrics["logits_pos"]), np.mean(np.diag(logits)), rtol=1e-4)
+    np.testing.assert_allclose(float(metrics["logsumexp"]), np.mean(lse), rtol=1e-4)
+    np.testing.assert_allclose(float(metrics["categorical_accuracy"]), np.mean(logits.argmax(1) == np.arange(5)))
+
+
+def test_actor_log_prob_matches_a_numerical_density():
+    """log pi(a) of the tanh-Gaussian equals the Gaussian density of atanh(a) minus log|da/du|."""
+    args = crl.Args(width=8, depth=1)
+    actor = crl.Actor(4, 2, args, jax.random.PRNGKey(0))
+    obs = jnp.arange(4.0) / 4
+    action, log_prob = actor.sample(obs, jax.random.PRNGKey(1))
+    mean, log_std = (np.asarray(x, np.float64) for x in actor.dist(obs))
+    u = np.arctanh(np.asarray(action, np.float64))
+    std = np.exp(log_std)
+    expected = np.sum(-0.5 * ((u - mean) / std) ** 2 - log_std - 0.5 * np.log(2 * np.pi) - np.log(1 - np.tanh(u) ** 2))
+    np.testing.assert_allclose(float(log_prob), expected, rtol=1e-3)
+    assert -5.0 <= log_std.min() and log_std.max() <= 2.0
+
+
+# ------------------------------------------------------------------ schedule and bad flags
+def test_schedule_reaches_total_timesteps():
+    env = crl.envs.make("reacher")
+    args = crl.Args(num_envs=8, unroll_length=10, total_timesteps=1005, num_evals=3, learning_starts=20, batch_size=16)
+    schedule = crl.make_schedule(args, env)
+    assert schedule.final_env_steps >= 1005 > schedule.final_env_steps - 80
+    assert schedule.eval_boundaries[0] == 0 and schedule.eval_boundaries[-1] == schedule.training_steps
+    assert schedule.updates_per_rollout == round(8 * 49 / 16)
+    assert schedule.buffer_rows % 10 == 0
+
+
+BAD_FLAGS = [
+    (["--batch-size", "10000000"], "--batch-size"),
+    (["--buffer-size", "100", "--learning-starts", "500"], "--learning-starts"),
+    (["--num-evals", "50", "--total-timesteps", "1000"], "--num-evals"),
+    (["--contrastive-loss", "triplet"], "contrastive"),
+    (["--env-id", "reachr"], "reacher"),
+    (["--num-envs", "0"], "--num-envs"),
+]
+
+
+@pytest.mark.parametrize("flags,expected", BAD_FLAGS)
+def test_bad_flags_exit_2_with_a_readable_message(flags, expected, tmp_path):
+    result = subprocess.run(
+        [sys.executable, SCRIPT, *flags, "--run-root", str(tmp_path)], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 2, result.stderr
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not os.listdir(tmp_path)  # nothing created for a run that cannot start
+
+
+# ------------------------------------------------------------------ compile once, smoke
+TINY = dict(
+    env_id="reacher", num_envs=4, num_eval_envs=2, unroll_length=10, batch_size=16, buffer_size=100,
+    learning_starts=10, width=16, depth=1, repr_dim=8, updates_per_rollout=2,
+)
+
+
+def test_training_chunk_compiles_once_across_chunks(tmp_path):
+    args = crl.Args(**TINY, total_timesteps=4 * 10 * 7, num_evals=3, run_root=str(tmp_path))
+    before = crl.CHUNK_TRACES[0]
+    crl.main(args)
+    assert crl.CHUNK_TRACES[0] - before == 1  # chunks of 2, 2 and 3 training steps, one trace
+
+
+REQUIRED_TAGS = {
+    "charts/SPS", "charts/episodic_return",
+    "eval/success_rate", "eval/time_at_goal", "eval/final_distance", "eval/episodic_return",
+    *(f"losses/{t}" for t in ["critic_loss", "actor_loss", "alpha", "alpha_loss", "entropy",
+                              "categorical_accuracy", "logits_pos", "logits_neg", "logsumexp"]),
+}
+
+
+def read_scalars(run_dir):
+    accumulator = EventAccumulator(run_dir)
+    accumulator.Reload()
+    return accumulator
+
+
+def test_smoke_subprocess_writes_every_tag_and_reaches_total_timesteps(tmp_path):
+    total = 1234
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()]
+    result = subprocess.run(
+        [sys.executable, SCRIPT, *flags, f"--total-timesteps={total}", "--num-evals=2", f"--run-root={tmp_path}",
+         "--save-model", "--capture-video"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = glob.glob(str(tmp_path / "reacher__crl_infonce__1__*"))
+    events = read_scalars(run_dir)
+    tags = set(events.Tags()["scalars"])
+    assert REQUIRED_TAGS <= tags, REQUIRED_TAGS - tags
+    assert max(e.step for e in events.Scalars("eval/success_rate")) >= total
+    assert "hyperparameters/text_summary" in events.Tags()["tensors"]
+    assert os.path.getsize(os.path.join(run_dir, "crl_infonce.eqx")) > 0
+    assert glob.glob(os.path.join(run_dir, "videos", "*.gif"))
+    assert "+ 6 to finish the last training step" in result.stdout  # 31 x 40 = 1240 steps for 1234 asked
