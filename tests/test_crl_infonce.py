@@ -198,3 +198,39 @@ def test_smoke_subprocess_writes_every_tag_and_reaches_total_timesteps(tmp_path)
     assert os.path.getsize(os.path.join(run_dir, "crl_infonce.eqx")) > 0
     assert glob.glob(os.path.join(run_dir, "videos", "*.gif"))
     assert "+ 6 to finish the last training step" in result.stdout  # 31 x 40 = 1240 steps for 1234 asked
+
+
+# ------------------------------------------------------------------ learning
+def random_policy_success(env_id: str, episode_length: int, num_episodes: int, seed: int) -> float:
+    """Eval protocol of crl_infonce.py (first episode per env, reached the goal at least once)
+    with uniformly random actions in [-1, 1]."""
+    env = crl.envs.make(env_id, episode_length=episode_length)
+    vec = crl.envs.VecEnv(env, num_episodes)
+
+    @jax.jit
+    def run(key):
+        def step(carry, k):
+            state, alive = carry
+            nxt = vec.step(state, jax.random.uniform(k, (num_episodes, env.action_size), minval=-1.0, maxval=1.0))
+            ended = (nxt.done > 0) | (nxt.info["truncation"] > 0)
+            return (nxt, alive * (1.0 - ended)), nxt.metrics["success"] * alive
+
+        reset_key, action_key = jax.random.split(key)
+        _, success = jax.lax.scan(step, (vec.reset(reset_key), jnp.ones(num_episodes)), jax.random.split(action_key, episode_length))
+        return success.max(axis=0).mean()
+
+    return float(run(jax.random.PRNGKey(seed)))
+
+
+LEARNING = dict(
+    env_id="simple_u_maze", episode_length=200, num_envs=256, unroll_length=50, total_timesteps=640_000,
+    learning_starts=200, num_evals=5, num_eval_envs=256, seed=1,
+)
+
+
+def test_learns_to_reach_goals_well_above_a_random_policy(tmp_path):
+    random_success = random_policy_success(LEARNING["env_id"], LEARNING["episode_length"], 256, seed=0)
+    run_dir = crl.main(crl.Args(**LEARNING, run_root=str(tmp_path)))
+    curve = [e.value for e in read_scalars(run_dir).Scalars("eval/success_rate")]
+    print(f"random policy success {random_success:.3f}; crl_infonce eval success curve {[round(v, 3) for v in curve]}")
+    assert curve[-1] >= 0.3 and curve[-1] >= 3 * random_success, (random_success, curve)
