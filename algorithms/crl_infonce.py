@@ -45,7 +45,7 @@ import tyro
 from tensorboardX import SummaryWriter
 
 import envs
-from buffers import BufferMemoryError, Transition, TrajectoryBuffer
+from buffers import BufferMemoryError, TrajectoryBuffer, Transition
 
 
 @dataclass(frozen=True)
@@ -320,7 +320,14 @@ def make_update(args: Args, state_dim: int, target_entropy: float):
             **critic_metrics,
         }
         ts = TrainState(
-            actor, critic, log_alpha, actor_opt_state, critic_opt_state, alpha_opt_state, ts.env_steps, ts.grad_steps + 1
+            actor,
+            critic,
+            log_alpha,
+            actor_opt_state,
+            critic_opt_state,
+            alpha_opt_state,
+            ts.env_steps,
+            ts.grad_steps + 1,
         )
         return ts, metrics
 
@@ -394,7 +401,15 @@ class Schedule:
 
 def make_schedule(args: Args, env) -> Schedule:
     """Validate every flag combination before any compile; raise ConfigError naming the flags."""
-    positive = ["num_envs", "num_eval_envs", "unroll_length", "batch_size", "buffer_size", "num_evals", "total_timesteps"]
+    positive = [
+        "num_envs",
+        "num_eval_envs",
+        "unroll_length",
+        "batch_size",
+        "buffer_size",
+        "num_evals",
+        "total_timesteps",
+    ]
     for name in positive + ["repr_dim", "width", "depth"]:
         if getattr(args, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(args, name)}).")
@@ -537,7 +552,11 @@ def make_train(args: Args, env, schedule: Schedule):
             nxt = eval_env.step(state, jax.vmap(actor.deterministic)(state.obs))
             ended = jnp.logical_or(nxt.done > 0, nxt.info["truncation"] > 0)
             final_dist = jnp.where(alive * ended > 0, nxt.metrics["dist"], final_dist)
-            out = (nxt.metrics["success"] * alive, nxt.reward * alive, jax.tree.map(lambda x: x[0], state.pipeline_state))
+            out = (
+                nxt.metrics["success"] * alive,
+                nxt.reward * alive,
+                jax.tree.map(lambda x: x[0], state.pipeline_state),
+            )
             return (nxt, alive * (1.0 - ended), final_dist), out + (state.info["goal"][0],)
 
         first = eval_env.reset(key)
@@ -657,12 +676,22 @@ def main(args: Args) -> str:
                 writer.add_scalar(f"losses/{k}", v, env_steps)
         eval_metrics, eval_rollout = run_eval(carry[0].actor, env_steps, i + 1)
         remaining = schedule.final_env_steps - env_steps
-        progress(env_steps, schedule.final_env_steps, env_steps / train_time, remaining * train_time / env_steps, eval_metrics["success_rate"])
+        progress(
+            env_steps,
+            schedule.final_env_steps,
+            env_steps / train_time,
+            remaining * train_time / env_steps,
+            eval_metrics["success_rate"],
+        )
     print()
     over = schedule.final_env_steps - args.total_timesteps
     print(
         f"trained {env_steps:,} env steps ("
-        + ("exactly --total-timesteps" if over == 0 else f"--total-timesteps {args.total_timesteps:,} + {over:,} to finish the last training step")
+        + (
+            "exactly --total-timesteps"
+            if over == 0
+            else f"--total-timesteps {args.total_timesteps:,} + {over:,} to finish the last training step"
+        )
         + f"), {int(carry[0].grad_steps):,} gradient steps, {env_steps / train_time:,.0f} SPS; final eval: "
         + ", ".join(f"{k} {v:.3f}" for k, v in eval_metrics.items())
     )

@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -111,7 +112,9 @@ class TrajectoryBuffer:
                 f"({self.capacity} rows x {self.num_envs} envs x {need // (self.capacity * self.num_envs)} B)"
             )
         if free is not None and need > free:
-            fits = max(self.unroll_length, int(free // (need // self.capacity)) // self.unroll_length * self.unroll_length)
+            fits = max(
+                self.unroll_length, int(free // (need // self.capacity)) // self.unroll_length * self.unroll_length
+            )
             raise BufferMemoryError(
                 f"The replay buffer needs {need / 2**30:.2f} GiB ({self.capacity} rows x {self.num_envs} envs) "
                 f"but only {free / 2**30:.2f} GiB of device memory is free. Lower --buffer-size "

@@ -59,7 +59,9 @@ def make(env_id: str, backend: str | None = None, episode_length: int | None = N
         known = ENV_IDS + tuple(ALIASES)
         close = difflib.get_close_matches(env_id, known, n=1, cutoff=0.0)
         hint = f" Did you mean '{close[0]}'?" if close else ""
-        raise ValueError(f"Unknown env id '{env_id}'.{hint} Valid ids: {', '.join(ENV_IDS)} (aliases: {', '.join(sorted(ALIASES))}).")
+        raise ValueError(
+            f"Unknown env id '{env_id}'.{hint} Valid ids: {', '.join(ENV_IDS)} (aliases: {', '.join(sorted(ALIASES))})."
+        )
     if backend is not None and backend not in BACKENDS:
         raise ValueError(f"Unknown backend '{backend}'; choose one of {', '.join(BACKENDS)}.")
     constructor, fixed = _REGISTRY[env_id]

@@ -86,9 +86,7 @@ class Ant(GoalEnv):
 
     def _sample_init(self, key):
         q_key, qd_key, goal_key = jax.random.split(key, 3)
-        q = self.sys.init_q + jax.random.uniform(
-            q_key, (self.sys.q_size(),), minval=-self._noise, maxval=self._noise
-        )
+        q = self.sys.init_q + jax.random.uniform(q_key, (self.sys.q_size(),), minval=-self._noise, maxval=self._noise)
         qd = self._noise * jax.random.normal(qd_key, (self.sys.qd_size(),))
         if self.maze is None:
             angle = jax.random.uniform(goal_key, (), maxval=2 * math.pi)

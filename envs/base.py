@@ -81,7 +81,9 @@ class GoalEnv(PipelineEnv):
     def goal_marker_xyz(self, goal: jax.Array) -> jax.Array:
         """World position at which `render` draws the goal."""
         goal = jnp.asarray(goal)
-        return goal if goal.shape[-1] == 3 else jnp.concatenate([goal[..., :2], jnp.full(goal.shape[:-1] + (1,), 0.5)], -1)
+        return (
+            goal if goal.shape[-1] == 3 else jnp.concatenate([goal[..., :2], jnp.full(goal.shape[:-1] + (1,), 0.5)], -1)
+        )
 
     def render_camera(self, pipeline_state: Any) -> dict:
         """Free-camera settings for `render`: lookat, distance, azimuth, elevation."""

@@ -11,7 +11,7 @@ otherwise; on Debian, `apt-get install libosmesa6`).
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 import jax
 import mujoco

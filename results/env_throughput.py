@@ -77,7 +77,9 @@ def main(args: Args) -> None:
     for env_id in args.env_ids:
         for backend in args.backends:
             try:
-                r = measure(env_id, None if backend == "default" else backend, args.num_envs, args.steps_per_call, args.repeats)
+                r = measure(
+                    env_id, None if backend == "default" else backend, args.num_envs, args.steps_per_call, args.repeats
+                )
                 line = f"| {env_id} | {r['backend']} | {r['sps']:,.0f} | {r['compile']:.1f} |"
             except Exception as error:  # a backend that cannot run this model is reported, not fatal
                 line = f"| {env_id} | {backend} | failed: {type(error).__name__}: {str(error).splitlines()[0][:80]} | |"

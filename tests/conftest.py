@@ -8,7 +8,7 @@ import os
 os.environ.setdefault("MUJOCO_GL", "egl" if glob.glob("/dev/nvidia[0-9]*") else "osmesa")
 os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
 
-import jax  # noqa: E402
+import jax
 
 jax.config.update("jax_compilation_cache_dir", os.path.expanduser("~/.cache/gcrl-jax-tests"))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)

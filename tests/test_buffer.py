@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from buffers import BufferMemoryError, Transition, TrajectoryBuffer
+from buffers import BufferMemoryError, TrajectoryBuffer, Transition
 
 NUM_ENVS = 3
 UNROLL = 4
@@ -65,7 +65,7 @@ def fill(buffer: TrajectoryBuffer, traj: Transition, num_inserts: int):
     state = buffer.init(jax.tree.map(lambda x: x[0, 0], traj))
     insert = jax.jit(buffer.insert)
     for n in range(num_inserts):
-        state = insert(state, jax.tree.map(lambda x: x[n * UNROLL : (n + 1) * UNROLL], traj))
+        state = insert(state, jax.tree.map(lambda x, n=n: x[n * UNROLL : (n + 1) * UNROLL], traj))
     return state
 
 
@@ -115,7 +115,7 @@ def test_future_goals_match_the_reference(capacity, num_inserts):
     observed, expected = [], []
     n = len(t)
     counts = {}
-    for key in zip(t, e, k):
+    for key in zip(t, e, k, strict=False):
         counts[key] = counts.get(key, 0) + 1
     for tt in sorted(written_times):
         for ee in range(NUM_ENVS):
@@ -135,8 +135,11 @@ def test_truncated_geometric_for_a_long_episode():
     )
     times = np.arange(8, dtype=np.float32)[:, None, None]
     traj = Transition(
-        obs=times, action=np.zeros((8, 1, 1), np.float32), next_obs=times + 1,
-        terminated=np.zeros((8, 1), np.float32), truncated=np.zeros((8, 1), np.float32),
+        obs=times,
+        action=np.zeros((8, 1, 1), np.float32),
+        next_obs=times + 1,
+        terminated=np.zeros((8, 1), np.float32),
+        truncated=np.zeros((8, 1), np.float32),
         episode_id=np.zeros((8, 1), np.int32),
     )
     state = buffer.insert(buffer.init(jax.tree.map(lambda x: x[0, 0], traj)), traj)
@@ -160,7 +163,7 @@ def test_insert_after_wrap_overwrites_the_oldest_rows_only():
     reference = np.zeros((capacity, NUM_ENVS, 4), np.float32)
     insert = jax.jit(buffer.insert)
     for n in range(9):
-        chunk = jax.tree.map(lambda x: x[n * UNROLL : (n + 1) * UNROLL], traj)
+        chunk = jax.tree.map(lambda x, n=n: x[n * UNROLL : (n + 1) * UNROLL], traj)
         state = insert(state, chunk)
         rows = (n * UNROLL + np.arange(UNROLL)) % capacity
         reference[rows] = chunk.obs
@@ -169,7 +172,9 @@ def test_insert_after_wrap_overwrites_the_oldest_rows_only():
         # the rows written before this insert and not overwritten keep their values
         oldest_kept = max(0, (n + 1) * UNROLL - capacity)
         kept_times = np.arange(oldest_kept, n * UNROLL)
-        np.testing.assert_array_equal(np.asarray(state.data.obs[kept_times % capacity, :, 0]), traj.obs[kept_times, :, 0])
+        np.testing.assert_array_equal(
+            np.asarray(state.data.obs[kept_times % capacity, :, 0]), traj.obs[kept_times, :, 0]
+        )
     assert state.data.episode_id.dtype == jnp.int32 and state.data.obs.dtype == jnp.float32  # dtypes kept
 
 
@@ -198,14 +203,22 @@ def test_capacity_must_be_a_multiple_of_the_unroll_length():
 
 def test_memory_estimate_and_clear_error_when_it_does_not_fit(capsys):
     example = Transition(
-        obs=np.zeros(31, np.float32), action=np.zeros(8, np.float32), next_obs=np.zeros(31, np.float32),
-        terminated=np.float32(0), truncated=np.float32(0), episode_id=np.int32(0),
+        obs=np.zeros(31, np.float32),
+        action=np.zeros(8, np.float32),
+        next_obs=np.zeros(31, np.float32),
+        terminated=np.float32(0),
+        truncated=np.float32(0),
+        episode_id=np.int32(0),
     )
-    small = TrajectoryBuffer(capacity=100, num_envs=4, unroll_length=10, episode_length=10, goal_indices=(0, 1), state_dim=29)
+    small = TrajectoryBuffer(
+        capacity=100, num_envs=4, unroll_length=10, episode_length=10, goal_indices=(0, 1), state_dim=29
+    )
     assert small.nbytes(example) == 100 * 4 * (31 + 8 + 31 + 1 + 1 + 1) * 4
     assert small.check_memory(example) == small.nbytes(example)
     assert "replay buffer" in capsys.readouterr().out
-    huge = TrajectoryBuffer(capacity=10**9, num_envs=4096, unroll_length=10, episode_length=10, goal_indices=(0, 1), state_dim=29)
+    huge = TrajectoryBuffer(
+        capacity=10**9, num_envs=4096, unroll_length=10, episode_length=10, goal_indices=(0, 1), state_dim=29
+    )
     with pytest.raises(BufferMemoryError, match="--buffer-size") as error:
         huge.check_memory(example, verbose=False)
     assert "--num-envs" in str(error.value)

@@ -67,8 +67,12 @@ def test_energy_functions_match_reference(kind):
     phi, psi = rng.normal(size=(7, 5)).astype(np.float32), rng.normal(size=(7, 5)).astype(np.float32)
     psi[2] = phi[2]  # one exact positive: distance 0
     expected = np_energy(phi, psi, kind)
-    np.testing.assert_allclose(crl.pairwise_logits(jnp.asarray(phi), jnp.asarray(psi), kind), expected, rtol=1e-4, atol=2e-4)
-    np.testing.assert_allclose(crl.paired_logits(jnp.asarray(phi), jnp.asarray(psi), kind), np.diag(expected), rtol=1e-4, atol=2e-4)
+    np.testing.assert_allclose(
+        crl.pairwise_logits(jnp.asarray(phi), jnp.asarray(psi), kind), expected, rtol=1e-4, atol=2e-4
+    )
+    np.testing.assert_allclose(
+        crl.paired_logits(jnp.asarray(phi), jnp.asarray(psi), kind), np.diag(expected), rtol=1e-4, atol=2e-4
+    )
 
 
 def test_cosine_is_normalised_per_pair():
@@ -154,8 +158,17 @@ def test_bad_flags_exit_2_with_a_readable_message(flags, expected, tmp_path):
 
 # ------------------------------------------------------------------ compile once, smoke
 TINY = dict(
-    env_id="reacher", num_envs=4, num_eval_envs=2, unroll_length=10, batch_size=16, buffer_size=100,
-    learning_starts=10, width=16, depth=1, repr_dim=8, updates_per_rollout=2,
+    env_id="reacher",
+    num_envs=4,
+    num_eval_envs=2,
+    unroll_length=10,
+    batch_size=16,
+    buffer_size=100,
+    learning_starts=10,
+    width=16,
+    depth=1,
+    repr_dim=8,
+    updates_per_rollout=2,
 )
 
 
@@ -167,10 +180,26 @@ def test_training_chunk_compiles_once_across_chunks(tmp_path):
 
 
 REQUIRED_TAGS = {
-    "charts/SPS", "charts/episodic_return",
-    "eval/success_rate", "eval/time_at_goal", "eval/final_distance", "eval/episodic_return",
-    *(f"losses/{t}" for t in ["critic_loss", "actor_loss", "alpha", "alpha_loss", "entropy",
-                              "categorical_accuracy", "logits_pos", "logits_neg", "logsumexp"]),
+    "charts/SPS",
+    "charts/episodic_return",
+    "eval/success_rate",
+    "eval/time_at_goal",
+    "eval/final_distance",
+    "eval/episodic_return",
+    *(
+        f"losses/{t}"
+        for t in [
+            "critic_loss",
+            "actor_loss",
+            "alpha",
+            "alpha_loss",
+            "entropy",
+            "categorical_accuracy",
+            "logits_pos",
+            "logits_neg",
+            "logsumexp",
+        ]
+    ),
 }
 
 
@@ -184,9 +213,19 @@ def test_smoke_subprocess_writes_every_tag_and_reaches_total_timesteps(tmp_path)
     total = 1234
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()]
     result = subprocess.run(
-        [sys.executable, SCRIPT, *flags, f"--total-timesteps={total}", "--num-evals=2", f"--run-root={tmp_path}",
-         "--save-model", "--capture-video"],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            SCRIPT,
+            *flags,
+            f"--total-timesteps={total}",
+            "--num-evals=2",
+            f"--run-root={tmp_path}",
+            "--save-model",
+            "--capture-video",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     (run_dir,) = glob.glob(str(tmp_path / "reacher__crl_infonce__1__*"))
@@ -216,15 +255,24 @@ def random_policy_success(env_id: str, episode_length: int, num_episodes: int, s
             return (nxt, alive * (1.0 - ended)), nxt.metrics["success"] * alive
 
         reset_key, action_key = jax.random.split(key)
-        _, success = jax.lax.scan(step, (vec.reset(reset_key), jnp.ones(num_episodes)), jax.random.split(action_key, episode_length))
+        _, success = jax.lax.scan(
+            step, (vec.reset(reset_key), jnp.ones(num_episodes)), jax.random.split(action_key, episode_length)
+        )
         return success.max(axis=0).mean()
 
     return float(run(jax.random.PRNGKey(seed)))
 
 
 LEARNING = dict(
-    env_id="simple_u_maze", episode_length=200, num_envs=256, unroll_length=50, total_timesteps=640_000,
-    learning_starts=200, num_evals=5, num_eval_envs=256, seed=1,
+    env_id="simple_u_maze",
+    episode_length=200,
+    num_envs=256,
+    unroll_length=50,
+    total_timesteps=640_000,
+    learning_starts=200,
+    num_evals=5,
+    num_eval_envs=256,
+    seed=1,
 )
 
 

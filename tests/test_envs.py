@@ -24,12 +24,12 @@ NUM_STEPS = 100
 EPISODE_LENGTH = 10
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def make_env(env_id: str):
     return envs.make(env_id, episode_length=EPISODE_LENGTH)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def rollout(env_id: str):
     """Reset NUM_ENVS envs and take NUM_STEPS uniformly random actions in [-1, 1]."""
     env = make_env(env_id)
@@ -201,15 +201,12 @@ def _wall_contacts(env, qpos) -> int:
     data.qpos[:] = qpos
     mujoco.mj_forward(model, data)
     wall_ids = {i for i in range(model.ngeom) if (model.geom(i).name or "").startswith("wall_")}
-    return sum(
-        1
-        for c in data.contact[: data.ncon]
-        if (c.geom1 in wall_ids or c.geom2 in wall_ids) and c.dist < 0
-    )
+    return sum(1 for c in data.contact[: data.ncon] if (c.geom1 in wall_ids or c.geom2 in wall_ids) and c.dist < 0)
 
 
 @pytest.mark.parametrize(
-    "env_id", ["simple_u_maze", "simple_big_maze", "simple_hardest_maze", "ant_u_maze", "ant_big_maze", "ant_hardest_maze"]
+    "env_id",
+    ["simple_u_maze", "simple_big_maze", "simple_hardest_maze", "ant_u_maze", "ant_big_maze", "ant_hardest_maze"],
 )
 def test_walls_sit_where_the_grid_says(env_id):
     env = make_env(env_id)

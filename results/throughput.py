@@ -1,0 +1,151 @@
+"""Training throughput next to its physical floor, for one algorithm file and config.
+
+    python results/throughput.py --algorithm crl_infonce --env-id reacher --episode-length 51 \
+        --unroll-length 50 --backend generalized --repeats 3
+
+Measured in one process, on the same config (every flag of the algorithm's `Args` can be given
+after `--algorithm`, in the same form):
+
+* env-only: `VecEnv` with uniformly random actions, `num_envs x unroll_length` steps per
+  training step, `lax.scan` inside jit;
+* update-only: the algorithm's own gradient step, `updates_per_rollout` times per training step,
+  on a fixed synthetic batch (no buffer sampling);
+* training: the algorithm's compiled training chunk after the buffer holds `learning_starts`
+  rows (so every training step runs its gradient steps), excluding compile time.
+
+floor SPS = env steps / (env time + update time); the table reports training SPS as a fraction
+of it. Each figure is the median of `--repeats` timed calls of `--steps` training steps each.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import pathlib
+import platform
+import statistics
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import tyro
+
+from buffers import Batch
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "algorithms" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def timed(fn, *args, repeats: int):
+    """Median seconds of `repeats` calls after one warm-up call; returns (median, last output)."""
+    out = jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), out
+
+
+def main() -> None:
+    argv = sys.argv[1:]
+    algorithm = "crl_infonce"
+    steps, repeats = 4, 3
+    for flag in ("--algorithm", "--steps", "--repeats"):
+        if flag in argv:
+            i = argv.index(flag)
+            value = argv[i + 1]
+            del argv[i : i + 2]
+            if flag == "--algorithm":
+                algorithm = value
+            elif flag == "--steps":
+                steps = int(value)
+            else:
+                repeats = int(value)
+    algo = load(algorithm)
+    args = tyro.cli(algo.Args, args=argv)
+    env = algo.envs.make(args.env_id, backend=args.backend, episode_length=args.episode_length)
+    schedule = algo.make_schedule(args, env)
+    init, chunk, _, _, _ = algo.make_train(args, env, schedule)
+    per_step = schedule.steps_per_training_step
+
+    # training: fill the buffer to learning_starts, then time chunks of `steps` training steps
+    chunk_fn = jax.jit(chunk)
+    carry = jax.jit(init)(jax.random.PRNGKey(args.seed))
+    warmup = max(1, schedule.learning_start_rows // args.unroll_length)
+    start = time.perf_counter()
+    carry, _ = jax.block_until_ready(chunk_fn(carry, jnp.int32(warmup)))
+    compile_s = time.perf_counter() - start
+    train_times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        carry, stats = jax.block_until_ready(chunk_fn(carry, jnp.int32(steps)))
+        train_times.append(time.perf_counter() - start)
+        assert float(stats["updated_steps"]) == steps, "gradient steps did not run in every timed training step"
+    train_s = statistics.median(train_times)
+
+    # env-only
+    vec = algo.envs.VecEnv(env, args.num_envs)
+
+    @jax.jit
+    def env_only(state, key):
+        def body(state, k):
+            action = jax.random.uniform(k, (args.num_envs, env.action_size), minval=-1.0, maxval=1.0)
+            return vec.step(state, action), ()
+
+        return jax.lax.scan(body, state, jax.random.split(key, steps * args.unroll_length))[0]
+
+    env_state = vec.reset(jax.random.PRNGKey(1))
+    env_s, _ = timed(env_only, env_state, jax.random.PRNGKey(2), repeats=repeats)
+
+    # update-only, on a synthetic batch
+    update, _ = algo.make_update(args, env.state_dim, -args.target_entropy_scale * env.action_size)
+    keys = jax.random.split(jax.random.PRNGKey(3), 3)
+    batch = Batch(
+        obs=jax.random.normal(keys[0], (args.batch_size, env.observation_size)),
+        action=jax.random.uniform(keys[1], (args.batch_size, env.action_size), minval=-1.0, maxval=1.0),
+        next_obs=jnp.zeros((args.batch_size, env.observation_size)),
+        terminated=jnp.zeros(args.batch_size),
+        truncated=jnp.zeros(args.batch_size),
+        future_goal=jax.random.normal(keys[2], (args.batch_size, env.goal_dim)),
+        reward=jnp.zeros(args.batch_size),
+        relabelled=jnp.zeros(args.batch_size, bool),
+    )
+    num_updates = steps * schedule.updates_per_rollout
+
+    @jax.jit
+    def update_only(ts, key):
+        return jax.lax.scan(lambda ts, k: (update(ts, batch, k)[0], ()), ts, jax.random.split(key, num_updates))[0]
+
+    update_s, _ = timed(update_only, carry[0], jax.random.PRNGKey(4), repeats=repeats)
+
+    env_steps = steps * per_step
+    floor = env_steps / (env_s + update_s)
+    sps = env_steps / train_s
+    print(
+        f"| algorithm | env | backend | num_envs | unroll | batch | episode | updates/rollout | env-only SPS | "
+        f"ms/update | floor SPS | training SPS | of floor |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        f"| {algorithm} | {args.env_id} | {env.backend} | {args.num_envs} | {args.unroll_length} | {args.batch_size} | "
+        f"{env.episode_length} | {schedule.updates_per_rollout} | {env_steps / env_s:,.0f} | "
+        f"{1000 * update_s / num_updates:.2f} | {floor:,.0f} | {sps:,.0f} | {sps / floor:.2f} |"
+    )
+    print(
+        f"\n{steps} training steps per timed call ({env_steps:,} env steps, {num_updates} gradient steps), median of "
+        f"{repeats}; first call (compile + {warmup} warm-up steps) {compile_s:.1f} s; jax {jax.__version__}, "
+        f"{jax.devices()[0].device_kind}, {platform.machine()}; args: "
+        + " ".join(
+            f"{k}={v}" for k, v in dataclasses.asdict(args).items() if k in ("seed", "width", "depth", "energy_fn")
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
