@@ -282,3 +282,27 @@ def test_learns_to_reach_goals_well_above_a_random_policy(tmp_path):
     curve = [e.value for e in read_scalars(run_dir).Scalars("eval/success_rate")]
     print(f"random policy success {random_success:.3f}; crl_infonce eval success curve {[round(v, 3) for v in curve]}")
     assert curve[-1] >= 0.3 and curve[-1] >= 3 * random_success, (random_success, curve)
+
+
+def test_nan_loss_stops_with_a_message_naming_the_step_and_the_loss(tmp_path):
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()]
+    result = subprocess.run(
+        [
+            sys.executable,
+            SCRIPT,
+            *flags,
+            "--total-timesteps=400",
+            "--num-evals=2",
+            f"--run-root={tmp_path}",
+            "--critic-lr=1e12",
+            "--actor-lr=1e12",
+            "--save-model",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "non-finite" in result.stderr and "losses/critic_loss" in result.stderr and "env step 200" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not glob.glob(str(tmp_path / "*" / "*.eqx"))  # no model written from a diverged run
