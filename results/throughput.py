@@ -14,7 +14,8 @@ after `--algorithm`, in the same form):
   rows (so every training step runs its gradient steps), excluding compile time.
 
 floor SPS = env steps / (env time + update time); the table reports training SPS as a fraction
-of it. Each figure is the median of `--repeats` timed calls of `--steps` training steps each.
+of it. A last line splits a training step's time into its parts, each timed alone: env only,
+the policy's rollout (inference + env), the gradient steps, and the buffer samples they draw. Each figure is the median of `--repeats` timed calls of `--steps` training steps each.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import tyro
 
-from buffers import Batch
+from buffers import Batch, TrajectoryBuffer
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -127,6 +128,38 @@ def main() -> None:
 
     update_s, _ = timed(update_only, carry[0], jax.random.PRNGKey(4), repeats=repeats)
 
+    # diagnostics: the policy's own rollout (network inference + env) and buffer sampling alone
+    rollout = algo.make_rollout(vec, args.unroll_length)
+    ts, _, episode_return, buffer_state, _ = carry
+
+    @jax.jit
+    def policy_rollouts(env_state, key):
+        def body(env_state, k):
+            return rollout(ts.actor, env_state, episode_return, k)[0], ()
+
+        return jax.lax.scan(body, env_state, jax.random.split(key, steps))[0]
+
+    rollout_s, _ = timed(policy_rollouts, env_state, jax.random.PRNGKey(5), repeats=repeats)
+    buffer = TrajectoryBuffer(
+        capacity=schedule.buffer_rows,
+        num_envs=args.num_envs,
+        unroll_length=args.unroll_length,
+        episode_length=schedule.episode_length,
+        goal_indices=env.goal_indices,
+        state_dim=env.state_dim,
+        gamma=args.gamma,
+    )
+
+    @jax.jit
+    def samples_only(key):
+        def body(total, k):
+            batch = buffer.sample(buffer_state, k, args.batch_size)
+            return total + batch.future_goal.sum() + batch.obs.sum(), ()
+
+        return jax.lax.scan(body, jnp.zeros(()), jax.random.split(key, num_updates))[0]
+
+    sample_s, _ = timed(samples_only, jax.random.PRNGKey(6), repeats=repeats)
+
     env_steps = steps * per_step
     floor = env_steps / (env_s + update_s)
     sps = env_steps / train_s
@@ -136,6 +169,12 @@ def main() -> None:
         f"| {algorithm} | {args.env_id} | {env.backend} | {args.num_envs} | {args.unroll_length} | {args.batch_size} | "
         f"{env.episode_length} | {schedule.updates_per_rollout} | {env_steps / env_s:,.0f} | "
         f"{1000 * update_s / num_updates:.2f} | {floor:,.0f} | {sps:,.0f} | {sps / floor:.2f} |"
+    )
+    print(
+        f"\nwhere one training step's {1000 * train_s / steps:.0f} ms go (each part timed alone): env "
+        f"{1000 * env_s / steps:.0f} ms, policy rollout incl. env {1000 * rollout_s / steps:.0f} ms, "
+        f"{schedule.updates_per_rollout} gradient steps {1000 * update_s / steps:.0f} ms, as many buffer samples "
+        f"{1000 * sample_s / steps:.0f} ms"
     )
     print(
         f"\n{steps} training steps per timed call ({env_steps:,} env steps, {num_updates} gradient steps), median of "

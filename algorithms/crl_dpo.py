@@ -1,0 +1,729 @@
+"""Contrastive RL (CRL) with a preference (DPO-family) critic: goal-conditioned RL in one file.
+
+Papers: Eysenbach, Zhang, Salakhutdinov, Levine, "Contrastive Learning as Goal-Conditioned
+Reinforcement Learning", NeurIPS 2022 (arXiv 2206.07568), for the algorithm; the critic
+objectives come from preference optimisation: DPO (Rafailov et al. 2023, arXiv 2305.18290),
+IPO (Azar et al. 2023, arXiv 2310.12036) and SPPO (Wu et al. 2024, arXiv 2405.00675).
+
+The critic is two encoders, phi(s, a) and psi(g), with logits l_ij = f(phi(s_i, a_i), psi(g_j)),
+exactly as in crl_infonce.py. Instead of a softmax over the batch, the critic is trained to
+*prefer* the true future goal: for every pair j != i, the margin h_ij = l_ii - l_ij should be
+large. `--preference-loss dpo` minimises -log sigmoid(beta h_ij); `ipo` regresses h_ij onto
+1 / (2 beta); `sppo` pushes l_ii to +1/(2 beta) and every l_ij to -1/(2 beta). The actor and the
+temperature are trained as in crl_infonce.py. No reward is used for learning.
+
+Run (then `tensorboard --logdir runs`):
+
+    python algorithms/crl_dpo.py --env-id reacher --total-timesteps 3000000
+    python algorithms/crl_dpo.py --env-id ant_maze --num-envs 512 --total-timesteps 10000000
+
+Everything per training step runs in one compiled function: `unroll_length` steps of `num_envs`
+envs, the buffer insert, and `updates_per_rollout` gradient steps on future-goal batches;
+Python only loops over chunks of training steps to evaluate, log and print progress.
+
+Logged (x axis = env steps): charts/SPS (excluding compile and evaluation),
+charts/episodic_return, eval/success_rate, eval/time_at_goal, eval/final_distance,
+eval/episodic_return, losses/critic_loss, losses/actor_loss, losses/alpha, losses/alpha_loss,
+losses/entropy, losses/preference_accuracy, losses/margin, losses/categorical_accuracy,
+losses/logits_pos, losses/logits_neg, losses/logsumexp.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import tyro
+from tensorboardX import SummaryWriter
+
+import envs
+from buffers import BufferMemoryError, TrajectoryBuffer, Transition
+
+
+@dataclass(frozen=True)
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment (part of the run directory's name)"""
+    seed: int = 1
+    """seed of the experiment"""
+    track: bool = False
+    """also log to Weights & Biases (needs `pip install wandb` and a login)"""
+    wandb_project_name: str = "gcrl-jax"
+    """the Weights & Biases project, with --track"""
+    capture_video: bool = False
+    """save one evaluation episode of the final policy as a GIF under the run directory"""
+    save_model: bool = False
+    """save the final actor and critic (Equinox serialisation) into the run directory"""
+    run_root: str = "runs"
+    """directory that holds the run directories"""
+
+    # Environment
+    env_id: str = "reacher"
+    """environment id (see envs.ENV_IDS)"""
+    backend: str | None = None
+    """physics backend (generalized, spring, positional, mjx); default: the env's own"""
+    episode_length: int | None = None
+    """steps per episode; default: the env's own"""
+    num_envs: int = 256
+    """parallel training envs"""
+    num_eval_envs: int = 128
+    """evaluation episodes per evaluation, one per env, deterministic actions"""
+
+    # Schedule
+    total_timesteps: int = 1_000_000
+    """env steps to train for (rounded up to whole training steps of num_envs x unroll_length)"""
+    unroll_length: int = 62
+    """env steps per env collected in one training step"""
+    batch_size: int = 256
+    """transitions per gradient step (and negatives per positive, minus one)"""
+    buffer_size: int = 10_000
+    """replay capacity in time rows per env (rounded up to a multiple of --unroll-length)"""
+    learning_starts: int = 1_000
+    """time rows per env collected before gradient steps start (whole rollouts)"""
+    updates_per_rollout: int | None = None
+    """gradient steps per training step; default num_envs * (episode_length - 1) / batch_size"""
+    num_evals: int = 20
+    """evaluations during training (plus one before it)"""
+
+    # Algorithm
+    actor_lr: float = 3e-4
+    """actor learning rate"""
+    critic_lr: float = 3e-4
+    """critic learning rate"""
+    alpha_lr: float = 3e-4
+    """entropy temperature learning rate"""
+    gamma: float = 0.99
+    """discount of the future-goal distribution P(k) ~ gamma^(k-1)"""
+    repr_dim: int = 64
+    """size of the phi and psi representations"""
+    width: int = 256
+    """hidden units per layer (all networks)"""
+    depth: int = 2
+    """hidden layers (all networks)"""
+    layer_norm: bool = False
+    """LayerNorm after every hidden layer"""
+    residual: bool = False
+    """residual connections around hidden layers after the first (for deep networks)"""
+    energy_fn: Literal["norm", "l2", "l1", "dot", "cosine"] = "norm"
+    """critic energy f(phi, psi)"""
+    preference_loss: Literal["dpo", "ipo", "sppo"] = "dpo"
+    """critic objective over every positive/negative pair of the batch's logit matrix"""
+    beta: float = 1.0
+    """preference temperature: the scale of the margin (dpo) or its target 1 / (2 beta) (ipo, sppo)"""
+    logsumexp_penalty: float = 0.1
+    """coefficient of mean_i (logsumexp_j l_ij)^2 added to the critic loss"""
+    target_entropy_scale: float = 0.5
+    """target entropy = -target_entropy_scale * action_size"""
+
+
+class ConfigError(ValueError):
+    """A flag combination that cannot run; the message names the flags to change."""
+
+
+# ======================================================================= NETWORKS
+class MLP(eqx.Module):
+    """swish MLP, optional LayerNorm after each hidden layer and residual hidden blocks."""
+
+    hidden: list
+    norms: list
+    out: eqx.nn.Linear
+    residual: bool = eqx.field(static=True)
+
+    def __init__(self, in_size, out_size, width, depth, layer_norm, residual, key):
+        keys = jax.random.split(key, depth + 1)
+        sizes = [in_size] + [width] * depth
+        self.hidden = [eqx.nn.Linear(sizes[i], sizes[i + 1], key=keys[i]) for i in range(depth)]
+        self.norms = [eqx.nn.LayerNorm(width) for _ in range(depth)] if layer_norm else []
+        self.out = eqx.nn.Linear(sizes[-1], out_size, key=keys[-1])
+        self.residual = residual
+
+    def __call__(self, x):
+        for i, layer in enumerate(self.hidden):
+            h = layer(x)
+            if self.norms:
+                h = self.norms[i](h)
+            h = jax.nn.swish(h)
+            x = x + h if (self.residual and i > 0) else h
+        return self.out(x)
+
+
+class Critic(eqx.Module):
+    """phi(s, a) and psi(g) encoders."""
+
+    sa_encoder: MLP
+    g_encoder: MLP
+
+    def __init__(self, state_dim, action_dim, goal_dim, args: Args, key):
+        sa_key, g_key = jax.random.split(key)
+        net = dict(width=args.width, depth=args.depth, layer_norm=args.layer_norm, residual=args.residual)
+        self.sa_encoder = MLP(state_dim + action_dim, args.repr_dim, key=sa_key, **net)
+        self.g_encoder = MLP(goal_dim, args.repr_dim, key=g_key, **net)
+
+    def phi(self, state, action):
+        return self.sa_encoder(jnp.concatenate([state, action]))
+
+    def psi(self, goal):
+        return self.g_encoder(goal)
+
+
+class Actor(eqx.Module):
+    """tanh-Gaussian policy pi(a | s, g) on obs = concat(s, g)."""
+
+    net: MLP
+    action_dim: int = eqx.field(static=True)
+
+    def __init__(self, obs_dim, action_dim, args: Args, key):
+        self.net = MLP(obs_dim, 2 * action_dim, args.width, args.depth, args.layer_norm, args.residual, key)
+        self.action_dim = action_dim
+
+    def dist(self, obs):
+        mean, raw_log_std = jnp.split(self.net(obs), 2)
+        log_std = -5.0 + 3.5 * (jnp.tanh(raw_log_std) + 1.0)  # squashed into [-5, 2]
+        return mean, log_std
+
+    def sample(self, obs, key):
+        """A stochastic action and its log-probability (change of variables through tanh)."""
+        mean, log_std = self.dist(obs)
+        u = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
+        log_prob = jnp.sum(jax.scipy.stats.norm.logpdf(u, mean, jnp.exp(log_std)))
+        # log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)), stable for large |u|
+        log_prob -= jnp.sum(2.0 * (jnp.log(2.0) - u - jax.nn.softplus(-2.0 * u)))
+        return jnp.tanh(u), log_prob
+
+    def deterministic(self, obs):
+        return jnp.tanh(self.dist(obs)[0])
+
+
+class TrainState(eqx.Module):
+    actor: Actor
+    critic: Critic
+    log_alpha: jax.Array
+    actor_opt_state: optax.OptState
+    critic_opt_state: optax.OptState
+    alpha_opt_state: optax.OptState
+    env_steps: jax.Array
+    grad_steps: jax.Array
+
+
+# ======================================================================= LOSSES
+def pairwise_logits(phi, psi, energy_fn):
+    """l_ij = f(phi_i, psi_j) for every pair of the batch, (B, B)."""
+    if energy_fn == "l1":
+        return -jnp.sum(jnp.abs(phi[:, None, :] - psi[None, :, :]), axis=-1)
+    dot = phi @ psi.T
+    if energy_fn == "dot":
+        return dot
+    if energy_fn == "cosine":  # normalised per pair (not by batch-wide norms)
+        norms = jnp.linalg.norm(phi, axis=-1)[:, None] * jnp.linalg.norm(psi, axis=-1)[None, :]
+        return dot / jnp.maximum(norms, 1e-8)
+    sq_dist = jnp.maximum(jnp.sum(phi**2, -1)[:, None] + jnp.sum(psi**2, -1)[None, :] - 2.0 * dot, 0.0)
+    if energy_fn == "l2":
+        return -sq_dist
+    return -jnp.sqrt(sq_dist + 1e-6)  # "norm"
+
+
+def paired_logits(phi, psi, energy_fn):
+    """l_ii = f(phi_i, psi_i) for matching rows only, (B,)."""
+    diff = phi - psi
+    if energy_fn == "l1":
+        return -jnp.sum(jnp.abs(diff), -1)
+    if energy_fn == "dot":
+        return jnp.sum(phi * psi, -1)
+    if energy_fn == "cosine":
+        norms = jnp.linalg.norm(phi, axis=-1) * jnp.linalg.norm(psi, axis=-1)
+        return jnp.sum(phi * psi, -1) / jnp.maximum(norms, 1e-8)
+    if energy_fn == "l2":
+        return -jnp.sum(diff**2, -1)
+    return -jnp.sqrt(jnp.sum(diff**2, -1) + 1e-6)
+
+
+def preference_loss(logits, kind, beta):
+    """Critic objective over a (B, B) logit matrix: the positive l_ii is preferred to each
+    negative l_ij, j != i, with margin h_ij = l_ii - l_ij; means run over the B (B - 1) pairs."""
+    n = logits.shape[0]
+    off_diagonal = 1.0 - jnp.eye(n)
+    diag = jnp.diag(logits)
+    margin = diag[:, None] - logits
+    pairs = n * (n - 1.0)
+    if kind == "dpo":
+        return -jnp.sum(jax.nn.log_sigmoid(beta * margin) * off_diagonal) / pairs
+    if kind == "ipo":
+        return jnp.sum((margin - 1.0 / (2.0 * beta)) ** 2 * off_diagonal) / pairs
+    # sppo: absolute targets, +1/(2 beta) for positives and -1/(2 beta) for negatives
+    return (
+        jnp.mean((diag - 1.0 / (2.0 * beta)) ** 2) + jnp.sum((logits + 1.0 / (2.0 * beta)) ** 2 * off_diagonal) / pairs
+    )
+
+
+def critic_loss_fn(critic, state, action, goal, args: Args):
+    phi = jax.vmap(critic.phi)(state, action)
+    psi = jax.vmap(critic.psi)(goal)
+    logits = pairwise_logits(phi, psi, args.energy_fn)
+    logsumexp = jax.nn.logsumexp(logits, axis=1)
+    loss = preference_loss(logits, args.preference_loss, args.beta) + args.logsumexp_penalty * jnp.mean(logsumexp**2)
+    n = logits.shape[0]
+    margin = (jnp.diag(logits)[:, None] - logits) * (1.0 - jnp.eye(n))
+    metrics = {
+        "preference_accuracy": jnp.sum((margin > 0) * (1.0 - jnp.eye(n))) / (n * (n - 1.0)),
+        "margin": jnp.sum(margin) / (n * (n - 1.0)),
+        "categorical_accuracy": jnp.mean(jnp.argmax(logits, axis=1) == jnp.arange(n)),
+        "logits_pos": jnp.mean(jnp.diag(logits)),
+        "logits_neg": jnp.sum(logits * (1.0 - jnp.eye(n))) / (n * (n - 1.0)),
+        "logsumexp": jnp.mean(logsumexp),
+    }
+    return loss, metrics
+
+
+def actor_loss_fn(actor, critic, alpha, state, goal, key, args: Args):
+    obs = jnp.concatenate([state, goal], axis=-1)
+    action, log_prob = jax.vmap(actor.sample)(obs, jax.random.split(key, obs.shape[0]))
+    phi = jax.vmap(critic.phi)(state, action)
+    psi = jax.vmap(critic.psi)(goal)
+    loss = jnp.mean(alpha * log_prob - paired_logits(phi, psi, args.energy_fn))
+    return loss, log_prob
+
+
+# ======================================================================= UPDATE
+def make_update(args: Args, state_dim: int, target_entropy: float):
+    actor_opt, critic_opt, alpha_opt = optax.adam(args.actor_lr), optax.adam(args.critic_lr), optax.adam(args.alpha_lr)
+
+    def update(ts: TrainState, batch, key):
+        """One gradient step: actor and temperature, then critic (the benchmark's order)."""
+        state, action, goal = batch.obs[:, :state_dim], batch.action, batch.future_goal
+        alpha = jnp.exp(ts.log_alpha)
+        (actor_loss, log_prob), actor_grads = eqx.filter_value_and_grad(actor_loss_fn, has_aux=True)(
+            ts.actor, ts.critic, alpha, state, goal, key, args
+        )
+        updates, actor_opt_state = actor_opt.update(actor_grads, ts.actor_opt_state, ts.actor)
+        actor = eqx.apply_updates(ts.actor, updates)
+
+        def alpha_loss_fn(log_alpha):
+            return jnp.mean(jnp.exp(log_alpha) * jax.lax.stop_gradient(-log_prob - target_entropy))
+
+        alpha_loss, alpha_grad = jax.value_and_grad(alpha_loss_fn)(ts.log_alpha)
+        updates, alpha_opt_state = alpha_opt.update(alpha_grad, ts.alpha_opt_state)
+        log_alpha = ts.log_alpha + updates
+
+        (critic_loss, critic_metrics), critic_grads = eqx.filter_value_and_grad(critic_loss_fn, has_aux=True)(
+            ts.critic, state, action, goal, args
+        )
+        updates, critic_opt_state = critic_opt.update(critic_grads, ts.critic_opt_state, ts.critic)
+        critic = eqx.apply_updates(ts.critic, updates)
+
+        metrics = {
+            "critic_loss": critic_loss,
+            "actor_loss": actor_loss,
+            "alpha": alpha,
+            "alpha_loss": alpha_loss,
+            "entropy": -jnp.mean(log_prob),
+            **critic_metrics,
+        }
+        ts = TrainState(
+            actor,
+            critic,
+            log_alpha,
+            actor_opt_state,
+            critic_opt_state,
+            alpha_opt_state,
+            ts.env_steps,
+            ts.grad_steps + 1,
+        )
+        return ts, metrics
+
+    return update, (actor_opt, critic_opt, alpha_opt)
+
+
+LOSS_TAGS = (
+    "critic_loss",
+    "actor_loss",
+    "alpha",
+    "alpha_loss",
+    "entropy",
+    "preference_accuracy",
+    "margin",
+    "categorical_accuracy",
+    "logits_pos",
+    "logits_neg",
+    "logsumexp",
+)
+
+
+# ======================================================================= ROLLOUT
+def make_rollout(vec_env: envs.VecEnv, unroll_length: int):
+    def rollout(actor: Actor, env_state, episode_return, key):
+        """`unroll_length` steps of every env with stochastic actions; returns the transitions
+        (time-major) and the returns of the episodes that finished."""
+
+        def step(carry, k):
+            env_state, episode_return = carry
+            action, _ = jax.vmap(actor.sample)(env_state.obs, jax.random.split(k, vec_env.num_envs))
+            nxt = vec_env.step(env_state, action)
+            transition = Transition(
+                obs=env_state.obs,
+                action=action,
+                next_obs=nxt.info["next_obs"],
+                terminated=nxt.done,
+                truncated=nxt.info["truncation"],
+                episode_id=env_state.info["episode_id"],
+            )
+            episode_return = episode_return + nxt.reward
+            ended = jnp.logical_or(nxt.done > 0, nxt.info["truncation"] > 0)
+            finished = (jnp.sum(jnp.where(ended, episode_return, 0.0)), jnp.sum(ended))
+            return (nxt, jnp.where(ended, 0.0, episode_return)), (transition, finished)
+
+        (env_state, episode_return), (transitions, finished) = jax.lax.scan(
+            step, (env_state, episode_return), jax.random.split(key, unroll_length)
+        )
+        return env_state, episode_return, transitions, (finished[0].sum(), finished[1].sum())
+
+    return rollout
+
+
+# ======================================================================= TRAIN
+CHUNK_TRACES = [0]  # incremented each time the training chunk is traced (tests assert 1)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Sizes decided in Python before anything is traced."""
+
+    episode_length: int
+    buffer_rows: int
+    learning_start_rows: int
+    updates_per_rollout: int
+    steps_per_training_step: int
+    training_steps: int
+    eval_boundaries: tuple[int, ...]  # training-step counts at which to evaluate
+
+    @property
+    def final_env_steps(self) -> int:
+        return self.training_steps * self.steps_per_training_step
+
+
+def make_schedule(args: Args, env) -> Schedule:
+    """Validate every flag combination before any compile; raise ConfigError naming the flags."""
+    positive = [
+        "num_envs",
+        "num_eval_envs",
+        "unroll_length",
+        "batch_size",
+        "buffer_size",
+        "num_evals",
+        "total_timesteps",
+    ]
+    for name in positive + ["repr_dim", "width", "depth"]:
+        if getattr(args, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(args, name)}).")
+    if args.learning_starts < 0:
+        raise ConfigError(f"--learning-starts must be >= 0 (got {args.learning_starts}).")
+    if not 0.0 < args.gamma < 1.0:
+        raise ConfigError(f"--gamma must be in (0, 1) (got {args.gamma}).")
+    if args.beta <= 0:
+        raise ConfigError(f"--beta must be positive (got {args.beta}).")
+    episode_length = env.episode_length
+    if episode_length < 2:
+        raise ConfigError("--episode-length must be at least 2: a future goal needs a later step.")
+    u = args.unroll_length
+    buffer_rows = math.ceil(args.buffer_size / u) * u
+    learning_start_rows = math.ceil(args.learning_starts / u) * u
+    if learning_start_rows > buffer_rows:
+        raise ConfigError(
+            f"--learning-starts ({args.learning_starts}) exceeds the buffer ({buffer_rows} rows per env): "
+            f"lower --learning-starts or raise --buffer-size to at least {learning_start_rows}."
+        )
+    rows_at_start = max(learning_start_rows, u)
+    if args.batch_size > rows_at_start * args.num_envs:
+        raise ConfigError(
+            f"--batch-size ({args.batch_size}) is larger than what the buffer holds when learning starts "
+            f"({rows_at_start} rows x {args.num_envs} envs = {rows_at_start * args.num_envs} transitions): lower "
+            f"--batch-size or raise --learning-starts / --num-envs."
+        )
+    if args.batch_size < 2:
+        raise ConfigError("--batch-size must be at least 2: the other goals of the batch are the negatives.")
+    updates = args.updates_per_rollout
+    if updates is None:
+        updates = max(1, round(args.num_envs * (episode_length - 1) / args.batch_size))
+    elif updates < 0:
+        raise ConfigError(f"--updates-per-rollout must be >= 0 (got {updates}).")
+    per_step = args.num_envs * u
+    training_steps = math.ceil(args.total_timesteps / per_step)
+    if args.num_evals > training_steps:
+        raise ConfigError(
+            f"--num-evals ({args.num_evals}) is more than the number of training steps ({training_steps} steps of "
+            f"--num-envs x --unroll-length = {per_step} env steps): lower --num-evals to at most {training_steps} "
+            f"or raise --total-timesteps."
+        )
+    boundaries = tuple(round(i * training_steps / args.num_evals) for i in range(args.num_evals + 1))
+    return Schedule(episode_length, buffer_rows, learning_start_rows, updates, per_step, training_steps, boundaries)
+
+
+def make_train(args: Args, env, schedule: Schedule):
+    """Returns (init(key) -> carry, chunk(carry, num_steps) -> (carry, stats), evaluate, buffer)."""
+    vec_env = envs.VecEnv(env, args.num_envs)
+    state_dim, goal_dim, action_dim = env.state_dim, env.goal_dim, env.action_size
+    buffer = TrajectoryBuffer(
+        capacity=schedule.buffer_rows,
+        num_envs=args.num_envs,
+        unroll_length=args.unroll_length,
+        episode_length=schedule.episode_length,
+        goal_indices=env.goal_indices,
+        state_dim=state_dim,
+        gamma=args.gamma,
+    )
+    example = Transition(
+        obs=jnp.zeros(env.observation_size),
+        action=jnp.zeros(action_dim),
+        next_obs=jnp.zeros(env.observation_size),
+        terminated=jnp.zeros(()),
+        truncated=jnp.zeros(()),
+        episode_id=jnp.zeros((), jnp.int32),
+    )
+    update, (actor_opt, critic_opt, alpha_opt) = make_update(args, state_dim, -args.target_entropy_scale * action_dim)
+    rollout = make_rollout(vec_env, args.unroll_length)
+
+    def init(key):
+        actor_key, critic_key, env_key, train_key = jax.random.split(key, 4)
+        actor = Actor(env.observation_size, action_dim, args, actor_key)
+        critic = Critic(state_dim, action_dim, goal_dim, args, critic_key)
+        log_alpha = jnp.zeros(())
+        ts = TrainState(
+            actor,
+            critic,
+            log_alpha,
+            actor_opt.init(eqx.filter(actor, eqx.is_inexact_array)),
+            critic_opt.init(eqx.filter(critic, eqx.is_inexact_array)),
+            alpha_opt.init(log_alpha),
+            jnp.zeros((), jnp.int32),
+            jnp.zeros((), jnp.int32),
+        )
+        env_state = vec_env.reset(env_key)
+        return (ts, env_state, jnp.zeros(args.num_envs), buffer.init(example), train_key)
+
+    def training_step(carry):
+        ts, env_state, episode_return, buffer_state, key = carry
+        key, rollout_key, update_key = jax.random.split(key, 3)
+        env_state, episode_return, transitions, finished = rollout(ts.actor, env_state, episode_return, rollout_key)
+        buffer_state = buffer.insert(buffer_state, transitions)
+        ts = eqx.tree_at(lambda t: t.env_steps, ts, ts.env_steps + schedule.steps_per_training_step)
+
+        def gradient_steps(ts):
+            def one(ts, k):
+                sample_key, step_key = jax.random.split(k)
+                return update(ts, buffer.sample(buffer_state, sample_key, args.batch_size), step_key)
+
+            ts, metrics = jax.lax.scan(one, ts, jax.random.split(update_key, schedule.updates_per_rollout))
+            return ts, jax.tree.map(jnp.mean, metrics), jnp.ones(())
+
+        def no_steps(ts):
+            return ts, {tag: jnp.zeros(()) for tag in LOSS_TAGS}, jnp.zeros(())
+
+        learn = jnp.logical_and(buffer_state.size >= schedule.learning_start_rows, schedule.updates_per_rollout > 0)
+        ts, metrics, learned = jax.lax.cond(learn, gradient_steps, no_steps, ts)
+        return (ts, env_state, episode_return, buffer_state, key), metrics, learned, finished
+
+    def chunk(carry, num_steps):
+        """`num_steps` training steps (traced value: one compile serves every chunk length)."""
+        CHUNK_TRACES[0] += 1
+        stats = {
+            "losses": {tag: jnp.zeros(()) for tag in LOSS_TAGS},
+            "updated_steps": jnp.zeros(()),
+            "return_sum": jnp.zeros(()),
+            "episodes": jnp.zeros((), jnp.int32),
+        }
+
+        def body(_, loop):
+            carry, stats = loop
+            carry, metrics, learned, (return_sum, episodes) = training_step(carry)
+            stats = {
+                "losses": jax.tree.map(lambda s, m: s + learned * m, stats["losses"], metrics),
+                "updated_steps": stats["updated_steps"] + learned,
+                "return_sum": stats["return_sum"] + return_sum,
+                "episodes": stats["episodes"] + episodes,
+            }
+            return carry, stats
+
+        return jax.lax.fori_loop(0, num_steps, body, (carry, stats))
+
+    eval_env = envs.VecEnv(env, args.num_eval_envs)
+
+    def evaluate(actor: Actor, key):
+        """One full episode per eval env, deterministic actions, fresh goals. Metrics count
+        each env's first episode only (steps after its end are masked)."""
+
+        def step(carry, _):
+            state, alive, final_dist = carry
+            nxt = eval_env.step(state, jax.vmap(actor.deterministic)(state.obs))
+            ended = jnp.logical_or(nxt.done > 0, nxt.info["truncation"] > 0)
+            final_dist = jnp.where(alive * ended > 0, nxt.metrics["dist"], final_dist)
+            out = (
+                nxt.metrics["success"] * alive,
+                nxt.reward * alive,
+                jax.tree.map(lambda x: x[0], state.pipeline_state),
+            )
+            return (nxt, alive * (1.0 - ended), final_dist), out + (state.info["goal"][0],)
+
+        first = eval_env.reset(key)
+        (_, _, final_dist), (success, reward, frames, goals) = jax.lax.scan(
+            step, (first, jnp.ones(args.num_eval_envs), jnp.zeros(args.num_eval_envs)), None, schedule.episode_length
+        )
+        metrics = {
+            "success_rate": jnp.mean(jnp.max(success, axis=0)),
+            "time_at_goal": jnp.mean(jnp.sum(success, axis=0) / schedule.episode_length),
+            "final_distance": jnp.mean(final_dist),
+            "episodic_return": jnp.mean(jnp.sum(reward, axis=0)),
+        }
+        return metrics, (frames, goals)
+
+    return init, chunk, evaluate, buffer, example
+
+
+# ======================================================================= LOGGING
+def make_run_dir(args: Args) -> tuple[str, str]:
+    """CleanRL's runs/{env_id}__{exp_name}__{seed}__{unix_time}; never reuses a directory."""
+    base = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    name, n = base, 0
+    while os.path.exists(os.path.join(args.run_root, name)):
+        n += 1
+        name = f"{base}_{n}"
+    os.makedirs(os.path.join(args.run_root, name))
+    return name, os.path.join(args.run_root, name)
+
+
+def hyperparameter_table(args: Args, schedule: Schedule) -> str:
+    rows = {**asdict(args), **{f"(derived) {k}": v for k, v in asdict(schedule).items() if k != "eval_boundaries"}}
+    return "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in rows.items())
+
+
+def progress(env_steps, total, sps, eta_s, success):
+    line = (
+        f"\r{env_steps:>12,}/{total:,} env steps | {sps:>9,.0f} SPS | ETA {time.strftime('%H:%M:%S', time.gmtime(eta_s))}"
+        f" | eval success {success:.3f}"
+    )
+    print(line, end="" if sys.stdout.isatty() else "\n", flush=True)
+
+
+def save_gif(frames, path, fps):
+    from PIL import Image
+
+    images = [Image.fromarray(f) for f in frames]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
+
+
+def atomic_save(path, tree):
+    tmp = f"{path}.tmp"
+    eqx.tree_serialise_leaves(tmp, tree)
+    os.replace(tmp, path)
+
+
+def main(args: Args) -> str:
+    """Train and return the run directory."""
+    try:
+        env = envs.make(args.env_id, backend=args.backend, episode_length=args.episode_length)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    schedule = make_schedule(args, env)
+    init, chunk, evaluate, buffer, example = make_train(args, env, schedule)
+    buffer.check_memory(example)
+    if args.track:
+        try:
+            import wandb
+        except ImportError as error:
+            raise ConfigError("--track needs Weights & Biases: `pip install wandb` and `wandb login`.") from error
+
+    run_name, run_dir = make_run_dir(args)
+    if args.track:
+        wandb.init(project=args.wandb_project_name, sync_tensorboard=True, config=asdict(args), name=run_name)
+    writer = SummaryWriter(run_dir)
+    writer.add_text("hyperparameters", hyperparameter_table(args, schedule))
+    print(f"run directory: {run_dir}")
+
+    key = jax.random.PRNGKey(args.seed)
+    init_key, eval_key = jax.random.split(key)
+    carry = jax.jit(init)(init_key)
+    compile_start = time.perf_counter()
+    chunk_fn = jax.jit(chunk, donate_argnums=0).lower(carry, jnp.int32(0)).compile()
+    eval_fn = jax.jit(evaluate).lower(carry[0].actor, eval_key).compile()
+    print(f"compiled training chunk and evaluation in {time.perf_counter() - compile_start:.1f} s")
+
+    def run_eval(actor, env_steps, index):
+        metrics, rollout = eval_fn(actor, jax.random.fold_in(eval_key, index))
+        metrics = {k: float(v) for k, v in metrics.items()}
+        for k, v in metrics.items():
+            writer.add_scalar(f"eval/{k}", v, env_steps)
+        return metrics, rollout
+
+    eval_metrics, _ = run_eval(carry[0].actor, 0, 0)
+    train_time, env_steps = 0.0, 0
+    for i in range(args.num_evals):
+        num_steps = schedule.eval_boundaries[i + 1] - schedule.eval_boundaries[i]
+        start = time.perf_counter()
+        carry, stats = chunk_fn(carry, jnp.int32(num_steps))
+        stats = jax.device_get(stats)
+        elapsed = time.perf_counter() - start
+        train_time += elapsed
+        env_steps = int(carry[0].env_steps)
+        sps = num_steps * schedule.steps_per_training_step / elapsed
+        writer.add_scalar("charts/SPS", sps, env_steps)
+        if stats["episodes"] > 0:
+            writer.add_scalar("charts/episodic_return", stats["return_sum"] / stats["episodes"], env_steps)
+        if stats["updated_steps"] > 0:
+            losses = {k: float(v) / stats["updated_steps"] for k, v in stats["losses"].items()}
+            bad = [k for k, v in losses.items() if not np.isfinite(v)]
+            if bad:
+                writer.close()
+                raise FloatingPointError(
+                    f"non-finite {', '.join('losses/' + k for k in bad)} in the training steps up to env step "
+                    f"{env_steps}; lower the learning rates or try --layer-norm."
+                )
+            for k, v in losses.items():
+                writer.add_scalar(f"losses/{k}", v, env_steps)
+        eval_metrics, eval_rollout = run_eval(carry[0].actor, env_steps, i + 1)
+        remaining = schedule.final_env_steps - env_steps
+        progress(
+            env_steps,
+            schedule.final_env_steps,
+            env_steps / train_time,
+            remaining * train_time / env_steps,
+            eval_metrics["success_rate"],
+        )
+    print()
+    over = schedule.final_env_steps - args.total_timesteps
+    print(
+        f"trained {env_steps:,} env steps ("
+        + (
+            "exactly --total-timesteps"
+            if over == 0
+            else f"--total-timesteps {args.total_timesteps:,} + {over:,} to finish the last training step"
+        )
+        + f"), {int(carry[0].grad_steps):,} gradient steps, {env_steps / train_time:,.0f} SPS; final eval: "
+        + ", ".join(f"{k} {v:.3f}" for k, v in eval_metrics.items())
+    )
+    if args.save_model:
+        path = os.path.join(run_dir, f"{args.exp_name}.eqx")
+        atomic_save(path, (carry[0].actor, carry[0].critic, carry[0].log_alpha))
+        print(f"model saved to {path}")
+    if args.capture_video:
+        frames, goals = jax.device_get(eval_rollout)
+        os.makedirs(os.path.join(run_dir, "videos"), exist_ok=True)
+        path = os.path.join(run_dir, "videos", f"eval_{env_steps}.gif")
+        save_gif(envs.render(env, frames, goals), path, fps=1.0 / float(env.dt))
+        print(f"video saved to {path}")
+    writer.close()
+    return run_dir
+
+
+if __name__ == "__main__":
+    try:
+        main(tyro.cli(Args))
+    except (ConfigError, BufferMemoryError, FloatingPointError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
