@@ -289,7 +289,7 @@ def make_update(args: Args, state_dim: int, target_entropy: float):
     actor_opt, critic_opt, alpha_opt = optax.adam(args.actor_lr), optax.adam(args.critic_lr), optax.adam(args.alpha_lr)
 
     def update(ts: TrainState, batch, key):
-        """One gradient step: actor and temperature, then critic (the benchmark's order)."""
+        """One gradient step: actor and temperature, then critic (JaxGCRL's order)."""
         state, action, goal = batch.obs[:, :state_dim], batch.action, batch.future_goal
         alpha = jnp.exp(ts.log_alpha)
         (actor_loss, log_prob), actor_grads = eqx.filter_value_and_grad(actor_loss_fn, has_aux=True)(
@@ -455,7 +455,8 @@ def make_schedule(args: Args, env) -> Schedule:
 
 
 def make_train(args: Args, env, schedule: Schedule):
-    """Returns (init(key) -> carry, chunk(carry, num_steps) -> (carry, stats), evaluate, buffer)."""
+    """Returns init(key) -> carry, chunk(carry, num_steps) -> (carry, stats), the buffer and an
+    example transition."""
     vec_env = envs.VecEnv(env, args.num_envs)
     state_dim, goal_dim, action_dim = env.state_dim, env.goal_dim, env.action_size
     buffer = TrajectoryBuffer(
@@ -541,6 +542,11 @@ def make_train(args: Args, env, schedule: Schedule):
 
         return jax.lax.fori_loop(0, num_steps, body, (carry, stats))
 
+    return init, chunk, buffer, example
+
+
+# ======================================================================= EVAL
+def make_evaluate(args: Args, env, episode_length: int):
     eval_env = envs.VecEnv(env, args.num_eval_envs)
 
     def evaluate(actor: Actor, key):
@@ -561,17 +567,17 @@ def make_train(args: Args, env, schedule: Schedule):
 
         first = eval_env.reset(key)
         (_, _, final_dist), (success, reward, frames, goals) = jax.lax.scan(
-            step, (first, jnp.ones(args.num_eval_envs), jnp.zeros(args.num_eval_envs)), None, schedule.episode_length
+            step, (first, jnp.ones(args.num_eval_envs), jnp.zeros(args.num_eval_envs)), None, episode_length
         )
         metrics = {
             "success_rate": jnp.mean(jnp.max(success, axis=0)),
-            "time_at_goal": jnp.mean(jnp.sum(success, axis=0) / schedule.episode_length),
+            "time_at_goal": jnp.mean(jnp.sum(success, axis=0) / episode_length),
             "final_distance": jnp.mean(final_dist),
             "episodic_return": jnp.mean(jnp.sum(reward, axis=0)),
         }
         return metrics, (frames, goals)
 
-    return init, chunk, evaluate, buffer, example
+    return evaluate
 
 
 # ======================================================================= LOGGING
@@ -619,7 +625,8 @@ def main(args: Args) -> str:
     except ValueError as error:
         raise ConfigError(str(error)) from None
     schedule = make_schedule(args, env)
-    init, chunk, evaluate, buffer, example = make_train(args, env, schedule)
+    init, chunk, buffer, example = make_train(args, env, schedule)
+    evaluate = make_evaluate(args, env, schedule.episode_length)
     buffer.check_memory(example)
     if args.track:
         try:

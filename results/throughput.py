@@ -75,7 +75,7 @@ def main() -> None:
     args = tyro.cli(algo.Args, args=argv)
     env = algo.envs.make(args.env_id, backend=args.backend, episode_length=args.episode_length)
     schedule = algo.make_schedule(args, env)
-    init, chunk, _, _, _ = algo.make_train(args, env, schedule)
+    init, chunk, _, _ = algo.make_train(args, env, schedule)
     per_step = schedule.steps_per_training_step
 
     # training: fill the buffer to learning_starts, then time chunks of `steps` training steps

@@ -1,4 +1,4 @@
-"""The env contract (SPEC section 3) for every registered id, plus maze geometry and rendering.
+"""The env contract (README, "Environments") for every registered id, plus maze geometry and rendering.
 
 Each env is compiled once: one jitted function resets a small batch and runs 100 random steps
 through `VecEnv` with a short episode length (so that auto-resets happen), and every contract

@@ -1,0 +1,671 @@
+"""Goal-conditioned SAC with hindsight experience replay (HER), in one file.
+
+Papers: Haarnoja et al., "Soft Actor-Critic Algorithms and Applications", 2018 (arXiv
+1812.05905); Andrychowicz et al., "Hindsight Experience Replay", NeurIPS 2017 (arXiv
+1707.01495); defaults and env suite from Bortkiewicz et al., "Accelerating Goal-Conditioned RL
+Algorithms and Research", ICLR 2025 (arXiv 2408.11052).
+
+The policy and twin critics see obs = concat(state, goal). Rewards are sparse: 1 when s_{t+1} is
+within the env's threshold of the goal. HER ("future" strategy): each sampled transition keeps
+its commanded goal with probability 1 - relabel_ratio and otherwise gets the achieved goal of a
+later state of its own episode (P(k) ~ gamma^(k-1)); its reward is then recomputed from s_{t+1}
+under that goal. Critic targets bootstrap through time-limit truncation, never through
+termination; target critics are Polyak averages; the entropy temperature is tuned automatically.
+
+Run (then `tensorboard --logdir runs`):
+
+    python algorithms/sac_her.py --env-id simple_u_maze --episode-length 200 --total-timesteps 1000000
+    python algorithms/sac_her.py --env-id ant_maze --num-envs 512 --total-timesteps 10000000
+
+Everything per training step runs in one compiled function: `unroll_length` steps of `num_envs`
+envs, the buffer insert, and `updates_per_rollout` gradient steps on relabelled batches;
+Python only loops over chunks of training steps to evaluate, log and print progress.
+
+Logged (x axis = env steps): charts/SPS (excluding compile and evaluation),
+charts/episodic_return, eval/success_rate, eval/time_at_goal, eval/final_distance,
+eval/episodic_return, losses/qf1_loss, losses/qf2_loss, losses/qf1_values, losses/qf2_values,
+losses/actor_loss, losses/alpha, losses/alpha_loss, losses/entropy.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import tyro
+from tensorboardX import SummaryWriter
+
+import envs
+from buffers import BufferMemoryError, TrajectoryBuffer, Transition
+
+
+@dataclass(frozen=True)
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment (part of the run directory's name)"""
+    seed: int = 1
+    """seed of the experiment"""
+    track: bool = False
+    """also log to Weights & Biases (needs `pip install wandb` and a login)"""
+    wandb_project_name: str = "gcrl-jax"
+    """the Weights & Biases project, with --track"""
+    capture_video: bool = False
+    """save one evaluation episode of the final policy as a GIF under the run directory"""
+    save_model: bool = False
+    """save the final actor and critics (Equinox serialisation) into the run directory"""
+    run_root: str = "runs"
+    """directory that holds the run directories"""
+
+    # Environment
+    env_id: str = "reacher"
+    """environment id (see envs.ENV_IDS)"""
+    backend: str | None = None
+    """physics backend (generalized, spring, positional, mjx); default: the env's own"""
+    episode_length: int | None = None
+    """steps per episode; default: the env's own"""
+    num_envs: int = 256
+    """parallel training envs"""
+    num_eval_envs: int = 128
+    """evaluation episodes per evaluation, one per env, deterministic actions"""
+
+    # Schedule
+    total_timesteps: int = 1_000_000
+    """env steps to train for (rounded up to whole training steps of num_envs x unroll_length)"""
+    unroll_length: int = 62
+    """env steps per env collected in one training step"""
+    batch_size: int = 256
+    """transitions per gradient step"""
+    buffer_size: int = 10_000
+    """replay capacity in time rows per env (rounded up to a multiple of --unroll-length)"""
+    learning_starts: int = 1_000
+    """time rows per env collected before gradient steps start (whole rollouts)"""
+    updates_per_rollout: int | None = None
+    """gradient steps per training step; default num_envs * (episode_length - 1) / batch_size"""
+    num_evals: int = 20
+    """evaluations during training (plus one before it)"""
+
+    # Algorithm
+    actor_lr: float = 1e-4
+    """actor learning rate"""
+    critic_lr: float = 1e-4
+    """critic learning rate"""
+    alpha_lr: float = 3e-4
+    """entropy temperature learning rate"""
+    gamma: float = 0.99
+    """discount of the critic targets and of the HER goal distribution P(k) ~ gamma^(k-1)"""
+    tau: float = 0.005
+    """Polyak rate of the target critics"""
+    relabel_ratio: float = 0.8
+    """fraction of sampled transitions whose goal becomes a future achieved goal (HER); 0 turns HER off"""
+    width: int = 256
+    """hidden units per layer (all networks)"""
+    depth: int = 2
+    """hidden layers (all networks)"""
+    layer_norm: bool = False
+    """LayerNorm after every hidden layer"""
+    residual: bool = False
+    """residual connections around hidden layers after the first (for deep networks)"""
+    target_entropy_scale: float = 0.5
+    """target entropy = -target_entropy_scale * action_size"""
+
+
+class ConfigError(ValueError):
+    """A flag combination that cannot run; the message names the flags to change."""
+
+
+# ======================================================================= NETWORKS
+class MLP(eqx.Module):
+    """swish MLP, optional LayerNorm after each hidden layer and residual hidden blocks."""
+
+    hidden: list
+    norms: list
+    out: eqx.nn.Linear
+    residual: bool = eqx.field(static=True)
+
+    def __init__(self, in_size, out_size, width, depth, layer_norm, residual, key):
+        keys = jax.random.split(key, depth + 1)
+        sizes = [in_size] + [width] * depth
+        self.hidden = [eqx.nn.Linear(sizes[i], sizes[i + 1], key=keys[i]) for i in range(depth)]
+        self.norms = [eqx.nn.LayerNorm(width) for _ in range(depth)] if layer_norm else []
+        self.out = eqx.nn.Linear(sizes[-1], out_size, key=keys[-1])
+        self.residual = residual
+
+    def __call__(self, x):
+        for i, layer in enumerate(self.hidden):
+            h = layer(x)
+            if self.norms:
+                h = self.norms[i](h)
+            h = jax.nn.swish(h)
+            x = x + h if (self.residual and i > 0) else h
+        return self.out(x)
+
+
+class QNetwork(eqx.Module):
+    """Q(s, g, a) on obs = concat(s, g)."""
+
+    net: MLP
+
+    def __init__(self, obs_dim, action_dim, args: Args, key):
+        self.net = MLP(obs_dim + action_dim, 1, args.width, args.depth, args.layer_norm, args.residual, key)
+
+    def __call__(self, obs, action):
+        return self.net(jnp.concatenate([obs, action]))[0]
+
+
+def make_critic(obs_dim, action_dim, args: Args, key):
+    """Twin critics as one ensemble: every leaf gets a leading axis of size 2."""
+    return eqx.filter_vmap(lambda k: QNetwork(obs_dim, action_dim, args, k))(jax.random.split(key, 2))
+
+
+def q_values(critic, obs, action):
+    """Both critics on a batch: (B, obs), (B, act) -> (2, B)."""
+    return eqx.filter_vmap(lambda q: jax.vmap(q)(obs, action))(critic)
+
+
+class Actor(eqx.Module):
+    """tanh-Gaussian policy pi(a | s, g) on obs = concat(s, g)."""
+
+    net: MLP
+    action_dim: int = eqx.field(static=True)
+
+    def __init__(self, obs_dim, action_dim, args: Args, key):
+        self.net = MLP(obs_dim, 2 * action_dim, args.width, args.depth, args.layer_norm, args.residual, key)
+        self.action_dim = action_dim
+
+    def dist(self, obs):
+        mean, raw_log_std = jnp.split(self.net(obs), 2)
+        log_std = -5.0 + 3.5 * (jnp.tanh(raw_log_std) + 1.0)  # squashed into [-5, 2]
+        return mean, log_std
+
+    def sample(self, obs, key):
+        """A stochastic action and its log-probability (change of variables through tanh)."""
+        mean, log_std = self.dist(obs)
+        u = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
+        log_prob = jnp.sum(jax.scipy.stats.norm.logpdf(u, mean, jnp.exp(log_std)))
+        # log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)), stable for large |u|
+        log_prob -= jnp.sum(2.0 * (jnp.log(2.0) - u - jax.nn.softplus(-2.0 * u)))
+        return jnp.tanh(u), log_prob
+
+    def deterministic(self, obs):
+        return jnp.tanh(self.dist(obs)[0])
+
+
+class TrainState(eqx.Module):
+    actor: Actor
+    critic: QNetwork  # ensemble of two
+    target_critic: QNetwork
+    log_alpha: jax.Array
+    actor_opt_state: optax.OptState
+    critic_opt_state: optax.OptState
+    alpha_opt_state: optax.OptState
+    env_steps: jax.Array
+    grad_steps: jax.Array
+
+
+# ======================================================================= LOSSES
+def critic_target(reward, terminated, next_q, next_log_prob, alpha, gamma):
+    """y = r + gamma (1 - terminated) (min_k Q'_k(s', a') - alpha log pi(a' | s')), a' ~ pi(s').
+    A truncated (time-limit) transition is not terminated, so it bootstraps."""
+    return reward + gamma * (1.0 - terminated) * (jnp.min(next_q, axis=0) - alpha * next_log_prob)
+
+
+def critic_loss_fn(critic, obs, action, target):
+    q = q_values(critic, obs, action)
+    losses = jnp.mean((q - target[None, :]) ** 2, axis=1)
+    metrics = {"qf1_loss": losses[0], "qf2_loss": losses[1], "qf1_values": q[0].mean(), "qf2_values": q[1].mean()}
+    return jnp.sum(losses), metrics
+
+
+def actor_loss_fn(actor, critic, alpha, obs, key):
+    action, log_prob = jax.vmap(actor.sample)(obs, jax.random.split(key, obs.shape[0]))
+    return jnp.mean(alpha * log_prob - jnp.min(q_values(critic, obs, action), axis=0)), log_prob
+
+
+# ======================================================================= UPDATE
+def make_update(args: Args, target_entropy: float):
+    actor_opt, critic_opt, alpha_opt = optax.adam(args.actor_lr), optax.adam(args.critic_lr), optax.adam(args.alpha_lr)
+
+    def update(ts: TrainState, batch, key):
+        """One gradient step: critics, then actor and temperature, then the target critics."""
+        next_key, actor_key = jax.random.split(key)
+        alpha = jnp.exp(ts.log_alpha)
+        next_action, next_log_prob = jax.vmap(ts.actor.sample)(
+            batch.next_obs, jax.random.split(next_key, batch.obs.shape[0])
+        )
+        next_q = q_values(ts.target_critic, batch.next_obs, next_action)
+        target = critic_target(batch.reward, batch.terminated, next_q, next_log_prob, alpha, args.gamma)
+        (_, critic_metrics), critic_grads = eqx.filter_value_and_grad(critic_loss_fn, has_aux=True)(
+            ts.critic, batch.obs, batch.action, jax.lax.stop_gradient(target)
+        )
+        updates, critic_opt_state = critic_opt.update(critic_grads, ts.critic_opt_state, ts.critic)
+        critic = eqx.apply_updates(ts.critic, updates)
+
+        (actor_loss, log_prob), actor_grads = eqx.filter_value_and_grad(actor_loss_fn, has_aux=True)(
+            ts.actor, critic, alpha, batch.obs, actor_key
+        )
+        updates, actor_opt_state = actor_opt.update(actor_grads, ts.actor_opt_state, ts.actor)
+        actor = eqx.apply_updates(ts.actor, updates)
+
+        def alpha_loss_fn(log_alpha):
+            return jnp.mean(jnp.exp(log_alpha) * jax.lax.stop_gradient(-log_prob - target_entropy))
+
+        alpha_loss, alpha_grad = jax.value_and_grad(alpha_loss_fn)(ts.log_alpha)
+        updates, alpha_opt_state = alpha_opt.update(alpha_grad, ts.alpha_opt_state)
+        log_alpha = ts.log_alpha + updates
+
+        target_critic = optax.incremental_update(critic, ts.target_critic, args.tau)
+        metrics = {
+            **critic_metrics,
+            "actor_loss": actor_loss,
+            "alpha": alpha,
+            "alpha_loss": alpha_loss,
+            "entropy": -jnp.mean(log_prob),
+        }
+        ts = TrainState(
+            actor,
+            critic,
+            target_critic,
+            log_alpha,
+            actor_opt_state,
+            critic_opt_state,
+            alpha_opt_state,
+            ts.env_steps,
+            ts.grad_steps + 1,
+        )
+        return ts, metrics
+
+    return update, (actor_opt, critic_opt, alpha_opt)
+
+
+LOSS_TAGS = ("qf1_loss", "qf2_loss", "qf1_values", "qf2_values", "actor_loss", "alpha", "alpha_loss", "entropy")
+
+
+# ======================================================================= ROLLOUT
+def make_rollout(vec_env: envs.VecEnv, unroll_length: int):
+    def rollout(actor: Actor, env_state, episode_return, key):
+        """`unroll_length` steps of every env with stochastic actions; returns the transitions
+        (time-major) and the returns of the episodes that finished."""
+
+        def step(carry, k):
+            env_state, episode_return = carry
+            action, _ = jax.vmap(actor.sample)(env_state.obs, jax.random.split(k, vec_env.num_envs))
+            nxt = vec_env.step(env_state, action)
+            transition = Transition(
+                obs=env_state.obs,
+                action=action,
+                next_obs=nxt.info["next_obs"],
+                terminated=nxt.done,
+                truncated=nxt.info["truncation"],
+                episode_id=env_state.info["episode_id"],
+            )
+            episode_return = episode_return + nxt.reward
+            ended = jnp.logical_or(nxt.done > 0, nxt.info["truncation"] > 0)
+            finished = (jnp.sum(jnp.where(ended, episode_return, 0.0)), jnp.sum(ended))
+            return (nxt, jnp.where(ended, 0.0, episode_return)), (transition, finished)
+
+        (env_state, episode_return), (transitions, finished) = jax.lax.scan(
+            step, (env_state, episode_return), jax.random.split(key, unroll_length)
+        )
+        return env_state, episode_return, transitions, (finished[0].sum(), finished[1].sum())
+
+    return rollout
+
+
+# ======================================================================= TRAIN
+CHUNK_TRACES = [0]  # incremented each time the training chunk is traced (tests assert 1)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Sizes decided in Python before anything is traced."""
+
+    episode_length: int
+    buffer_rows: int
+    learning_start_rows: int
+    updates_per_rollout: int
+    steps_per_training_step: int
+    training_steps: int
+    eval_boundaries: tuple[int, ...]  # training-step counts at which to evaluate
+
+    @property
+    def final_env_steps(self) -> int:
+        return self.training_steps * self.steps_per_training_step
+
+
+def make_schedule(args: Args, env) -> Schedule:
+    """Validate every flag combination before any compile; raise ConfigError naming the flags."""
+    positive = [
+        "num_envs",
+        "num_eval_envs",
+        "unroll_length",
+        "batch_size",
+        "buffer_size",
+        "num_evals",
+        "total_timesteps",
+    ]
+    for name in positive + ["width", "depth"]:
+        if getattr(args, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(args, name)}).")
+    if args.learning_starts < 0:
+        raise ConfigError(f"--learning-starts must be >= 0 (got {args.learning_starts}).")
+    if not 0.0 < args.gamma < 1.0:
+        raise ConfigError(f"--gamma must be in (0, 1) (got {args.gamma}).")
+    if not 0.0 <= args.relabel_ratio <= 1.0:
+        raise ConfigError(f"--relabel-ratio must be in [0, 1] (got {args.relabel_ratio}).")
+    if not 0.0 < args.tau <= 1.0:
+        raise ConfigError(f"--tau must be in (0, 1] (got {args.tau}).")
+    episode_length = env.episode_length
+    if episode_length < 2:
+        raise ConfigError("--episode-length must be at least 2: a future goal needs a later step.")
+    u = args.unroll_length
+    buffer_rows = math.ceil(args.buffer_size / u) * u
+    learning_start_rows = math.ceil(args.learning_starts / u) * u
+    if learning_start_rows > buffer_rows:
+        raise ConfigError(
+            f"--learning-starts ({args.learning_starts}) exceeds the buffer ({buffer_rows} rows per env): "
+            f"lower --learning-starts or raise --buffer-size to at least {learning_start_rows}."
+        )
+    rows_at_start = max(learning_start_rows, u)
+    if args.batch_size > rows_at_start * args.num_envs:
+        raise ConfigError(
+            f"--batch-size ({args.batch_size}) is larger than what the buffer holds when learning starts "
+            f"({rows_at_start} rows x {args.num_envs} envs = {rows_at_start * args.num_envs} transitions): lower "
+            f"--batch-size or raise --learning-starts / --num-envs."
+        )
+    updates = args.updates_per_rollout
+    if updates is None:
+        updates = max(1, round(args.num_envs * (episode_length - 1) / args.batch_size))
+    elif updates < 0:
+        raise ConfigError(f"--updates-per-rollout must be >= 0 (got {updates}).")
+    per_step = args.num_envs * u
+    training_steps = math.ceil(args.total_timesteps / per_step)
+    if args.num_evals > training_steps:
+        raise ConfigError(
+            f"--num-evals ({args.num_evals}) is more than the number of training steps ({training_steps} steps of "
+            f"--num-envs x --unroll-length = {per_step} env steps): lower --num-evals to at most {training_steps} "
+            f"or raise --total-timesteps."
+        )
+    boundaries = tuple(round(i * training_steps / args.num_evals) for i in range(args.num_evals + 1))
+    return Schedule(episode_length, buffer_rows, learning_start_rows, updates, per_step, training_steps, boundaries)
+
+
+def make_train(args: Args, env, schedule: Schedule):
+    """Returns init(key) -> carry, chunk(carry, num_steps) -> (carry, stats), the buffer and an
+    example transition."""
+    vec_env = envs.VecEnv(env, args.num_envs)
+    state_dim, action_dim = env.state_dim, env.action_size
+    buffer = TrajectoryBuffer(
+        capacity=schedule.buffer_rows,
+        num_envs=args.num_envs,
+        unroll_length=args.unroll_length,
+        episode_length=schedule.episode_length,
+        goal_indices=env.goal_indices,
+        state_dim=state_dim,
+        gamma=args.gamma,
+    )
+    example = Transition(
+        obs=jnp.zeros(env.observation_size),
+        action=jnp.zeros(action_dim),
+        next_obs=jnp.zeros(env.observation_size),
+        terminated=jnp.zeros(()),
+        truncated=jnp.zeros(()),
+        episode_id=jnp.zeros((), jnp.int32),
+    )
+    update, (actor_opt, critic_opt, alpha_opt) = make_update(args, -args.target_entropy_scale * action_dim)
+    rollout = make_rollout(vec_env, args.unroll_length)
+
+    def init(key):
+        actor_key, critic_key, env_key, train_key = jax.random.split(key, 4)
+        actor = Actor(env.observation_size, action_dim, args, actor_key)
+        critic = make_critic(env.observation_size, action_dim, args, critic_key)
+        log_alpha = jnp.zeros(())
+        ts = TrainState(
+            actor,
+            critic,
+            critic,
+            log_alpha,
+            actor_opt.init(eqx.filter(actor, eqx.is_inexact_array)),
+            critic_opt.init(eqx.filter(critic, eqx.is_inexact_array)),
+            alpha_opt.init(log_alpha),
+            jnp.zeros((), jnp.int32),
+            jnp.zeros((), jnp.int32),
+        )
+        env_state = vec_env.reset(env_key)
+        return (ts, env_state, jnp.zeros(args.num_envs), buffer.init(example), train_key)
+
+    def training_step(carry):
+        ts, env_state, episode_return, buffer_state, key = carry
+        key, rollout_key, update_key = jax.random.split(key, 3)
+        env_state, episode_return, transitions, finished = rollout(ts.actor, env_state, episode_return, rollout_key)
+        buffer_state = buffer.insert(buffer_state, transitions)
+        ts = eqx.tree_at(lambda t: t.env_steps, ts, ts.env_steps + schedule.steps_per_training_step)
+
+        def gradient_steps(ts):
+            def one(ts, k):
+                sample_key, step_key = jax.random.split(k)
+                batch = buffer.sample_her(
+                    buffer_state, sample_key, args.batch_size, args.relabel_ratio, env.goal_reach_thresh
+                )
+                return update(ts, batch, step_key)
+
+            ts, metrics = jax.lax.scan(one, ts, jax.random.split(update_key, schedule.updates_per_rollout))
+            return ts, jax.tree.map(jnp.mean, metrics), jnp.ones(())
+
+        def no_steps(ts):
+            return ts, {tag: jnp.zeros(()) for tag in LOSS_TAGS}, jnp.zeros(())
+
+        learn = jnp.logical_and(buffer_state.size >= schedule.learning_start_rows, schedule.updates_per_rollout > 0)
+        ts, metrics, learned = jax.lax.cond(learn, gradient_steps, no_steps, ts)
+        return (ts, env_state, episode_return, buffer_state, key), metrics, learned, finished
+
+    def chunk(carry, num_steps):
+        """`num_steps` training steps (traced value: one compile serves every chunk length)."""
+        CHUNK_TRACES[0] += 1
+        stats = {
+            "losses": {tag: jnp.zeros(()) for tag in LOSS_TAGS},
+            "updated_steps": jnp.zeros(()),
+            "return_sum": jnp.zeros(()),
+            "episodes": jnp.zeros((), jnp.int32),
+        }
+
+        def body(_, loop):
+            carry, stats = loop
+            carry, metrics, learned, (return_sum, episodes) = training_step(carry)
+            stats = {
+                "losses": jax.tree.map(lambda s, m: s + learned * m, stats["losses"], metrics),
+                "updated_steps": stats["updated_steps"] + learned,
+                "return_sum": stats["return_sum"] + return_sum,
+                "episodes": stats["episodes"] + episodes,
+            }
+            return carry, stats
+
+        return jax.lax.fori_loop(0, num_steps, body, (carry, stats))
+
+    return init, chunk, buffer, example
+
+
+# ======================================================================= EVAL
+def make_evaluate(args: Args, env, episode_length: int):
+    eval_env = envs.VecEnv(env, args.num_eval_envs)
+
+    def evaluate(actor: Actor, key):
+        """One full episode per eval env, deterministic actions, fresh goals. Metrics count
+        each env's first episode only (steps after its end are masked)."""
+
+        def step(carry, _):
+            state, alive, final_dist = carry
+            nxt = eval_env.step(state, jax.vmap(actor.deterministic)(state.obs))
+            ended = jnp.logical_or(nxt.done > 0, nxt.info["truncation"] > 0)
+            final_dist = jnp.where(alive * ended > 0, nxt.metrics["dist"], final_dist)
+            out = (
+                nxt.metrics["success"] * alive,
+                nxt.reward * alive,
+                jax.tree.map(lambda x: x[0], state.pipeline_state),
+            )
+            return (nxt, alive * (1.0 - ended), final_dist), out + (state.info["goal"][0],)
+
+        first = eval_env.reset(key)
+        (_, _, final_dist), (success, reward, frames, goals) = jax.lax.scan(
+            step, (first, jnp.ones(args.num_eval_envs), jnp.zeros(args.num_eval_envs)), None, episode_length
+        )
+        metrics = {
+            "success_rate": jnp.mean(jnp.max(success, axis=0)),
+            "time_at_goal": jnp.mean(jnp.sum(success, axis=0) / episode_length),
+            "final_distance": jnp.mean(final_dist),
+            "episodic_return": jnp.mean(jnp.sum(reward, axis=0)),
+        }
+        return metrics, (frames, goals)
+
+    return evaluate
+
+
+# ======================================================================= LOGGING
+def make_run_dir(args: Args) -> tuple[str, str]:
+    """CleanRL's runs/{env_id}__{exp_name}__{seed}__{unix_time}; never reuses a directory."""
+    base = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    name, n = base, 0
+    while os.path.exists(os.path.join(args.run_root, name)):
+        n += 1
+        name = f"{base}_{n}"
+    os.makedirs(os.path.join(args.run_root, name))
+    return name, os.path.join(args.run_root, name)
+
+
+def hyperparameter_table(args: Args, schedule: Schedule) -> str:
+    rows = {**asdict(args), **{f"(derived) {k}": v for k, v in asdict(schedule).items() if k != "eval_boundaries"}}
+    return "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in rows.items())
+
+
+def progress(env_steps, total, sps, eta_s, success):
+    line = (
+        f"\r{env_steps:>12,}/{total:,} env steps | {sps:>9,.0f} SPS | ETA {time.strftime('%H:%M:%S', time.gmtime(eta_s))}"
+        f" | eval success {success:.3f}"
+    )
+    print(line, end="" if sys.stdout.isatty() else "\n", flush=True)
+
+
+def save_gif(frames, path, fps):
+    from PIL import Image
+
+    images = [Image.fromarray(f) for f in frames]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
+
+
+def atomic_save(path, tree):
+    tmp = f"{path}.tmp"
+    eqx.tree_serialise_leaves(tmp, tree)
+    os.replace(tmp, path)
+
+
+def main(args: Args) -> str:
+    """Train and return the run directory."""
+    try:
+        env = envs.make(args.env_id, backend=args.backend, episode_length=args.episode_length)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    schedule = make_schedule(args, env)
+    init, chunk, buffer, example = make_train(args, env, schedule)
+    evaluate = make_evaluate(args, env, schedule.episode_length)
+    buffer.check_memory(example)
+    if args.track:
+        try:
+            import wandb
+        except ImportError as error:
+            raise ConfigError("--track needs Weights & Biases: `pip install wandb` and `wandb login`.") from error
+
+    run_name, run_dir = make_run_dir(args)
+    if args.track:
+        wandb.init(project=args.wandb_project_name, sync_tensorboard=True, config=asdict(args), name=run_name)
+    writer = SummaryWriter(run_dir)
+    writer.add_text("hyperparameters", hyperparameter_table(args, schedule))
+    print(f"run directory: {run_dir}")
+
+    key = jax.random.PRNGKey(args.seed)
+    init_key, eval_key = jax.random.split(key)
+    carry = jax.jit(init)(init_key)
+    compile_start = time.perf_counter()
+    chunk_fn = jax.jit(chunk, donate_argnums=0).lower(carry, jnp.int32(0)).compile()
+    eval_fn = jax.jit(evaluate).lower(carry[0].actor, eval_key).compile()
+    print(f"compiled training chunk and evaluation in {time.perf_counter() - compile_start:.1f} s")
+
+    def run_eval(actor, env_steps, index):
+        metrics, rollout = eval_fn(actor, jax.random.fold_in(eval_key, index))
+        metrics = {k: float(v) for k, v in metrics.items()}
+        for k, v in metrics.items():
+            writer.add_scalar(f"eval/{k}", v, env_steps)
+        return metrics, rollout
+
+    eval_metrics, _ = run_eval(carry[0].actor, 0, 0)
+    train_time, env_steps = 0.0, 0
+    for i in range(args.num_evals):
+        num_steps = schedule.eval_boundaries[i + 1] - schedule.eval_boundaries[i]
+        start = time.perf_counter()
+        carry, stats = chunk_fn(carry, jnp.int32(num_steps))
+        stats = jax.device_get(stats)
+        elapsed = time.perf_counter() - start
+        train_time += elapsed
+        env_steps = int(carry[0].env_steps)
+        sps = num_steps * schedule.steps_per_training_step / elapsed
+        writer.add_scalar("charts/SPS", sps, env_steps)
+        if stats["episodes"] > 0:
+            writer.add_scalar("charts/episodic_return", stats["return_sum"] / stats["episodes"], env_steps)
+        if stats["updated_steps"] > 0:
+            losses = {k: float(v) / stats["updated_steps"] for k, v in stats["losses"].items()}
+            bad = [k for k, v in losses.items() if not np.isfinite(v)]
+            if bad:
+                writer.close()
+                raise FloatingPointError(
+                    f"non-finite {', '.join('losses/' + k for k in bad)} in the training steps up to env step "
+                    f"{env_steps}; lower the learning rates or try --layer-norm."
+                )
+            for k, v in losses.items():
+                writer.add_scalar(f"losses/{k}", v, env_steps)
+        eval_metrics, eval_rollout = run_eval(carry[0].actor, env_steps, i + 1)
+        remaining = schedule.final_env_steps - env_steps
+        progress(
+            env_steps,
+            schedule.final_env_steps,
+            env_steps / train_time,
+            remaining * train_time / env_steps,
+            eval_metrics["success_rate"],
+        )
+    print()
+    over = schedule.final_env_steps - args.total_timesteps
+    print(
+        f"trained {env_steps:,} env steps ("
+        + (
+            "exactly --total-timesteps"
+            if over == 0
+            else f"--total-timesteps {args.total_timesteps:,} + {over:,} to finish the last training step"
+        )
+        + f"), {int(carry[0].grad_steps):,} gradient steps, {env_steps / train_time:,.0f} SPS; final eval: "
+        + ", ".join(f"{k} {v:.3f}" for k, v in eval_metrics.items())
+    )
+    if args.save_model:
+        path = os.path.join(run_dir, f"{args.exp_name}.eqx")
+        atomic_save(path, (carry[0].actor, carry[0].critic, carry[0].target_critic, carry[0].log_alpha))
+        print(f"model saved to {path}")
+    if args.capture_video:
+        frames, goals = jax.device_get(eval_rollout)
+        os.makedirs(os.path.join(run_dir, "videos"), exist_ok=True)
+        path = os.path.join(run_dir, "videos", f"eval_{env_steps}.gif")
+        save_gif(envs.render(env, frames, goals), path, fps=1.0 / float(env.dt))
+        print(f"video saved to {path}")
+    writer.close()
+    return run_dir
+
+
+if __name__ == "__main__":
+    try:
+        main(tyro.cli(Args))
+    except (ConfigError, BufferMemoryError, FloatingPointError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
