@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import REPO, load_algorithm
-from test_crl_infonce import TINY, read_scalars
+from test_crl_infonce import TINY, random_policy_success, read_scalars
 
 from buffers import Batch
 
@@ -171,3 +171,24 @@ def test_bad_flags_exit_2(tmp_path):
             capture_output=True, text=True, timeout=300,
         )  # fmt: skip
         assert result.returncode == 2 and expected in result.stderr and "Traceback" not in result.stderr
+
+
+# ------------------------------------------------------------------ learning
+SAC_LEARNING = dict(
+    env_id="simple_u_maze", episode_length=200, num_envs=256, unroll_length=50, total_timesteps=1_280_000,
+    learning_starts=200, num_evals=4, num_eval_envs=256, seed=1,
+)  # fmt: skip
+
+
+def test_sac_with_her_learns_and_beats_sac_without_her(tmp_path):
+    """Sparse rewards: with HER, SAC reaches goals well above a random policy; with
+    --relabel-ratio 0 (plain SAC on the same budget and seed) it does clearly worse."""
+    random_success = random_policy_success(SAC_LEARNING["env_id"], SAC_LEARNING["episode_length"], 256, seed=0)
+    curves = {}
+    for ratio in (0.8, 0.0):
+        run_dir = sac.main(sac.Args(**SAC_LEARNING, relabel_ratio=ratio, run_root=str(tmp_path / str(ratio))))
+        curves[ratio] = [e.value for e in read_scalars(run_dir).Scalars("eval/success_rate")]
+    print(f"random {random_success:.3f}; sac+her {curves[0.8]}; sac without her {curves[0.0]}")
+    her, plain = np.mean(curves[0.8][-2:]), np.mean(curves[0.0][-2:])
+    assert her >= 0.3 and her >= 3 * random_success, (random_success, curves)
+    assert her >= plain + 0.2, curves
