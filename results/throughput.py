@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import inspect
 import pathlib
 import platform
 import statistics
@@ -108,7 +109,11 @@ def main() -> None:
     env_s, _ = timed(env_only, env_state, jax.random.PRNGKey(2), repeats=repeats)
 
     # update-only, on a synthetic batch
-    update, _ = algo.make_update(args, env.state_dim, -args.target_entropy_scale * env.action_size)
+    known = {"args": args, "state_dim": env.state_dim}
+    if hasattr(args, "target_entropy_scale"):
+        known["target_entropy"] = -args.target_entropy_scale * env.action_size
+    wanted = inspect.signature(algo.make_update).parameters
+    update, _ = algo.make_update(**{k: v for k, v in known.items() if k in wanted})
     keys = jax.random.split(jax.random.PRNGKey(3), 3)
     batch = Batch(
         obs=jax.random.normal(keys[0], (args.batch_size, env.observation_size)),
