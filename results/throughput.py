@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import tyro
 
-from buffers import Batch, TrajectoryBuffer
+from buffers import Batch
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -76,7 +76,7 @@ def main() -> None:
     args = tyro.cli(algo.Args, args=argv)
     env = algo.envs.make(args.env_id, backend=args.backend, episode_length=args.episode_length)
     schedule = algo.make_schedule(args, env)
-    init, chunk, _, _ = algo.make_train(args, env, schedule)
+    init, chunk, buffer, _ = algo.make_train(args, env, schedule)
     per_step = schedule.steps_per_training_step
 
     # training: fill the buffer to learning_starts, then time chunks of `steps` training steps
@@ -145,15 +145,6 @@ def main() -> None:
         return jax.lax.scan(body, env_state, jax.random.split(key, steps))[0]
 
     rollout_s, _ = timed(policy_rollouts, env_state, jax.random.PRNGKey(5), repeats=repeats)
-    buffer = TrajectoryBuffer(
-        capacity=schedule.buffer_rows,
-        num_envs=args.num_envs,
-        unroll_length=args.unroll_length,
-        episode_length=schedule.episode_length,
-        goal_indices=env.goal_indices,
-        state_dim=env.state_dim,
-        gamma=args.gamma,
-    )
 
     @jax.jit
     def samples_only(key):
