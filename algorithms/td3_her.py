@@ -557,13 +557,6 @@ def progress(env_steps, total, sps, eta_s, success):
     print(line, end="" if sys.stdout.isatty() else "\n", flush=True)
 
 
-def save_gif(frames, path, fps):
-    from PIL import Image
-
-    images = [Image.fromarray(f) for f in frames]
-    images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
-
-
 def atomic_save(path, tree):
     tmp = f"{path}.tmp"
     eqx.tree_serialise_leaves(tmp, tree)
@@ -662,7 +655,7 @@ def main(args: Args) -> str:
         frames, goals = jax.device_get(eval_rollout)
         os.makedirs(os.path.join(run_dir, "videos"), exist_ok=True)
         path = os.path.join(run_dir, "videos", f"eval_{env_steps}.gif")
-        save_gif(envs.render(env, frames, goals), path, fps=1.0 / float(env.dt))
+        envs.save_gif(envs.render(env, frames, goals), path, fps=1.0 / float(env.dt))
         print(f"video saved to {path}")
     writer.close()
     return run_dir

@@ -32,7 +32,7 @@ with contextlib.redirect_stdout(io.StringIO()):
     from envs.base import GoalEnv, VecEnv
     from envs.point import PointMaze
     from envs.reacher import Reacher
-    from envs.render import render
+    from envs.render import render, save_gif
 
 # env_id -> (constructor, fixed keyword arguments)
 _REGISTRY = {
@@ -49,7 +49,7 @@ ALIASES = {"ant_maze": "ant_u_maze", "simple_maze": "simple_u_maze"}
 ENV_IDS = tuple(sorted(_REGISTRY))
 BACKENDS = ("generalized", "spring", "positional", "mjx")
 
-__all__ = ["ENV_IDS", "ALIASES", "BACKENDS", "GoalEnv", "VecEnv", "make", "render"]
+__all__ = ["ENV_IDS", "ALIASES", "BACKENDS", "GoalEnv", "VecEnv", "make", "render", "save_gif"]
 
 
 def make(env_id: str, backend: str | None = None, episode_length: int | None = None, **overrides) -> GoalEnv:

@@ -78,11 +78,8 @@ def main(args: Args) -> int:
     )
     if args.video:
         frames = envs.render(env, states, np.asarray(goals), height=240, width=320)
-        from PIL import Image
-
         os.makedirs(os.path.dirname(os.path.abspath(args.video)), exist_ok=True)
-        images = [Image.fromarray(f) for f in frames]
-        images[0].save(args.video, save_all=True, append_images=images[1:], duration=int(1000 * float(env.dt)), loop=0)
+        envs.save_gif(frames, args.video, fps=1.0 / float(env.dt))
         print(f"wrote {len(frames)} frames to {args.video}")
     return 0
 

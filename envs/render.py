@@ -11,6 +11,7 @@ otherwise; on Debian, `apt-get install libosmesa6`).
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import jax
@@ -69,3 +70,14 @@ def render(
                 scene.ngeom += 1
             frames.append(renderer.render().copy())
     return frames
+
+
+def save_gif(frames: list[np.ndarray], path: str, fps: float) -> str:
+    """Write RGB frames as a looping GIF at `fps` frames per second (temp file, then rename)."""
+    from PIL import Image
+
+    images = [Image.fromarray(np.asarray(f)) for f in frames]
+    tmp = f"{path}.tmp.gif"
+    images[0].save(tmp, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
+    os.replace(tmp, path)
+    return path

@@ -264,3 +264,20 @@ def test_render_returns_frames_with_the_goal_drawn():
     green = (with_goal[0][..., 1].astype(int) - with_goal[0][..., 0]) > 60
     green_without = (without[0][..., 1].astype(int) - without[0][..., 0]) > 60
     assert green.sum() > green_without.sum()
+
+
+def test_env_demo_runs_and_writes_a_gif_with_one_frame_per_step(tmp_path):
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    gif = tmp_path / "demo.gif"
+    command = [sys.executable, "-m", "envs", "--env-id", "simple_u_maze", "--num-envs", "2", "--steps", "12"]
+    result = subprocess.run([*command, "--video", str(gif)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "env steps/s" in result.stdout
+    with Image.open(gif) as image:
+        assert image.n_frames >= 10  # 12 steps; GIF writers may merge identical frames
+    bad = subprocess.run([*command[:3], "--env-id", "simple_maze_u"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "Did you mean" in bad.stderr and "Traceback" not in bad.stderr
