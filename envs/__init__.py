@@ -30,6 +30,7 @@ os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
 with contextlib.redirect_stdout(io.StringIO()):
     from envs.ant import Ant
     from envs.base import GoalEnv, VecEnv
+    from envs.cheetah import Cheetah
     from envs.point import PointMaze
     from envs.reacher import Reacher
     from envs.render import render, save_gif
@@ -37,6 +38,7 @@ with contextlib.redirect_stdout(io.StringIO()):
 # env_id -> (constructor, fixed keyword arguments)
 _REGISTRY = {
     "reacher": (Reacher, {}),
+    "cheetah": (Cheetah, {}),
     "ant": (Ant, {}),
     "ant_u_maze": (Ant, {"maze": "u"}),
     "ant_big_maze": (Ant, {"maze": "big"}),

@@ -36,6 +36,8 @@ class GoalEnv(PipelineEnv):
     """Base class: subclasses implement `_sample_init`, `_state_obs` and optionally
     `_is_terminated`, `_dense_reward`, `goal_marker_xyz`, `render_camera`."""
 
+    fixed_goal = False  # True for tasks whose goal is the same every episode (only the start varies)
+
     def __init__(
         self,
         sys: Any,

@@ -135,6 +135,10 @@ def test_success_flips_exactly_at_threshold(env_id):
 def test_different_keys_give_different_goals(env_id):
     first, _ = rollout(env_id)
     goals = np.asarray(first.info["goal"])
+    if make_env(env_id).fixed_goal:  # one goal by definition (cheetah): the starts must differ
+        assert len(np.unique(goals, axis=0)) == 1
+        assert len({tuple(o) for o in np.asarray(first.obs).round(5)}) == NUM_ENVS
+        return
     assert len({tuple(g) for g in goals.round(5)}) > 1  # NUM_ENVS resets from distinct keys
 
 
@@ -151,8 +155,11 @@ def test_auto_reset_draws_fresh_goals_and_keeps_the_final_observation(env_id):
     # the pre-reset next_obs still carries the old goal; the new obs carries the new one
     np.testing.assert_array_equal(r["next_obs"][..., env.state_dim :], r["goal"])
     np.testing.assert_array_equal(r["new_obs"][..., env.state_dim :], r["new_goal"])
-    # over all resets, the goal changes (never the same goal replayed forever)
-    changed = np.any(np.abs(r["new_goal"] - r["goal"]) > 1e-6, axis=-1)
+    # over all resets, the goal (or, for a fixed-goal task, the start) changes
+    if env.fixed_goal:
+        changed = np.any(np.abs(r["new_obs"] - r["next_obs"]) > 1e-6, axis=-1)
+    else:
+        changed = np.any(np.abs(r["new_goal"] - r["goal"]) > 1e-6, axis=-1)
     assert changed[ended].mean() > 0.5
     for e in range(NUM_ENVS):
         assert changed[:, e][ended[:, e]].any()
@@ -176,6 +183,14 @@ def test_ant_goal_part_follows_the_torso(env_id):
         q[:2] = xy
         obs = _moved_state_obs(env, q)
         np.testing.assert_allclose(obs[list(env.goal_indices)], xy, atol=1e-5)
+
+
+def test_cheetah_goal_part_follows_the_root():
+    env = make_env("cheetah")
+    q = np.asarray(env.sys.init_q).copy()
+    for x in (2.5, -1.0):
+        q[0] = x
+        np.testing.assert_allclose(_moved_state_obs(env, q)[list(env.goal_indices)], [x], atol=1e-5)
 
 
 @pytest.mark.parametrize("env_id", [i for i in ALL_IDS if i.startswith("simple")])
