@@ -13,6 +13,8 @@ default (`goal_x`); success when |x - goal| < 0.5. No termination; truncation at
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
+
 import jax
 import jax.numpy as jnp
 import mujoco
@@ -20,6 +22,18 @@ from brax.io import mjcf
 from etils import epath
 
 from envs.base import GoalEnv
+
+
+def cheetah_model() -> mujoco.MjModel:
+    """brax's half-cheetah with its total mass (14 kg) applied by `mj_setTotalmass` instead of
+    the XML's deprecated `settotalmass` attribute: the same masses and inertias, without MuJoCo
+    writing a deprecation warning to MUJOCO_LOG.TXT in the working directory."""
+    root = ET.parse(epath.resource_path("brax") / "envs/assets/half_cheetah.xml").getroot()
+    total_mass = float(root.find("compiler").attrib.pop("settotalmass"))
+    model = mujoco.MjModel.from_xml_string(ET.tostring(root, encoding="unicode"))
+    mujoco.mj_setTotalmass(model, total_mass)
+    mujoco.mj_setConst(model, mujoco.MjData(model))
+    return model
 
 
 class Cheetah(GoalEnv):
@@ -33,7 +47,7 @@ class Cheetah(GoalEnv):
         goal_x: float = 5.0,
         reset_noise_scale: float = 0.1,
     ):
-        sys = mjcf.load(epath.resource_path("brax") / "envs/assets/half_cheetah.xml")
+        sys = mjcf.load_model(cheetah_model())
         n_frames = 5
         if backend in ("spring", "positional"):  # brax's settings for this body on those pipelines
             sys = sys.tree_replace({"opt.timestep": 0.003125})
