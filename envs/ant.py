@@ -22,11 +22,10 @@ import xml.etree.ElementTree as ET
 
 import jax
 import jax.numpy as jnp
-import mujoco
 from brax.io import mjcf
 from etils import epath
 
-from envs.base import GoalEnv
+from envs.base import GoalEnv, fast_mjx_solver
 from envs.maze import Maze
 
 
@@ -60,14 +59,7 @@ class Ant(GoalEnv):
         else:
             n_frames = 5
         if backend == "mjx":
-            sys = sys.tree_replace(
-                {
-                    "opt.solver": mujoco.mjtSolver.mjSOL_NEWTON,
-                    "opt.disableflags": mujoco.mjtDisableBit.mjDSBL_EULERDAMP,
-                    "opt.iterations": 1,
-                    "opt.ls_iterations": 4,
-                }
-            )
+            sys = fast_mjx_solver(sys)
         if backend == "positional":  # brax's setting for this body on the positional pipeline
             sys = sys.replace(actuator=sys.actuator.replace(gear=200 * jnp.ones_like(sys.actuator.gear)))
         self._goal_radius = goal_radius

@@ -25,11 +25,25 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import mujoco
 from brax.envs.base import PipelineEnv, State
 
 # brax warns on every model load that its env layer is unmaintained; we only use the stable
 # `PipelineEnv`/`State`/`mjcf`/pipelines surface (see README), so the warning is noise here.
 warnings.filterwarnings("ignore", message="Brax System, piplines and environments")
+
+
+def fast_mjx_solver(sys: Any) -> Any:
+    """MJX solver settings for locomotion bodies: one Newton iteration with 4 line-search
+    steps (brax's choice for the ant; MuJoCo's defaults are many times slower on CPU)."""
+    return sys.tree_replace(
+        {
+            "opt.solver": mujoco.mjtSolver.mjSOL_NEWTON,
+            "opt.disableflags": mujoco.mjtDisableBit.mjDSBL_EULERDAMP,
+            "opt.iterations": 1,
+            "opt.ls_iterations": 4,
+        }
+    )
 
 
 class GoalEnv(PipelineEnv):

@@ -21,7 +21,7 @@ import mujoco
 from brax.io import mjcf
 from etils import epath
 
-from envs.base import GoalEnv
+from envs.base import GoalEnv, fast_mjx_solver
 
 
 def cheetah_model() -> mujoco.MjModel:
@@ -54,14 +54,7 @@ class Cheetah(GoalEnv):
             sys = sys.replace(actuator=sys.actuator.replace(gear=jnp.array([120.0, 90.0, 60.0, 120.0, 100.0, 100.0])))
             n_frames = 16
         if backend == "mjx":  # one Newton iteration with 4 line-search steps, as for the ant
-            sys = sys.tree_replace(
-                {
-                    "opt.solver": mujoco.mjtSolver.mjSOL_NEWTON,
-                    "opt.disableflags": mujoco.mjtDisableBit.mjDSBL_EULERDAMP,
-                    "opt.iterations": 1,
-                    "opt.ls_iterations": 4,
-                }
-            )
+            sys = fast_mjx_solver(sys)
         self._goal_x = goal_x
         self._noise = reset_noise_scale
         super().__init__(
