@@ -455,7 +455,12 @@ def make_train(args: Args, env, schedule: Schedule):
             def one(ts, k):
                 sample_key, step_key = jax.random.split(k)
                 batch = buffer.sample_her(
-                    buffer_state, sample_key, args.batch_size, args.relabel_ratio, env.goal_reach_thresh
+                    buffer_state,
+                    sample_key,
+                    args.batch_size,
+                    args.relabel_ratio,
+                    env.goal_reach_thresh,
+                    success_fn=jax.vmap(env.success),  # the env's own test (composite for arm_grasp)
                 )
                 return update(ts, batch, step_key)
 

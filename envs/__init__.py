@@ -28,10 +28,13 @@ os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
 
 # mujoco's MJX prints a line about its optional `warp` backend on import; we do not use it.
 with contextlib.redirect_stdout(io.StringIO()):
-    from envs.ant import Ant
+    from envs.ant import Ant, AntBall, AntPush
+    from envs.arm import Arm
     from envs.base import GoalEnv, VecEnv
     from envs.cheetah import Cheetah
+    from envs.humanoid import Humanoid
     from envs.point import PointMaze
+    from envs.pusher import Pusher
     from envs.reacher import Reacher
     from envs.render import render, save_gif
 
@@ -39,15 +42,29 @@ with contextlib.redirect_stdout(io.StringIO()):
 _REGISTRY = {
     "reacher": (Reacher, {}),
     "cheetah": (Cheetah, {}),
+    "pusher_easy": (Pusher, {"difficulty": "easy"}),
+    "pusher_hard": (Pusher, {"difficulty": "hard"}),
     "ant": (Ant, {}),
+    "ant_ball": (AntBall, {}),
+    "ant_push": (AntPush, {}),
     "ant_u_maze": (Ant, {"maze": "u"}),
     "ant_big_maze": (Ant, {"maze": "big"}),
     "ant_hardest_maze": (Ant, {"maze": "hardest"}),
+    "humanoid": (Humanoid, {}),
+    "humanoid_u_maze": (Humanoid, {"maze": "u"}),
+    "humanoid_big_maze": (Humanoid, {"maze": "big"}),
+    "humanoid_hardest_maze": (Humanoid, {"maze": "hardest"}),
     "simple_u_maze": (PointMaze, {"layout": "u"}),
     "simple_big_maze": (PointMaze, {"layout": "big"}),
     "simple_hardest_maze": (PointMaze, {"layout": "hardest"}),
+    "arm_reach": (Arm, {"task": "reach"}),
+    "arm_grasp": (Arm, {"task": "grasp"}),
+    "arm_push_easy": (Arm, {"task": "push_easy"}),
+    "arm_push_hard": (Arm, {"task": "push_hard"}),
+    "arm_binpick_easy": (Arm, {"task": "binpick_easy"}),
+    "arm_binpick_hard": (Arm, {"task": "binpick_hard"}),
 }
-ALIASES = {"ant_maze": "ant_u_maze", "simple_maze": "simple_u_maze"}
+ALIASES = {"ant_maze": "ant_u_maze", "humanoid_maze": "humanoid_u_maze", "simple_maze": "simple_u_maze"}
 ENV_IDS = tuple(sorted(_REGISTRY))
 BACKENDS = ("generalized", "spring", "positional", "mjx")
 

@@ -13,6 +13,20 @@ torso's (x, y) (`goal_indices` = (0, 1)); success when it is within 0.5 m of the
 Goals: `ant` draws the goal uniformly on the circle of radius 10 around the start; a maze starts
 the torso at the R cell's centre and draws the goal among the G cells' centres (cell 4 m).
 Terminates when the torso height leaves [0.2, 1.0]; truncates at `episode_length` (1000).
+
+Two tasks add an object, and its (x, y) and (x, y) velocity to the state part (`state_dim` 33):
+
+* `ant_ball` (ant soccer, `AntBall`, default backend mjx): a free ball (radius 0.25 m, 0.2 kg)
+  rolls on the floor and collides with the torso and the feet. (The spring pipeline gives every
+  body of the ant XML unit mass and inertia, which turns the ball into a flywheel that a kick
+  barely moves; see results/env_throughput.md.) The goal is the *ball's* (x, y) (`goal_indices` =
+  (29, 30)), drawn on the circle of radius 5; the ball starts 1.5 m from the ant on the line
+  towards the goal (+- 0.25 m noise). Success when the ball is within 0.5 m of the goal.
+* `ant_push` (`AntPush`, default backend mjx): a walled arena (inner area x, y in [-4, 21]).
+  An L-shaped inner wall fences the start region [-4, 10]^2 off from the goal band; its only
+  opening is the corner [7, 10]^2, which a 2.8 m block (0.5 kg, sliding in x and y) fills, so
+  the ant has to push the block aside to get out. The goal is the torso's (x, y), drawn as
+  (16, 8) or (8, 16) (equal odds) + U[0, 2)^2; start at (0, 0).
 """
 
 from __future__ import annotations
@@ -29,14 +43,18 @@ from envs.base import GoalEnv, fast_mjx_solver
 from envs.maze import Maze
 
 
-def ant_xml(extra_world_xml: str = "") -> str:
-    """brax's ant XML with a wall-colliding torso, a large floor and extra world geoms."""
+def ant_xml(extra_world_xml: str = "", extra_init_qpos: str = "") -> str:
+    """brax's ant XML with a wall-colliding torso, a large floor and extra world elements
+    (their joints' initial positions, if any, in `extra_init_qpos`)."""
     root = ET.parse(epath.resource_path("brax") / "envs/assets/ant.xml").getroot()
     world = root.find("worldbody")
     world.find("geom[@name='floor']").set("size", "100 100 40")
     world.find("body[@name='torso']/geom[@name='torso_geom']").set("contype", "1")
     for element in ET.fromstring(f"<x>{extra_world_xml}</x>"):
         world.append(element)
+    if extra_init_qpos:
+        init_qpos = root.find("custom/numeric[@name='init_qpos']")
+        init_qpos.set("data", f"{init_qpos.get('data')} {extra_init_qpos}")
     return ET.tostring(root, encoding="unicode")
 
 
@@ -52,7 +70,8 @@ class Ant(GoalEnv):
         healthy_z_range: tuple[float, float] = (0.2, 1.0),
     ):
         self.maze = Maze(maze, cell_size=4.0) if maze else None
-        sys = mjcf.loads(ant_xml(self.maze.walls_xml() if self.maze else ""))
+        sys = mjcf.loads(ant_xml(*self._world_xml()))
+        self._object_link = sys.link_names.index("object") if self._has_object else None
         n_frames = 10
         if backend in ("spring", "positional"):
             sys = sys.tree_replace({"opt.timestep": 0.005})
@@ -69,12 +88,19 @@ class Ant(GoalEnv):
             sys,
             backend=backend,
             n_frames=n_frames,
-            state_dim=29,
-            goal_indices=(0, 1),
+            state_dim=29 + 4 * self._has_object,
+            goal_indices=self._goal_indices,
             goal_reach_thresh=0.5,
             episode_length=episode_length,
             dense_reward=dense_reward,
         )
+
+    _has_object = False  # AntBall, AntPush: an object body after the ant's
+    _goal_indices = (0, 1)  # torso (x, y)
+
+    def _world_xml(self) -> tuple[str, str]:
+        """(world elements added to the ant XML, initial qpos of their joints)."""
+        return (self.maze.walls_xml() if self.maze else ""), ""
 
     def _sample_init(self, key):
         q_key, qd_key, goal_key = jax.random.split(key, 3)
@@ -89,7 +115,12 @@ class Ant(GoalEnv):
         return q, qd, goal
 
     def _state_obs(self, pipeline_state):
-        return jnp.concatenate([pipeline_state.q, pipeline_state.qd])
+        q, qd = pipeline_state.q, pipeline_state.qd
+        if not self._has_object:
+            return jnp.concatenate([q, qd])
+        xy = pipeline_state.x.pos[self._object_link, :2]
+        vxy = pipeline_state.xd.vel[self._object_link, :2]
+        return jnp.concatenate([q[:15], qd[:14], xy, vxy])
 
     def _is_terminated(self, pipeline_state):
         z = pipeline_state.x.pos[0, 2]
@@ -104,3 +135,90 @@ class Ant(GoalEnv):
 
     def goal_marker_xyz(self, goal):
         return jnp.array([goal[0], goal[1], 0.5])
+
+
+class AntBall(Ant):
+    """Ant soccer: dribble a ball to the goal (see the module docstring)."""
+
+    _has_object = True
+    _goal_indices = (29, 30)  # the ball's (x, y)
+    BALL_RADIUS = 0.25
+
+    def __init__(self, backend: str = "mjx", goal_radius: float = 5.0, ball_distance: float = 1.5, **kwargs):
+        self._ball_distance = ball_distance
+        super().__init__(maze=None, backend=backend, goal_radius=goal_radius, **kwargs)
+
+    def _world_xml(self):
+        r = self.BALL_RADIUS
+        ball = (
+            f'<body name="object" pos="0 0 {r}"><freejoint name="ball"/>'
+            f'<geom name="ball" type="sphere" size="{r}" mass="0.2" contype="1" conaffinity="1" '
+            'rgba="0.9 0.9 0.9 1"/></body>'
+        )
+        return ball, f"0 0 {r} 1 0 0 0"
+
+    def _sample_init(self, key):
+        ant_key, ball_key = jax.random.split(key)
+        q, qd, goal = super()._sample_init(ant_key)
+        direction = goal / jnp.linalg.norm(goal)
+        ball_xy = q[:2] + self._ball_distance * direction
+        ball_xy = ball_xy + jax.random.uniform(ball_key, (2,), minval=-0.25, maxval=0.25)
+        q = q.at[15:17].set(ball_xy).at[17].set(self.BALL_RADIUS).at[18:22].set(jnp.array([1.0, 0.0, 0.0, 0.0]))
+        return q, qd.at[14:].set(0.0), goal
+
+    def goal_marker_xyz(self, goal):
+        return jnp.array([goal[0], goal[1], self.BALL_RADIUS])
+
+    def render_camera(self, pipeline_state):
+        return dict(lookat=(0.0, 0.0, 0.0), distance=16.0, azimuth=90.0, elevation=-75.0)
+
+
+# Arena of `ant_push` as boxes (centre x, centre y, half x, half y), all 1 m tall: the outer wall,
+# then the L-shaped fence around the start region with its opening at the corner [7, 10]^2.
+_PUSH_WALLS = (
+    (-5.0, 8.5, 1.0, 14.5),
+    (22.0, 8.5, 1.0, 14.5),
+    (8.5, -5.0, 12.5, 1.0),
+    (8.5, 22.0, 12.5, 1.0),
+    (10.5, 1.5, 0.5, 5.5),
+    (1.5, 10.5, 5.5, 0.5),
+)
+_PUSH_BLOCK_XY = (8.5, 8.5)
+_PUSH_BLOCK_HALF = 1.4  # a 0.1 m slit on either side: too narrow for the ant, no contact with the walls
+
+
+class AntPush(Ant):
+    """Push a block out of the way to reach a goal behind it (see the module docstring)."""
+
+    _has_object = True
+
+    def __init__(self, backend: str = "mjx", **kwargs):
+        super().__init__(maze=None, backend=backend, **kwargs)
+
+    def _world_xml(self):
+        # Walls collide with the ant (contype bit 1) and the block (bit 2); the block slides on
+        # the floor without touching it (no floor contact, joint damping for friction).
+        walls = "".join(
+            f'<geom name="wall_{n}" type="box" pos="{x:g} {y:g} 0.5" size="{hx:g} {hy:g} 0.5" '
+            'contype="0" conaffinity="3" rgba="0.7 0.5 0.3 1"/>'
+            for n, (x, y, hx, hy) in enumerate(_PUSH_WALLS)
+        )
+        h = _PUSH_BLOCK_HALF
+        block = (
+            f'<body name="object" pos="{_PUSH_BLOCK_XY[0]} {_PUSH_BLOCK_XY[1]} 0.5">'
+            '<joint name="block_x" type="slide" axis="1 0 0" limited="false" damping="1"/>'
+            '<joint name="block_y" type="slide" axis="0 1 0" limited="false" damping="1"/>'
+            f'<geom name="block" type="box" size="{h} {h} 0.49" mass="0.5" contype="2" conaffinity="1" '
+            'rgba="0.9 0.2 0.2 1"/></body>'
+        )
+        return walls + block, "0 0"
+
+    def _sample_init(self, key):
+        ant_key, order_key, goal_key = jax.random.split(key, 3)
+        q, qd, _ = super()._sample_init(ant_key)
+        corner = jnp.where(jax.random.bernoulli(order_key), jnp.array([16.0, 8.0]), jnp.array([8.0, 16.0]))
+        goal = corner + jax.random.uniform(goal_key, (2,), maxval=2.0)
+        return q.at[15:].set(0.0), qd.at[14:].set(0.0), goal
+
+    def render_camera(self, pipeline_state):
+        return dict(lookat=(8.5, 8.5, 0.0), distance=34.0, azimuth=90.0, elevation=-89.0)

@@ -48,7 +48,8 @@ def fast_mjx_solver(sys: Any) -> Any:
 
 class GoalEnv(PipelineEnv):
     """Base class: subclasses implement `_sample_init`, `_state_obs` and optionally
-    `_is_terminated`, `_dense_reward`, `goal_marker_xyz`, `render_camera`."""
+    `_action_to_ctrl`, `_is_terminated`, `_goal_metrics`, `_dense_reward`, `goal_marker_xyz`,
+    `render_camera`."""
 
     fixed_goal = False  # True for tasks whose goal is the same every episode (only the start varies)
 
@@ -83,6 +84,10 @@ class GoalEnv(PipelineEnv):
         """Return the `state_dim` vector of the body's own state."""
         raise NotImplementedError
 
+    def _action_to_ctrl(self, action: jax.Array) -> jax.Array:
+        """Map the policy's action in [-1, 1]^action_size to the actuators' controls."""
+        return action
+
     def _is_terminated(self, pipeline_state: Any) -> jax.Array:
         return jnp.array(False)
 
@@ -90,6 +95,11 @@ class GoalEnv(PipelineEnv):
         """(dist, success) of a state part against a goal. Overridden by composite goals."""
         dist = jnp.linalg.norm(state_obs[jnp.array(self.goal_indices)] - goal)
         return dist, (dist < self.goal_reach_thresh).astype(jnp.float32)
+
+    def success(self, state_part: jax.Array, goal: jax.Array) -> jax.Array:
+        """1.0 where a state part reaches a goal (the `success` metric), else 0.0; one state
+        (vmap it for a batch). Hindsight relabelling recomputes rewards with it."""
+        return self._goal_metrics(state_part, goal)[1]
 
     def _dense_reward(self, dist: jax.Array) -> jax.Array:
         return -dist
@@ -116,7 +126,9 @@ class GoalEnv(PipelineEnv):
 
     def reset(self, rng: jax.Array) -> State:
         rng, init_key = jax.random.split(rng)
-        q, qd, goal = self._sample_init(init_key)
+        # one value for the goal everywhere: without the barrier XLA may compute it once for the
+        # observation and once for info["goal"], with different rounding
+        q, qd, goal = jax.lax.optimization_barrier(self._sample_init(init_key))
         pipeline_state = self.pipeline_init(q, qd)
         state_obs = self._state_obs(pipeline_state)
         obs = jnp.concatenate([state_obs, goal])
@@ -133,7 +145,7 @@ class GoalEnv(PipelineEnv):
         return State(pipeline_state, obs, zero, zero, {"dist": dist, "success": success}, info)
 
     def step(self, state: State, action: jax.Array) -> State:
-        pipeline_state = self.pipeline_step(state.pipeline_state, action)
+        pipeline_state = self.pipeline_step(state.pipeline_state, self._action_to_ctrl(action))
         goal = state.info["goal"]
         state_obs = self._state_obs(pipeline_state)
         obs = jnp.concatenate([state_obs, goal])

@@ -8,6 +8,11 @@ import os
 os.environ.setdefault("MUJOCO_GL", "egl" if glob.glob("/dev/nvidia[0-9]*") else "osmesa")
 os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
 
+# The arm envs need XLA's CPU fusion emitters off (see envs/arm.py); the suite turns them off
+# for every test, before JAX first touches a device, which also shortens every compile.
+if "xla_cpu_use_fusion_emitters" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_cpu_use_fusion_emitters=false".strip()
+
 import jax
 
 jax.config.update("jax_compilation_cache_dir", os.path.expanduser("~/.cache/gcrl-jax-tests"))

@@ -1,0 +1,138 @@
+"""Humanoid: `humanoid` (goal around the start) and the humanoid mazes `humanoid_u_maze`,
+`humanoid_big_maze`, `humanoid_hardest_maze`.
+
+The body is brax's packaged humanoid (`brax/envs/assets/humanoid.xml`, loaded from the installed
+package): 11 links (brax fuses the hands and feet into their parents) on a free root joint and
+17 hinges, 17 motors. Actions in [-1, 1]^17 are
+scaled to the XML's control range [-0.4, 0.4]. Control step 0.015 s (spring/positional: 0.0015 s
+x 10 with gears 350 for the 11 trunk and leg motors and 100 for the 6 arm motors, brax's setting
+for those pipelines; generalized/mjx: 0.003 s x 5 with the XML's gears).
+
+Observation (state part, `state_dim` = 223): qpos (24: torso xyz, torso quaternion, 17 joint
+angles), qvel (23), then per link (11 links) its inertia about the whole body's centre of mass
+in world axes (9) and its mass (1), and its mass-weighted centre-of-mass velocity (3) and angular
+velocity (3). Nothing in it depends on the goal. The goal is the torso's (x, y, z)
+(`goal_indices` = (0, 1, 2)); success when the torso is within 0.5 m of the goal.
+
+Goals: `humanoid` draws r ~ U[1, 5] and an angle ~ U[0, 2 pi) around the start, at height 1.25;
+a maze starts the torso at the R cell's centre and draws the goal among the G cells' centres
+(cell 2 m, walls 1 m tall), at height 1.25. In the mazes the torso, waist, pelvis and feet
+collide with the walls (the limbs pass through them). Terminates when the torso height leaves
+[1.0, 2.0]; truncates at `episode_length` (default 1000).
+"""
+
+from __future__ import annotations
+
+import math
+import xml.etree.ElementTree as ET
+
+import jax
+import jax.numpy as jnp
+from brax import math as brax_math
+from brax.io import mjcf
+from etils import epath
+
+from envs.base import GoalEnv, fast_mjx_solver
+from envs.maze import Maze
+
+_GOAL_Z = 1.25
+_WALL_COLLIDERS = ("torso1", "uwaist", "lwaist", "butt")  # the feet collide already
+_SPRING_GEAR = (350.0,) * 11 + (100.0,) * 6
+
+
+def humanoid_xml(walls_xml: str = "") -> str:
+    root = ET.parse(epath.resource_path("brax") / "envs/assets/humanoid.xml").getroot()
+    world = root.find("worldbody")
+    if walls_xml:
+        world.find("geom[@name='floor']").set("size", "100 100 0.125")
+        for geom in root.iter("geom"):
+            if geom.get("name") in _WALL_COLLIDERS:
+                geom.set("contype", "1")
+        for element in ET.fromstring(f"<x>{walls_xml}</x>"):
+            world.append(element)
+    return ET.tostring(root, encoding="unicode")
+
+
+class Humanoid(GoalEnv):
+    def __init__(
+        self,
+        maze: str | None = None,
+        backend: str = "spring",
+        episode_length: int = 1000,
+        dense_reward: bool = False,
+        goal_radius: tuple[float, float] = (1.0, 5.0),
+        reset_noise_scale: float = 0.01,
+        healthy_z_range: tuple[float, float] = (1.0, 2.0),
+    ):
+        self.maze = Maze(maze, cell_size=2.0) if maze else None
+        sys = mjcf.loads(humanoid_xml(self.maze.walls_xml() if self.maze else ""))
+        n_frames = 5
+        if backend in ("spring", "positional"):
+            sys = sys.tree_replace({"opt.timestep": 0.0015})
+            sys = sys.replace(actuator=sys.actuator.replace(gear=jnp.array(_SPRING_GEAR)))
+            n_frames = 10
+        if backend == "mjx":
+            sys = fast_mjx_solver(sys)
+        self._goal_radius = goal_radius
+        self._noise = reset_noise_scale
+        self._healthy_z_range = healthy_z_range
+        num_links = len(sys.link_names)
+        super().__init__(
+            sys,
+            backend=backend,
+            n_frames=n_frames,
+            state_dim=sys.q_size() + sys.qd_size() + 16 * num_links,
+            goal_indices=(0, 1, 2),
+            goal_reach_thresh=0.5,
+            episode_length=episode_length,
+            dense_reward=dense_reward,
+        )
+
+    def _sample_init(self, key):
+        q_key, qd_key, r_key, angle_key, goal_key = jax.random.split(key, 5)
+        low, high = -self._noise, self._noise
+        q = self.sys.init_q + jax.random.uniform(q_key, (self.sys.q_size(),), minval=low, maxval=high)
+        qd = jax.random.uniform(qd_key, (self.sys.qd_size(),), minval=low, maxval=high)
+        if self.maze is None:
+            radius = jax.random.uniform(r_key, (), minval=self._goal_radius[0], maxval=self._goal_radius[1])
+            angle = jax.random.uniform(angle_key, (), maxval=2 * math.pi)
+            xy = radius * jnp.array([jnp.cos(angle), jnp.sin(angle)])
+        else:
+            q = q.at[:2].add(jnp.asarray(self.maze.start_xy))
+            xy = self.maze.sample_goal(goal_key)
+        return q, qd, jnp.concatenate([xy, jnp.array([_GOAL_Z])])
+
+    def _action_to_ctrl(self, action):
+        low, high = self.sys.actuator.ctrl_range[:, 0], self.sys.actuator.ctrl_range[:, 1]
+        return low + (action + 1.0) * 0.5 * (high - low)
+
+    def _state_obs(self, pipeline_state):
+        x, xd = pipeline_state.x, pipeline_state.xd
+        inertia = self.sys.link.inertia
+        mass = inertia.mass
+        # each link's centre of mass and principal frame in world coordinates
+        com_pos = x.pos + jax.vmap(brax_math.rotate)(inertia.transform.pos, x.rot)
+        rot = jax.vmap(brax_math.quat_to_3x3)(jax.vmap(brax_math.quat_mul)(x.rot, inertia.transform.rot))
+        com = jnp.sum(mass[:, None] * com_pos, axis=0) / jnp.sum(mass)
+        offset = com_pos - com
+        world_inertia = rot @ inertia.i @ jnp.swapaxes(rot, -1, -2)
+        parallel_axis = mass[:, None, None] * (
+            jnp.sum(offset**2, -1)[:, None, None] * jnp.eye(3) - offset[:, :, None] * offset[:, None, :]
+        )
+        com_inertia = jnp.concatenate([(world_inertia + parallel_axis).reshape(-1, 9), mass[:, None]], axis=-1)
+        com_vel = xd.vel + jnp.cross(xd.ang, com_pos - x.pos)
+        com_velocity = jnp.concatenate([mass[:, None] * com_vel / jnp.sum(mass), xd.ang], axis=-1)
+        return jnp.concatenate([pipeline_state.q, pipeline_state.qd, com_inertia.ravel(), com_velocity.ravel()])
+
+    def _is_terminated(self, pipeline_state):
+        z = pipeline_state.x.pos[0, 2]
+        low, high = self._healthy_z_range
+        return jnp.logical_or(z < low, z > high)
+
+    def goal_marker_xyz(self, goal):
+        return goal
+
+    def render_camera(self, pipeline_state):
+        if self.maze is not None:
+            return self.maze.camera()
+        return dict(lookat=(0.0, 0.0, 1.0), distance=14.0, azimuth=90.0, elevation=-60.0)

@@ -1,0 +1,107 @@
+"""Pusher: a 7-joint arm pushes a puck across a table to a goal: `pusher_easy`, `pusher_hard`.
+
+The body is brax's packaged `pusher.xml` (loaded from the installed package) with its goal body
+and the goal's two slide joints removed: the goal lives only in the observation and is drawn by
+`render`. Seven hinge motors (actions in [-1, 1]^7, brax's control range [-2, 2] is applied by
+scaling), no gravity, the puck slides on two joints (x, y) at a fixed height. Control step 0.05 s
+(generalized/mjx: 0.01 s x 5; spring/positional: brax's 0.001 s x 50).
+
+Observation (state part, `state_dim` = 20): [7 joint angles, fingertip xyz (3), puck xyz (3),
+7 joint velocities]. The goal is the puck's xyz (`goal_indices` = (10, 11, 12)); success, on the
+post-step state, when the puck is within 0.1 m of the goal. No termination; truncation at
+`episode_length` (default 100).
+
+Goals, as offsets from the puck's home position (0.45, -0.05) on the table:
+
+* easy: puck x ~ U[-0.3, 0), y ~ U[-0.2, 0.2]; goal x ~ U[-0.55, -0.25), y ~ U[-0.2, 0.2];
+* hard: puck as easy; goal x ~ U[-0.65, 0.35], y ~ U[-0.55, 0.45].
+
+A puck drawn closer than 0.17 m to its goal is moved straight away from it to 0.17 m.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import jax
+import jax.numpy as jnp
+from brax import math as brax_math
+from brax.io import mjcf
+from etils import epath
+
+from envs.base import GoalEnv
+
+_PUCK_HOME = jnp.array([0.45, -0.05, -0.275])
+_TIP_OFFSET = jnp.array([0.1, 0.0, 0.0])  # the XML's `tips_arm` body, fused into the wrist-roll link
+_MIN_PUCK_GOAL_DIST = 0.17
+_GOAL_BOXES = {  # (low xy, high xy) of the goal offset
+    "easy": ((-0.55, -0.2), (-0.25, 0.2)),
+    "hard": ((-0.65, -0.55), (0.35, 0.45)),
+}
+
+
+def pusher_xml() -> str:
+    root = ET.parse(epath.resource_path("brax") / "envs/assets/pusher.xml").getroot()
+    world = root.find("worldbody")
+    world.remove(world.find("body[@name='goal']"))
+    return ET.tostring(root, encoding="unicode")
+
+
+class Pusher(GoalEnv):
+    def __init__(
+        self,
+        difficulty: str = "easy",
+        backend: str = "generalized",
+        episode_length: int = 100,
+        dense_reward: bool = False,
+    ):
+        if difficulty not in _GOAL_BOXES:
+            raise ValueError(f"difficulty must be one of {sorted(_GOAL_BOXES)}, got {difficulty!r}")
+        sys = mjcf.loads(pusher_xml())
+        n_frames = 5
+        if backend in ("spring", "positional"):  # brax's settings for this body on those pipelines
+            sys = sys.tree_replace({"opt.timestep": 0.001})
+            sys = sys.replace(actuator=sys.actuator.replace(gear=jnp.array([20.0] * 7)))
+            n_frames = 50
+        self._goal_box = _GOAL_BOXES[difficulty]
+        self._tip_link = sys.link_names.index("r_wrist_roll_link")
+        self._puck_link = sys.link_names.index("object")
+        # qpos: 7 arm joints, then the puck's slide joints in the XML's order (y, then x).
+        super().__init__(
+            sys,
+            backend=backend,
+            n_frames=n_frames,
+            state_dim=20,
+            goal_indices=(10, 11, 12),
+            goal_reach_thresh=0.1,
+            episode_length=episode_length,
+            dense_reward=dense_reward,
+        )
+
+    def _sample_init(self, key):
+        puck_key, goal_key, qd_key = jax.random.split(key, 3)
+        puck = jax.random.uniform(puck_key, (2,), minval=jnp.array([-0.3, -0.2]), maxval=jnp.array([0.0, 0.2]))
+        low, high = self._goal_box
+        goal = jax.random.uniform(goal_key, (2,), minval=jnp.array(low), maxval=jnp.array(high))
+        gap = puck - goal
+        dist = jnp.linalg.norm(gap)
+        direction = jnp.where(dist > 1e-6, gap / jnp.maximum(dist, 1e-6), jnp.array([1.0, 0.0]))
+        puck = jnp.where(dist < _MIN_PUCK_GOAL_DIST, goal + _MIN_PUCK_GOAL_DIST * direction, puck)
+        q = jnp.concatenate([self.sys.init_q[:7], puck[::-1]])  # slide joints are (y, x)
+        qd = jnp.concatenate([jax.random.uniform(qd_key, (7,), minval=-0.005, maxval=0.005), jnp.zeros(2)])
+        return q, qd, _PUCK_HOME + jnp.array([goal[0], goal[1], 0.0])
+
+    def fingertip(self, pipeline_state) -> jax.Array:
+        x = pipeline_state.x.take(self._tip_link)
+        return x.pos + brax_math.rotate(_TIP_OFFSET, x.rot)
+
+    def _state_obs(self, pipeline_state):
+        q, qd = pipeline_state.q, pipeline_state.qd
+        puck = pipeline_state.x.pos[self._puck_link]
+        return jnp.concatenate([q[:7], self.fingertip(pipeline_state), puck, qd[:7]])
+
+    def goal_marker_xyz(self, goal):
+        return goal
+
+    def render_camera(self, pipeline_state):
+        return dict(lookat=(0.3, -0.1, -0.3), distance=2.2, azimuth=90.0, elevation=-60.0)
