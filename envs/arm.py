@@ -45,8 +45,6 @@ force is the mean force of the two finger actuators (negative when squeezing).
 from __future__ import annotations
 
 import math
-import os
-import warnings
 
 import jax
 import jax.numpy as jnp
@@ -55,7 +53,7 @@ import numpy as np
 from brax import math as brax_math
 from brax.io import mjcf
 
-from envs.base import GoalEnv
+from envs.base import GoalEnv, turn_off_cpu_fusion_emitters
 
 # (alpha_{i-1}, a_{i-1}, d_i) of the Panda's modified DH convention, and its joint limits (rad).
 _DH = (
@@ -89,36 +87,6 @@ _CUBE_HALF = 0.025
 
 _BINS = ((-0.2, 0.6, 0.19), (0.3, 0.6, 0.19))  # (centre x, centre y, inner half-size)
 _BIN_WALL = (0.01, 0.04)  # half thickness, half height
-
-
-FUSION_FLAG = "--xla_cpu_use_fusion_emitters=false"
-
-
-def turn_off_cpu_fusion_emitters() -> None:
-    """XLA's CPU fusion emitters (jaxlib 0.10's default) recompute shared work exponentially in
-    the depth of a kinematic chain: MJX's forward kinematics of this arm (10 bodies deep) takes
-    about 9 ms per substep with them and 0.4 ms without. XLA reads XLA_FLAGS when JAX first
-    touches a device, so the flag is set here if that has not happened yet (build the arm env
-    before any other JAX work), and a warning says how to set it otherwise. It is left alone
-    when XLA_FLAGS already mentions it. GPU backends ignore it."""
-    flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_cpu_use_fusion_emitters" in flags:
-        return
-    try:
-        from jax._src import xla_bridge
-
-        initialized = xla_bridge.backends_are_initialized()
-    except (ImportError, AttributeError):  # private API: assume the worst
-        initialized = True
-    if not initialized:
-        os.environ["XLA_FLAGS"] = f"{flags} {FUSION_FLAG}".strip()
-    elif jax.default_backend() == "cpu":
-        warnings.warn(
-            "The arm envs step about 20x slower on CPU with XLA's fusion emitters on, and JAX was "
-            f"already running when the arm was built, too late to turn them off. Start Python with "
-            f"XLA_FLAGS={FUSION_FLAG} (or build the arm env before any other JAX work).",
-            stacklevel=3,
-        )
 
 
 def _quat_x(angle: float) -> str:
@@ -246,13 +214,16 @@ class Arm(GoalEnv):
         episode_length: int | None = None,
         dense_reward: bool = False,
     ):
-        turn_off_cpu_fusion_emitters()
+        turn_off_cpu_fusion_emitters(f"arm_{task}")
         if task not in _TASKS:
             raise ValueError(f"task must be one of {sorted(_TASKS)}, got {task!r}")
         if backend != "mjx":
             raise ValueError(f"the arm tasks run on the mjx backend only (position actuators), got '{backend}'")
         with_cube, with_bins, cube_xy, cube_noise, goal_xyz, goal_noise, default_length = _TASKS[task]
         self.task = task
+        # On CPU the cube tasks hang inside XLA above 128 envs (results/env_throughput.md, not
+        # yet understood); `VecEnv` warns beyond this.
+        self.cpu_max_envs = 128 if with_cube else None
         self._cube_xy, self._cube_noise = cube_xy, cube_noise
         self._goal_xyz, self._goal_noise = goal_xyz, goal_noise
         model = mujoco.MjModel.from_xml_string(arm_xml(with_cube, with_bins))

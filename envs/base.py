@@ -20,6 +20,7 @@ buffer never pairs states from two episodes.
 
 from __future__ import annotations
 
+import os
 import warnings
 from typing import Any
 
@@ -44,6 +45,38 @@ def fast_mjx_solver(sys: Any) -> Any:
             "opt.ls_iterations": 4,
         }
     )
+
+
+FUSION_FLAG = "--xla_cpu_use_fusion_emitters=false"
+
+
+def turn_off_cpu_fusion_emitters(env_name: str) -> None:
+    """XLA's CPU fusion emitters (jaxlib 0.10's default) recompute shared work exponentially in
+    the depth of a kinematic chain: MJX's forward kinematics of the arm (10 bodies deep) takes
+    about 9 ms per substep with them and 0.4 ms without, and the pusher (also 10 deep) is slowed
+    alike (results/env_throughput.md). Envs with deep chains call this first thing in their
+    constructor. XLA reads XLA_FLAGS when JAX first touches a device, so the flag is set here
+    if that has not happened yet (build such an env before any other JAX work), and a warning
+    says how to set it otherwise. It is left alone when XLA_FLAGS already mentions it. GPU
+    backends ignore it."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_cpu_use_fusion_emitters" in flags:
+        return
+    try:
+        from jax._src import xla_bridge
+
+        initialized = xla_bridge.backends_are_initialized()
+    except (ImportError, AttributeError):  # private API: assume the worst
+        initialized = True
+    if not initialized:
+        os.environ["XLA_FLAGS"] = f"{flags} {FUSION_FLAG}".strip()
+    elif jax.default_backend() == "cpu":
+        warnings.warn(
+            f"{env_name} steps many times slower on CPU with XLA's fusion emitters on, and JAX was "
+            f"already running when it was built, too late to turn them off. Start Python with "
+            f"XLA_FLAGS={FUSION_FLAG} (or build this env before any other JAX work).",
+            stacklevel=3,
+        )
 
 
 class GoalEnv(PipelineEnv):
@@ -189,6 +222,14 @@ class VecEnv:
     def __init__(self, env: GoalEnv, num_envs: int):
         self.env = env
         self.num_envs = int(num_envs)
+        limit = getattr(env, "cpu_max_envs", None)
+        if limit is not None and self.num_envs > limit and jax.default_backend() == "cpu":
+            warnings.warn(
+                f"{getattr(env, 'env_id', type(env).__name__)} with {self.num_envs} envs on CPU: the arm tasks "
+                f"with a cube have been seen to hang in XLA's CPU runtime above {limit} envs "
+                "(results/env_throughput.md); use --num-envs 128 or fewer.",
+                stacklevel=2,
+            )
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.env, name)

@@ -25,14 +25,15 @@ import xml.etree.ElementTree as ET
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from brax import math as brax_math
 from brax.io import mjcf
 from etils import epath
 
-from envs.base import GoalEnv
+from envs.base import GoalEnv, turn_off_cpu_fusion_emitters
 
-_PUCK_HOME = jnp.array([0.45, -0.05, -0.275])
-_TIP_OFFSET = jnp.array([0.1, 0.0, 0.0])  # the XML's `tips_arm` body, fused into the wrist-roll link
+_PUCK_HOME = np.array([0.45, -0.05, -0.275], np.float32)
+_TIP_OFFSET = np.array([0.1, 0.0, 0.0], np.float32)  # the XML's `tips_arm` body, fused into the wrist-roll link
 _MIN_PUCK_GOAL_DIST = 0.17
 _GOAL_BOXES = {  # (low xy, high xy) of the goal offset
     "easy": ((-0.55, -0.2), (-0.25, 0.2)),
@@ -55,6 +56,7 @@ class Pusher(GoalEnv):
         episode_length: int = 100,
         dense_reward: bool = False,
     ):
+        turn_off_cpu_fusion_emitters(f"pusher_{difficulty}")  # an 8-body chain: see envs/base.py
         if difficulty not in _GOAL_BOXES:
             raise ValueError(f"difficulty must be one of {sorted(_GOAL_BOXES)}, got {difficulty!r}")
         sys = mjcf.loads(pusher_xml())
@@ -89,7 +91,7 @@ class Pusher(GoalEnv):
         puck = jnp.where(dist < _MIN_PUCK_GOAL_DIST, goal + _MIN_PUCK_GOAL_DIST * direction, puck)
         q = jnp.concatenate([self.sys.init_q[:7], puck[::-1]])  # slide joints are (y, x)
         qd = jnp.concatenate([jax.random.uniform(qd_key, (7,), minval=-0.005, maxval=0.005), jnp.zeros(2)])
-        return q, qd, _PUCK_HOME + jnp.array([goal[0], goal[1], 0.0])
+        return q, qd, jnp.asarray(_PUCK_HOME) + jnp.array([goal[0], goal[1], 0.0])
 
     def fingertip(self, pipeline_state) -> jax.Array:
         x = pipeline_state.x.take(self._tip_link)

@@ -18,6 +18,7 @@ import xml.etree.ElementTree as ET
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from brax import math as brax_math
 from brax.io import mjcf
 from etils import epath
@@ -26,7 +27,7 @@ from envs.base import GoalEnv
 
 # The fingertip sits 0.11 m along the second link's x axis (the XML's `fingertip` body, which
 # brax fuses into `body1` because it has no joint), at the arm's height 0.01 m.
-_TIP_OFFSET = jnp.array([0.11, 0.0, 0.0])
+_TIP_OFFSET = np.array([0.11, 0.0, 0.0], np.float32)
 _TIP_HEIGHT = 0.01
 
 

@@ -222,3 +222,45 @@ def test_memory_estimate_and_clear_error_when_it_does_not_fit(capsys):
     with pytest.raises(BufferMemoryError, match="--buffer-size") as error:
         huge.check_memory(example, verbose=False)
     assert "--num-envs" in str(error.value)
+
+
+def test_her_rewards_use_the_envs_own_success_test_for_composite_goals():
+    """arm_grasp's success needs the fingertip midpoint within 0.05 m AND the opening within
+    0.02 of the goal's: a goal whose opening is 0.03 off is missed, although the plain distance
+    over all four goal entries (0.03) is below the threshold. SAC/TD3 pass `env.success`."""
+    import envs
+
+    env = envs.make("arm_grasp")
+    steps = 2 * UNROLL
+    state_part = np.zeros((steps, NUM_ENVS, env.state_dim), np.float32)
+    state_part[..., 0] = np.arange(steps, dtype=np.float32)[:, None] * 0.2  # midpoint x moves 0.2 m a step
+    state_part[..., 3] = 0.05  # gripper opening
+    next_part = np.concatenate([state_part[1:], state_part[-1:] + np.float32(0.2) * np.eye(env.state_dim)[0]])
+    goal = next_part[..., list(env.goal_indices)] + np.array([0.0, 0.0, 0.0, 0.03], np.float32)
+    traj = Transition(
+        obs=np.concatenate([state_part, goal], -1),
+        action=np.zeros((steps, NUM_ENVS, env.action_size), np.float32),
+        next_obs=np.concatenate([next_part, goal], -1),
+        terminated=np.zeros((steps, NUM_ENVS), np.float32),
+        truncated=np.zeros((steps, NUM_ENVS), np.float32),
+        episode_id=np.zeros((steps, NUM_ENVS), np.int32),
+    )
+    buffer = TrajectoryBuffer(
+        capacity=steps,
+        num_envs=NUM_ENVS,
+        unroll_length=UNROLL,
+        episode_length=steps,
+        goal_indices=env.goal_indices,
+        state_dim=env.state_dim,
+        gamma=GAMMA,
+    )
+    state = fill(buffer, traj, 2)
+    key, thresh = jax.random.PRNGKey(0), env.goal_reach_thresh
+    plain = buffer.sample_her(state, key, 512, relabel_ratio=0.0, goal_reach_thresh=thresh)
+    composite = buffer.sample_her(state, key, 512, 0.0, thresh, success_fn=jax.vmap(env.success))
+    assert (np.asarray(plain.reward) == 1).all()
+    assert (np.asarray(composite.reward) == 0).all()
+    relabelled = buffer.sample_her(state, key, 512, 1.0, thresh, success_fn=jax.vmap(env.success))
+    k1 = np.asarray(relabelled.future_goal[:, 0]) == np.asarray(relabelled.next_obs[:, 0])
+    assert k1.any() and (np.asarray(relabelled.reward)[k1] == 1).all()  # hindsight goal = s_{t+1}: reached
+    assert (np.asarray(relabelled.reward)[~k1] == 0).all()  # later goals are 0.2 m further on

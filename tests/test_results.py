@@ -1,0 +1,127 @@
+"""results/: the seed aggregation against references, the event-file reader on synthetic runs,
+and `benchmark.py --preset cpu-smoke` end to end (CSV columns, a non-blank PNG, resumption)."""
+
+from __future__ import annotations
+
+import csv
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from scipy import stats
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "results"))
+
+import plots  # noqa: E402
+
+
+@pytest.mark.parametrize("n", range(1, 13))
+def test_iqm_matches_scipys_trimmed_mean(n):
+    rng = np.random.default_rng(n)
+    values = rng.normal(size=(5, n))
+    expected = stats.trim_mean(values, 0.25, axis=-1)
+    np.testing.assert_allclose(plots.iqm(values), expected, rtol=1e-12)
+    np.testing.assert_allclose(plots.iqm(values.T, axis=0), expected, rtol=1e-12)
+
+
+def test_iqm_drops_the_outer_quarters():
+    assert plots.iqm([100.0, 1.0, 2.0, 3.0, -50.0, 4.0, 5.0, 6.0]) == pytest.approx(3.5)  # mean of 2..5
+
+
+@pytest.mark.parametrize("statistic", ["mean", "iqm"])
+def test_bootstrap_interval_matches_scipys_percentile_bootstrap(statistic):
+    rng = np.random.default_rng(0)
+    values = rng.uniform(0.2, 0.9, size=8)
+    low, high = plots.bootstrap_interval(values, plots.STATISTICS[statistic], 40_000, 0.95, np.random.default_rng(1))
+    reference = stats.bootstrap(
+        (values,),
+        lambda x, axis: plots.STATISTICS[statistic](x, axis=axis),
+        n_resamples=40_000,
+        confidence_level=0.95,
+        method="percentile",
+        rng=np.random.default_rng(2),
+    ).confidence_interval
+    assert low == pytest.approx(reference.low, abs=0.01)
+    assert high == pytest.approx(reference.high, abs=0.01)
+    assert low < plots.STATISTICS[statistic](values) < high
+
+
+def test_aggregate_reads_runs_back_from_event_files(tmp_path):
+    from tensorboardX import SummaryWriter
+
+    truth = {}
+    for algorithm, offset in (("crl_infonce", 0.0), ("sac_her", 0.5)):
+        for seed in (1, 2, 3, 4):
+            run_dir = tmp_path / f"reacher__{algorithm}__{seed}__{1700000000 + seed}"
+            with SummaryWriter(str(run_dir)) as writer:
+                for step in (0, 1000, 2000):
+                    value = offset + 0.1 * seed + step / 10_000
+                    writer.add_scalar("eval/success_rate", value, step)
+                    truth[algorithm, seed, step] = value
+    # an older, superseded run of the same seed is ignored
+    with SummaryWriter(str(tmp_path / "reacher__sac_her__1__1600000000")) as writer:
+        writer.add_scalar("eval/success_rate", 99.0, 0)
+    runs = plots.find_runs(str(tmp_path))
+    assert sorted(runs) == [("reacher", "crl_infonce"), ("reacher", "sac_her")]
+    rows = plots.aggregate(runs, ("eval/success_rate",), "iqm", samples=500)
+    assert len(rows) == 2 * 3
+    for row in rows:
+        values = [truth[row["algorithm"], s, row["env_steps"]] for s in (1, 2, 3, 4)]
+        assert row["value"] == pytest.approx(stats.trim_mean(values, 0.25), rel=1e-6)
+        assert row["low"] <= row["value"] <= row["high"] and row["seeds"] == 4
+
+
+def test_benchmark_cpu_smoke_end_to_end(tmp_path):
+    from PIL import Image
+
+    command = [
+        sys.executable,
+        str(ROOT / "results" / "benchmark.py"),
+        "--preset",
+        "cpu-smoke",
+        "--out-dir",
+        str(tmp_path),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    with open(tmp_path / "evals.csv") as f:
+        evals = list(csv.DictReader(f))
+    with open(tmp_path / "final.csv") as f:
+        finals = list(csv.DictReader(f))
+    assert list(evals[0]) == [
+        "algorithm",
+        "env_id",
+        "seed",
+        "env_steps",
+        "success_rate",
+        "time_at_goal",
+        "final_distance",
+        "episodic_return",
+        "run_dir",
+    ]
+    assert sorted(r["algorithm"] for r in finals) == sorted(["crl_infonce", "crl_dpo", "sac_her", "td3_her"])
+    for row in finals:
+        assert int(row["env_steps"]) >= 400 and 0.0 <= float(row["success_rate"]) <= 1.0
+        assert (
+            float(row["mean_sps"]) > 0 and float(row["wall_s"]) > 0 and row["command"].startswith("python algorithms/")
+        )
+    assert len(evals) == 4 * 3  # evaluations at 0, mid-way and the end
+    with Image.open(tmp_path / "curves.png") as image:
+        pixels = np.asarray(image.convert("RGB"))
+    assert pixels.shape[0] > 200 and pixels.shape[1] > 200
+    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 20  # lines, text, shading: not blank
+    # a second invocation finds every run finished and only re-tabulates
+    again = subprocess.run(command + ["--no-plot"], capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and again.stdout.count("already done") == 4
+
+
+def test_benchmark_rejects_an_unknown_preset_or_env_with_exit_2(tmp_path):
+    script = str(ROOT / "results" / "benchmark.py")
+    for flags in (["--preset", "cpu-huge"], ["--preset", "cpu-small", "--env-ids", "ant"]):
+        result = subprocess.run(
+            [sys.executable, script, *flags, "--out-dir", str(tmp_path)], capture_output=True, text=True
+        )
+        assert result.returncode == 2 and "error:" in result.stderr and "Traceback" not in result.stderr
