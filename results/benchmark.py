@@ -15,6 +15,8 @@ Afterwards the evaluation scalars are read back with TensorBoard's reader and wr
   success_rate, time_at_goal, final_distance, episodic_return, run_dir);
 * `{out_dir}/final.csv`: one row per run (its last evaluation, the mean training SPS, the
   wall time of the subprocess when it ran in this invocation, and the exact command);
+* `{out_dir}/summary.md`: per (env, algorithm) the final success rate and time at goal (IQM
+  over seeds, 95% bootstrap interval), training SPS and wall time;
 * `{out_dir}/curves.png`: learning curves (IQM over seeds with a 95% bootstrap interval, see
   `results/plots.py`), unless `--no-plot`.
 """
@@ -82,7 +84,7 @@ PRESETS = {
     "cpu-small": Preset(
         algorithms=ALGORITHMS,
         env_flags={
-            "reacher": ("--unroll-length=50", "--total-timesteps=1500000", "--num-evals=6", "--num-eval-envs=256"),
+            "reacher": ("--unroll-length=50", "--total-timesteps=3000000", "--num-evals=6", "--num-eval-envs=256"),
             "simple_u_maze": (*_MAZE_200, "--total-timesteps=640000", "--num-evals=5"),
         },
         seeds=(1, 2, 3),
@@ -243,6 +245,38 @@ def run_jobs(args: Args) -> tuple[list[dict], list[dict], str]:
     return evals, finals, out_dir
 
 
+def summary_table(finals: list[dict], preset: str, samples: int = 2000) -> str:
+    """Markdown: per (env, algorithm), the final success rate and time at goal (IQM over seeds
+    with a 95% bootstrap interval), mean training SPS and mean wall time per run."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    lines = [
+        f"Preset `{preset}`. Final evaluation per run, IQM over seeds [95% bootstrap interval].",
+        "",
+        "| env | algorithm | seeds | env steps | success rate | time at goal | training SPS | wall s / run |",
+        "|---|---|---:|---:|---|---|---:|---:|",
+    ]
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for row in finals:
+        groups.setdefault((row["env_id"], row["algorithm"]), []).append(row)
+    for (env_id, algorithm), rows in groups.items():
+        cells = []
+        for name in ("success_rate", "time_at_goal"):
+            values = np.array([float(r[name]) for r in rows])
+            low, high = plots.bootstrap_interval(values, plots.iqm, samples, 0.95, rng)
+            cells.append(f"{plots.iqm(values):.3f} [{low:.3f}, {high:.3f}]")
+        sps = [float(r["mean_sps"]) for r in rows if r["mean_sps"] != ""]
+        walls = [float(r["wall_s"]) for r in rows if r["wall_s"] != ""]
+        lines.append(
+            f"| {env_id} | {algorithm} | {len(rows)} | {max(int(r['env_steps']) for r in rows):,} | {cells[0]} | "
+            f"{cells[1]} | {statistics.mean(sps) if sps else float('nan'):,.0f} | "
+            + (f"{statistics.mean(walls):.0f}" if walls else "")
+            + " |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main(args: Args) -> str:
     evals, finals, out_dir = run_jobs(args)
     if args.dry_run:
@@ -250,6 +284,9 @@ def main(args: Args) -> str:
     os.makedirs(out_dir, exist_ok=True)
     plots.write_csv(evals, os.path.join(out_dir, "evals.csv"))
     plots.write_csv(finals, os.path.join(out_dir, "final.csv"))
+    table = summary_table(finals, args.preset)
+    pathlib.Path(out_dir, "summary.md").write_text(table)
+    print(table)
     if args.plot:
         wanted = {(r["env_id"], r["algorithm"], r["seed"]) for r in finals}  # this invocation's runs only
         runs = {
@@ -259,7 +296,7 @@ def main(args: Args) -> str:
         runs = {key: by_seed for key, by_seed in runs.items() if by_seed}
         rows = plots.aggregate(runs, plots.DEFAULT_TAGS)
         plots.plot(rows, plots.DEFAULT_TAGS, os.path.join(out_dir, "curves.png"), "iqm", 0.95)
-    print(f"wrote {out_dir}/evals.csv, final.csv" + (", curves.png" if args.plot else ""))
+    print(f"wrote {out_dir}/evals.csv, final.csv, summary.md" + (", curves.png" if args.plot else ""))
     return out_dir
 
 

@@ -109,6 +109,8 @@ def test_benchmark_cpu_smoke_end_to_end(tmp_path):
             float(row["mean_sps"]) > 0 and float(row["wall_s"]) > 0 and row["command"].startswith("python algorithms/")
         )
     assert len(evals) == 4 * 3  # evaluations at 0, mid-way and the end
+    summary = (tmp_path / "summary.md").read_text()
+    assert summary.count("| reacher |") == 4 and "success rate" in summary
     with Image.open(tmp_path / "curves.png") as image:
         pixels = np.asarray(image.convert("RGB"))
     assert pixels.shape[0] > 200 and pixels.shape[1] > 200
