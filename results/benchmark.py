@@ -14,7 +14,7 @@ Afterwards the evaluation scalars are read back with TensorBoard's reader and wr
 * `{out_dir}/evals.csv`: one row per evaluation (algorithm, env_id, seed, env_steps,
   success_rate, time_at_goal, final_distance, episodic_return, run_dir);
 * `{out_dir}/final.csv`: one row per run (its last evaluation, the mean training SPS, the
-  wall time of the subprocess when it ran in this invocation, and the exact command);
+  wall time of the subprocess, kept from the invocation that ran it, and the exact command);
 * `{out_dir}/summary.md`: per (env, algorithm) the final success rate and time at goal (IQM
   over seeds, 95% bootstrap interval), training SPS and wall time;
 * `{out_dir}/curves.png`: learning curves (IQM over seeds with a 95% bootstrap interval, see
@@ -23,6 +23,7 @@ Afterwards the evaluation scalars are read back with TensorBoard's reader and wr
 
 from __future__ import annotations
 
+import csv
 import os
 import pathlib
 import statistics
@@ -195,6 +196,10 @@ def run_jobs(args: Args) -> tuple[list[dict], list[dict], str]:
     out_dir = args.out_dir or str(ROOT / "results" / "benchmark" / args.preset)
     run_root = os.path.join(out_dir, "runs")
     finals, evals, failures = [], [], []
+    earlier = {}  # wall times of runs made by an earlier invocation, from its final.csv
+    if os.path.exists(os.path.join(out_dir, "final.csv")):
+        with open(os.path.join(out_dir, "final.csv")) as f:
+            earlier = {row["run_dir"]: row.get("wall_s", "") for row in csv.DictReader(f)}
     for n, (algorithm, env_id, seed, flags) in enumerate(jobs, 1):
         command = [sys.executable, str(ROOT / "algorithms" / f"{algorithm}.py"), *flags, f"--run-root={run_root}"]
         shown = " ".join(["python", f"algorithms/{algorithm}.py", *flags])
@@ -230,7 +235,7 @@ def run_jobs(args: Args) -> tuple[list[dict], list[dict], str]:
             {
                 **{k: last[k] for k in ("algorithm", "env_id", "seed", "env_steps", *EVAL_TAGS)},
                 "mean_sps": round(statistics.mean(sps)) if sps else "",
-                "wall_s": round(wall, 1) if wall is not None else "",
+                "wall_s": round(wall, 1) if wall is not None else earlier.get(last["run_dir"], ""),
                 "run_dir": last["run_dir"],
                 "command": shown,
             }
