@@ -83,7 +83,7 @@ class Ant(GoalEnv):
             sys = sys.replace(actuator=sys.actuator.replace(gear=200 * jnp.ones_like(sys.actuator.gear)))
         self._goal_radius = goal_radius
         self._noise = reset_noise_scale
-        self._healthy_z_range = healthy_z_range
+        self.healthy_z_range = tuple(healthy_z_range)
         super().__init__(
             sys,
             backend=backend,
@@ -121,11 +121,6 @@ class Ant(GoalEnv):
         xy = pipeline_state.x.pos[self._object_link, :2]
         vxy = pipeline_state.xd.vel[self._object_link, :2]
         return jnp.concatenate([q[:15], qd[:14], xy, vxy])
-
-    def _is_terminated(self, pipeline_state):
-        z = pipeline_state.x.pos[0, 2]
-        low, high = self._healthy_z_range
-        return jnp.logical_or(z < low, z > high)
 
     def render_camera(self, pipeline_state):
         if self.maze is not None:

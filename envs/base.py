@@ -121,8 +121,16 @@ class GoalEnv(PipelineEnv):
         """Map the policy's action in [-1, 1]^action_size to the actuators' controls."""
         return action
 
+    # (low, high) for bodies that fall (ant, humanoid): the episode terminates when the root
+    # link's height leaves it. None: never terminates.
+    healthy_z_range: tuple[float, float] | None = None
+
     def _is_terminated(self, pipeline_state: Any) -> jax.Array:
-        return jnp.array(False)
+        if self.healthy_z_range is None:
+            return jnp.array(False)
+        z = pipeline_state.x.pos[0, 2]
+        low, high = self.healthy_z_range
+        return jnp.logical_or(z < low, z > high)
 
     def _goal_metrics(self, state_obs: jax.Array, goal: jax.Array) -> tuple[jax.Array, jax.Array]:
         """(dist, success) of a state part against a goal. Overridden by composite goals."""

@@ -75,7 +75,7 @@ class Humanoid(GoalEnv):
             sys = fast_mjx_solver(sys)
         self._goal_radius = goal_radius
         self._noise = reset_noise_scale
-        self._healthy_z_range = healthy_z_range
+        self.healthy_z_range = tuple(healthy_z_range)
         num_links = len(sys.link_names)
         super().__init__(
             sys,
@@ -123,11 +123,6 @@ class Humanoid(GoalEnv):
         com_vel = xd.vel + jnp.cross(xd.ang, com_pos - x.pos)
         com_velocity = jnp.concatenate([mass[:, None] * com_vel / jnp.sum(mass), xd.ang], axis=-1)
         return jnp.concatenate([pipeline_state.q, pipeline_state.qd, com_inertia.ravel(), com_velocity.ravel()])
-
-    def _is_terminated(self, pipeline_state):
-        z = pipeline_state.x.pos[0, 2]
-        low, high = self._healthy_z_range
-        return jnp.logical_or(z < low, z > high)
 
     def goal_marker_xyz(self, goal):
         return goal
