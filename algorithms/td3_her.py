@@ -32,11 +32,15 @@ losses/actor_loss.
 
 from __future__ import annotations
 
+import glob
+import hashlib
+import json
 import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, fields, replace
 
 import equinox as eqx
 import jax
@@ -61,9 +65,21 @@ class Args:
     wandb_project_name: str = "gcrl-jax"
     """the Weights & Biases project, with --track"""
     capture_video: bool = False
-    """save one evaluation episode of the final policy as a GIF under the run directory"""
+    """log evaluation episodes as animated images (TensorBoard tag videos/eval) and GIFs in the run directory"""
+    video_every: int = 5
+    """with --capture-video: record every N-th evaluation and the last one"""
     save_model: bool = False
-    """save the final actors and critics (Equinox serialisation) into the run directory"""
+    """save the final model into the run directory as {exp_name}.eqx (see load_policy)"""
+    checkpoint_every: int = 0
+    """write the whole training state every N env steps (rounded up to training steps; 0: never); keeps two"""
+    resume: str | None = None
+    """continue the run in this run directory from its newest checkpoint; its other flags come from the run"""
+    eval_only: bool = False
+    """evaluate the model of --load-model (num_eval_envs episodes) and stop"""
+    load_model: str | None = None
+    """a model file written by --save-model, for --eval-only"""
+    num_seeds: int = 1
+    """train seeds seed, seed+1, ..., seed+K-1 through one compile (vmap), one run directory each"""
     run_root: str = "runs"
     """directory that holds the run directories"""
 
@@ -334,6 +350,7 @@ class Schedule:
     steps_per_training_step: int
     training_steps: int
     eval_boundaries: tuple[int, ...]  # training-step counts at which to evaluate
+    checkpoint_boundaries: tuple[int, ...]  # training-step counts after which to write a checkpoint
 
     @property
     def final_env_steps(self) -> int:
@@ -351,7 +368,7 @@ def make_schedule(args: Args, env) -> Schedule:
         "num_evals",
         "total_timesteps",
     ]
-    for name in positive + ["width", "depth"]:
+    for name in positive + ["width", "depth", "video_every", "num_seeds"]:
         if getattr(args, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(args, name)}).")
     if args.learning_starts < 0:
@@ -399,7 +416,17 @@ def make_schedule(args: Args, env) -> Schedule:
             f"or raise --total-timesteps."
         )
     boundaries = tuple(round(i * training_steps / args.num_evals) for i in range(args.num_evals + 1))
-    return Schedule(episode_length, buffer_rows, learning_start_rows, updates, per_step, training_steps, boundaries)
+    if args.checkpoint_every < 0:
+        raise ConfigError(f"--checkpoint-every must be >= 0 env steps (got {args.checkpoint_every}; 0 turns it off).")
+    every = math.ceil(args.checkpoint_every / per_step)
+    checkpoints = tuple(range(every, training_steps, every)) + (training_steps,) if every else ()
+    if args.eval_only != (args.load_model is not None):
+        raise ConfigError("--eval-only and --load-model go together: --eval-only --load-model PATH evaluates a model.")
+    if args.track and args.num_seeds > 1:
+        raise ConfigError("--track logs one run per process: drop --track or use --num-seeds 1.")
+    return Schedule(
+        episode_length, buffer_rows, learning_start_rows, updates, per_step, training_steps, boundaries, checkpoints
+    )
 
 
 def make_train(args: Args, env, schedule: Schedule):
@@ -538,19 +565,42 @@ def make_evaluate(args: Args, env, episode_length: int):
 
 
 # ======================================================================= LOGGING
-def make_run_dir(args: Args) -> tuple[str, str]:
-    """CleanRL's runs/{env_id}__{exp_name}__{seed}__{unix_time}; never reuses a directory."""
-    base = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
-    name, n = base, 0
-    while os.path.exists(os.path.join(args.run_root, name)):
-        n += 1
-        name = f"{base}_{n}"
-    os.makedirs(os.path.join(args.run_root, name))
-    return name, os.path.join(args.run_root, name)
+ALGORITHM = os.path.basename(__file__)[: -len(".py")]
+
+
+class CheckpointError(ValueError):
+    """A run directory, checkpoint or model file that cannot be used; the message says why."""
+
+
+def model_of(ts: TrainState):
+    """What --save-model writes and load_policy reads."""
+    return ts.actor, ts.target_actor, ts.critic, ts.target_critic
+
+
+def make_env(args: Args):
+    try:
+        return envs.make(args.env_id, backend=args.backend, episode_length=args.episode_length)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
+def make_run_dirs(args: Args) -> list[str]:
+    """CleanRL's runs/{env_id}__{exp_name}__{seed}__{unix_time}, one per seed; never reuses a directory."""
+    stamp, dirs = int(time.time()), []
+    for seed in range(args.seed, args.seed + args.num_seeds):
+        base = os.path.join(args.run_root, f"{args.env_id}__{args.exp_name}__{seed}__{stamp}")
+        path, n = base, 0
+        while os.path.exists(path):
+            n += 1
+            path = f"{base}_{n}"
+        os.makedirs(path)
+        dirs.append(path)
+    return dirs
 
 
 def hyperparameter_table(args: Args, schedule: Schedule) -> str:
-    rows = {**asdict(args), **{f"(derived) {k}": v for k, v in asdict(schedule).items() if k != "eval_boundaries"}}
+    skip = ("eval_boundaries", "checkpoint_boundaries")
+    rows = {**asdict(args), **{f"(derived) {k}": v for k, v in asdict(schedule).items() if k not in skip}}
     return "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in rows.items())
 
 
@@ -562,113 +612,347 @@ def progress(env_steps, total, sps, eta_s, success):
     print(line, end="" if sys.stdout.isatty() else "\n", flush=True)
 
 
-def atomic_save(path, tree):
-    tmp = f"{path}.tmp"
-    eqx.tree_serialise_leaves(tmp, tree)
+class _Hashing:
+    """Writes through to a file and feeds the same bytes to a sha256."""
+
+    def __init__(self, file, digest):
+        self.file, self.digest = file, digest
+
+    def write(self, data):
+        self.digest.update(data)
+        return self.file.write(data)
+
+
+_FOOTER = len(b"\nsha256:") + 64
+
+
+def write_file(path: str, header: dict, tree) -> None:
+    """A JSON header line, the tree's leaves (Equinox serialisation) and a sha256 footer, written
+    to a temp file, synced, then renamed: a crash never leaves a half-written file at `path`."""
+    tmp, digest = f"{path}.tmp", hashlib.sha256()
+    with open(tmp, "wb") as f:
+        f.write(json.dumps(header).encode() + b"\n")
+        eqx.tree_serialise_leaves(_Hashing(f, digest), tree)
+        f.write(b"\nsha256:" + digest.hexdigest().encode())
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
-def main(args: Args) -> str:
-    """Train and return the run directory."""
+def read_header(path: str, kind: str) -> dict:
     try:
-        env = envs.make(args.env_id, backend=args.backend, episode_length=args.episode_length)
-    except ValueError as error:
-        raise ConfigError(str(error)) from None
+        with open(path, "rb") as f:
+            try:
+                header = json.loads(f.readline())
+            except ValueError:
+                raise ValueError("it is not a model or checkpoint file of this project") from None
+        if header.get("kind") != kind:
+            raise ValueError(f"it is not a {kind} file")
+        if header.get("algorithm") != ALGORITHM:
+            raise ValueError(f"it was written by {header.get('algorithm')}.py, not {ALGORITHM}.py")
+        return header
+    except (OSError, ValueError, AttributeError) as error:
+        raise CheckpointError(f"cannot use {path}: {error}.") from None
+
+
+def read_tree(path: str, like):
+    """The leaves stored in `path`, into the structure of `like`, after checking the file's
+    sha256 and every leaf's shape and dtype."""
+
+    def leaf(f, x):
+        value = eqx.default_deserialise_filter_spec(f, x)
+        if hasattr(x, "shape") and (value.shape != x.shape or value.dtype != x.dtype):
+            raise ValueError(
+                f"it holds a {value.dtype}{list(value.shape)} leaf where {x.dtype}{list(x.shape)} is expected"
+            )
+        return value
+
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            f.readline()
+            start, digest = f.tell(), hashlib.sha256()
+            for offset in range(start, size - _FOOTER, 2**24):
+                digest.update(f.read(min(2**24, size - _FOOTER - offset)))
+            if f.read() != b"\nsha256:" + digest.hexdigest().encode():
+                raise ValueError("its checksum does not match (truncated or damaged)")
+            f.seek(start)
+            tree = eqx.tree_deserialise_leaves(f, like, filter_spec=leaf)
+            if f.tell() != size - _FOOTER:
+                raise ValueError("it holds more data than this configuration's networks")
+        return tree
+    except (OSError, ValueError, EOFError) as error:
+        raise CheckpointError(f"cannot load {path}: {error}.") from None
+
+
+def load_model(path: str, args: Args | None = None):
+    """(model, args, header) of a file written by --save-model. The networks' shapes come from
+    the file; `args` (default: the file's) sets the env and evaluation flags."""
+    header = read_header(path, "model")
+    saved = Args(**header["args"])
+    args = saved if args is None else args
+    if envs.ALIASES.get(args.env_id, args.env_id) != envs.ALIASES.get(saved.env_id, saved.env_id):
+        raise CheckpointError(
+            f"{path} holds a model trained on {saved.env_id}, not {args.env_id}: pass --env-id {saved.env_id}."
+        )
+    keep = ("seed", "run_root", "exp_name", "backend", "episode_length", "num_eval_envs", "capture_video", "load_model")
+    args = replace(saved, **{name: getattr(args, name) for name in keep}, num_seeds=1)
+    env = make_env(args)
+    init = make_train(args, env, make_schedule(replace(args, eval_only=False, load_model=None), env))[0]
+    return read_tree(path, model_of(jax.eval_shape(init, jax.random.PRNGKey(0))[0])), args, env, header
+
+
+def load_policy(path: str):
+    """Load a model saved with --save-model: returns (act, env), where act(state, goal) -> action
+    is the deterministic policy (tanh of the mean), jitted, for one state or a batch, and env
+    is the environment it was trained on (state = obs[..., :env.state_dim])."""
+    (actor, *_), _, env, _ = load_model(path)
+
+    @jax.jit
+    def act(state, goal):
+        obs = jnp.concatenate([jnp.asarray(state), jnp.asarray(goal, jnp.float32)], axis=-1)
+        return actor.deterministic(obs) if obs.ndim == 1 else jax.vmap(actor.deterministic)(obs)
+
+    return act, env
+
+
+def resumed_args(cli: Args) -> Args:
+    """The flags of the run in `cli.resume`; flags given with --resume must agree with them."""
+    path = os.path.join(cli.resume, "args.json")
+    try:
+        with open(path) as f:
+            saved = json.load(f)
+        if saved["algorithm"] != ALGORITHM:
+            raise ValueError(f"it is a run of {saved['algorithm']}.py")
+        first = os.path.join(os.path.dirname(os.path.normpath(cli.resume)), saved["run_names"][0])
+        args = replace(Args(**saved["args"]), resume=first)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ConfigError(f"--resume {cli.resume}: not a run directory of {ALGORITHM}.py ({error}).") from None
+    if os.path.normpath(first) != os.path.normpath(cli.resume):
+        raise ConfigError(f"--resume {cli.resume}: this seed belongs to a --num-seeds run; resume {first}.")
+    defaults = Args()
+    changed = [
+        f"--{f.name.replace('_', '-')}"
+        for f in fields(Args)
+        if f.name != "resume" and getattr(cli, f.name) not in (getattr(defaults, f.name), getattr(args, f.name))
+    ]
+    if changed:
+        raise ConfigError(f"--resume continues the run with its own flags; drop {', '.join(changed)}.")
+    return args
+
+
+def save_checkpoint(run_dir: str, carry, step: int, train_time: float) -> None:
+    """The complete training state after `step` training steps; the two newest are kept."""
+    folder = os.path.join(run_dir, "checkpoints")
+    os.makedirs(folder, exist_ok=True)
+    header = {"algorithm": ALGORITHM, "kind": "checkpoint", "training_steps": step, "train_time": train_time}
+    write_file(os.path.join(folder, f"step_{step:09d}.ckpt"), header, carry)
+    for old in sorted(glob.glob(os.path.join(folder, "step_*.ckpt")))[:-2]:
+        os.remove(old)
+
+
+def restore_checkpoint(run_dir: str, like):
+    paths = sorted(glob.glob(os.path.join(run_dir, "checkpoints", "step_*.ckpt")))
+    if not paths:
+        raise CheckpointError(f"--resume {run_dir}: no checkpoint in {run_dir}/checkpoints (use --checkpoint-every).")
+    try:
+        header = read_header(paths[-1], "checkpoint")
+        return read_tree(paths[-1], like), header["training_steps"], header["train_time"]
+    except CheckpointError as error:
+        older = f"; delete it to resume from {paths[-2]}" if len(paths) > 1 else ""
+        raise CheckpointError(f"{error}{older}") from None
+
+
+def log_video(env, writer, run_dir: str, rollout, env_steps: int) -> None:
+    """Render one evaluation episode; write it as a GIF and as TensorBoard's animated image."""
+    from tensorboardX.proto.summary_pb2 import Summary
+
+    frames = envs.render(env, rollout[0], rollout[1])
+    gif = envs.gif_bytes(frames, fps=1.0 / float(env.dt))
+    os.makedirs(os.path.join(run_dir, "videos"), exist_ok=True)
+    path = os.path.join(run_dir, "videos", f"eval_{env_steps:012d}.gif")
+    with open(f"{path}.tmp", "wb") as f:
+        f.write(gif)
+    os.replace(f"{path}.tmp", path)
+    height, width = frames[0].shape[:2]
+    image = Summary.Image(height=height, width=width, colorspace=3, encoded_image_string=gif)
+    writer._get_file_writer().add_summary(Summary(value=[Summary.Value(tag="videos/eval", image=image)]), env_steps)
+
+
+def per_seed(init, chunk, evaluate, num_seeds: int):
+    """Give every function a leading seed axis: vmap for K > 1 seeds; one seed runs unbatched."""
+    if num_seeds > 1:
+        return jax.vmap(init), jax.vmap(chunk, in_axes=(0, None)), jax.vmap(evaluate)
+    add, first = (lambda t: jax.tree.map(lambda x: x[None], t)), (lambda t: jax.tree.map(lambda x: x[0], t))
+    return (
+        lambda keys: add(init(keys[0])),
+        lambda carry, n: add(chunk(first(carry), n)),
+        lambda actor, keys: add(evaluate(first(actor), keys[0])),
+    )
+
+
+def evaluate_model(args: Args) -> list[str]:
+    """--eval-only: num_eval_envs episodes of a saved model, logged as eval/* at its env steps."""
+    model, args, env, header = load_model(args.load_model, args)
+    evaluate = make_evaluate(args, env, env.episode_length)
+    metrics, rollout = jax.jit(evaluate)(model[0], jax.random.PRNGKey(args.seed))
+    run_dir = make_run_dirs(args)[0]
+    writer = SummaryWriter(run_dir)
+    for k, v in metrics.items():
+        writer.add_scalar(f"eval/{k}", float(v), header["env_steps"])
+    if args.capture_video:
+        log_video(env, writer, run_dir, jax.device_get(rollout), header["env_steps"])
+    writer.close()
+    print(f"{args.load_model} on {args.env_id}: " + ", ".join(f"{k} {float(v):.3f}" for k, v in metrics.items()))
+    return [run_dir]
+
+
+def main(args: Args) -> list[str]:
+    """Train (or with --eval-only evaluate) and return the run directories."""
+    if args.resume is not None:
+        args = resumed_args(args)
+    if args.eval_only:
+        make_schedule(args, make_env(args))  # validates the flags
+        return evaluate_model(args)
+    env = make_env(args)
     schedule = make_schedule(args, env)
     init, chunk, buffer, example = make_train(args, env, schedule)
-    evaluate = make_evaluate(args, env, schedule.episode_length)
-    buffer.check_memory(example)
+    buffer.check_memory(example, copies=args.num_seeds)
+    init, chunk, evaluate = per_seed(init, chunk, make_evaluate(args, env, schedule.episode_length), args.num_seeds)
     if args.track:
         try:
             import wandb
         except ImportError as error:
             raise ConfigError("--track needs Weights & Biases: `pip install wandb` and `wandb login`.") from error
 
-    run_name, run_dir = make_run_dir(args)
+    seeds = jnp.stack([jax.random.split(jax.random.PRNGKey(args.seed + k)) for k in range(args.num_seeds)])
+    init_keys, eval_keys = seeds[:, 0], seeds[:, 1]
+    if args.resume is None:
+        run_dirs, start, train_time = make_run_dirs(args), 0, 0.0
+        carry = jax.jit(init)(init_keys)
+        names = [os.path.basename(d) for d in run_dirs]
+        for k, run_dir in enumerate(run_dirs):
+            record = {"algorithm": ALGORITHM, "args": asdict(args), "seed": args.seed + k, "run_names": names}
+            with open(os.path.join(run_dir, "args.json"), "w") as f:
+                json.dump(record, f, indent=1)
+    else:
+        with open(os.path.join(args.resume, "args.json")) as f:
+            names = json.load(f)["run_names"]
+        run_dirs = [os.path.join(os.path.dirname(os.path.normpath(args.resume)), name) for name in names]
+        carry, start, train_time = restore_checkpoint(args.resume, jax.eval_shape(init, init_keys))
+        print(f"resuming {args.resume} after {start * schedule.steps_per_training_step:,} env steps")
     if args.track:
-        wandb.init(project=args.wandb_project_name, sync_tensorboard=True, config=asdict(args), name=run_name)
-    writer = SummaryWriter(run_dir)
-    writer.add_text("hyperparameters", hyperparameter_table(args, schedule))
-    print(f"run directory: {run_dir}")
+        wandb.init(project=args.wandb_project_name, sync_tensorboard=True, config=asdict(args), name=run_dirs[0])
+    # purge_step: TensorBoard hides whatever a killed run logged after its last checkpoint
+    purge = start * schedule.steps_per_training_step + 1 if start else None
+    # tensorboardX names event files by the second: a suffix keeps reopened writers apart
+    writers = [SummaryWriter(d, purge_step=purge, filename_suffix=f".{time.time_ns()}") for d in run_dirs]
+    if not start:
+        for k, writer in enumerate(writers):
+            writer.add_text("hyperparameters", hyperparameter_table(replace(args, seed=args.seed + k), schedule))
+    print("run directory: " + ", ".join(run_dirs))
 
-    key = jax.random.PRNGKey(args.seed)
-    init_key, eval_key = jax.random.split(key)
-    carry = jax.jit(init)(init_key)
     compile_start = time.perf_counter()
     chunk_fn = jax.jit(chunk, donate_argnums=0).lower(carry, jnp.int32(0)).compile()
-    eval_fn = jax.jit(evaluate).lower(carry[0].actor, eval_key).compile()
+    eval_fn = jax.jit(evaluate).lower(carry[0].actor, eval_keys).compile()
     print(f"compiled training chunk and evaluation in {time.perf_counter() - compile_start:.1f} s")
+    videos, pending = ThreadPoolExecutor(max_workers=1), []  # rendering overlaps the next chunk
 
     def run_eval(actor, env_steps, index):
-        metrics, rollout = eval_fn(actor, jax.random.fold_in(eval_key, index))
-        metrics = {k: float(v) for k, v in metrics.items()}
-        for k, v in metrics.items():
-            writer.add_scalar(f"eval/{k}", v, env_steps)
-        return metrics, rollout
+        metrics, rollout = eval_fn(actor, jax.vmap(jax.random.fold_in, (0, None))(eval_keys, index))
+        metrics = jax.device_get(metrics)
+        for k, writer in enumerate(writers):
+            for name, v in metrics.items():
+                writer.add_scalar(f"eval/{name}", float(v[k]), env_steps)
+        if args.capture_video and (index % args.video_every == 0 or index == args.num_evals):
+            rollout = jax.device_get(rollout)
+            for k, (writer, run_dir) in enumerate(zip(writers, run_dirs)):
+                one = jax.tree.map(lambda x, k=k: x[k], rollout)
+                pending.append(videos.submit(log_video, env, writer, run_dir, one, env_steps))
+        return {name: float(np.mean(v)) for name, v in metrics.items()}
 
-    eval_metrics, _ = run_eval(carry[0].actor, 0, 0)
-    train_time, env_steps = 0.0, 0
-    for i in range(args.num_evals):
-        num_steps = schedule.eval_boundaries[i + 1] - schedule.eval_boundaries[i]
-        start = time.perf_counter()
-        carry, stats = chunk_fn(carry, jnp.int32(num_steps))
+    eval_metrics = run_eval(carry[0].actor, 0, 0) if not start else {"success_rate": float("nan")}
+    evals = {b: i for i, b in enumerate(schedule.eval_boundaries)}
+    boundaries = sorted(set(schedule.eval_boundaries) | set(schedule.checkpoint_boundaries))
+    for lo, hi in zip(boundaries, boundaries[1:]):
+        if lo < start:
+            continue
+        begin = time.perf_counter()
+        carry, stats = chunk_fn(carry, jnp.int32(hi - lo))
         stats = jax.device_get(stats)
-        elapsed = time.perf_counter() - start
+        elapsed = time.perf_counter() - begin
         train_time += elapsed
-        env_steps = int(carry[0].env_steps)
-        sps = num_steps * schedule.steps_per_training_step / elapsed
-        writer.add_scalar("charts/SPS", sps, env_steps)
-        if stats["episodes"] > 0:
-            writer.add_scalar("charts/episodic_return", stats["return_sum"] / stats["episodes"], env_steps)
-        if stats["updated_steps"] > 0:
-            losses = {k: float(v) / stats["updated_steps"] for k, v in stats["losses"].items()}
-            bad = [k for k, v in losses.items() if not np.isfinite(v)]
-            if bad:
-                writer.close()
-                raise FloatingPointError(
-                    f"non-finite {', '.join('losses/' + k for k in bad)} in the training steps up to env step "
-                    f"{env_steps}; lower the learning rates or try --layer-norm."
-                )
-            for k, v in losses.items():
-                writer.add_scalar(f"losses/{k}", v, env_steps)
-        eval_metrics, eval_rollout = run_eval(carry[0].actor, env_steps, i + 1)
+        env_steps = hi * schedule.steps_per_training_step
+        for k, (writer, run_dir) in enumerate(zip(writers, run_dirs)):
+            writer.add_scalar("charts/SPS", (hi - lo) * schedule.steps_per_training_step / elapsed, env_steps)
+            if stats["episodes"][k] > 0:
+                writer.add_scalar("charts/episodic_return", stats["return_sum"][k] / stats["episodes"][k], env_steps)
+            if stats["updated_steps"][k] > 0:
+                losses = {name: float(v[k]) / stats["updated_steps"][k] for name, v in stats["losses"].items()}
+                bad = [name for name, v in losses.items() if not np.isfinite(v)]
+                if bad:
+                    for w in writers:
+                        w.close()
+                    raise FloatingPointError(
+                        f"non-finite {', '.join('losses/' + name for name in bad)} in {run_dir} in the training "
+                        f"steps up to env step {env_steps}; lower the learning rates or try --layer-norm."
+                    )
+                for name, v in losses.items():
+                    writer.add_scalar(f"losses/{name}", v, env_steps)
+        if hi in evals:
+            eval_metrics = run_eval(carry[0].actor, env_steps, evals[hi])
+        if hi in schedule.checkpoint_boundaries:
+            for job in pending:
+                job.result()
+            for writer in writers:
+                writer.close()  # drains tensorboardX's queue: what the checkpoint covers is on disk first
+            writers = [SummaryWriter(d, filename_suffix=f".{time.time_ns()}") for d in run_dirs]
+            save_checkpoint(run_dirs[0], jax.device_get(carry), hi, train_time)
+        done = (hi - start) * schedule.steps_per_training_step
         remaining = schedule.final_env_steps - env_steps
         progress(
             env_steps,
             schedule.final_env_steps,
-            env_steps / train_time,
-            remaining * train_time / env_steps,
+            done / train_time,
+            remaining * train_time / done,
             eval_metrics["success_rate"],
         )
     print()
+    if start == schedule.training_steps:
+        print(f"{args.resume} had already finished")
     over = schedule.final_env_steps - args.total_timesteps
     print(
-        f"trained {env_steps:,} env steps ("
+        f"trained {schedule.final_env_steps:,} env steps ("
         + (
             "exactly --total-timesteps"
             if over == 0
             else f"--total-timesteps {args.total_timesteps:,} + {over:,} to finish the last training step"
         )
-        + f"), {int(carry[0].grad_steps):,} gradient steps, {env_steps / train_time:,.0f} SPS; final eval: "
+        + f") x {args.num_seeds} seed(s), {int(carry[0].grad_steps[0]):,} gradient steps each; final eval (mean over seeds): "
         + ", ".join(f"{k} {v:.3f}" for k, v in eval_metrics.items())
     )
     if args.save_model:
-        path = os.path.join(run_dir, f"{args.exp_name}.eqx")
-        atomic_save(path, (carry[0].actor, carry[0].target_actor, carry[0].critic, carry[0].target_critic))
-        print(f"model saved to {path}")
-    if args.capture_video:
-        frames, goals = jax.device_get(eval_rollout)
-        os.makedirs(os.path.join(run_dir, "videos"), exist_ok=True)
-        path = os.path.join(run_dir, "videos", f"eval_{env_steps}.gif")
-        envs.save_gif(envs.render(env, frames, goals), path, fps=1.0 / float(env.dt))
-        print(f"video saved to {path}")
-    writer.close()
-    return run_dir
+        for k, run_dir in enumerate(run_dirs):
+            path = os.path.join(run_dir, f"{args.exp_name}.eqx")
+            header = {
+                "algorithm": ALGORITHM,
+                "kind": "model",
+                "args": asdict(args),
+                "env_steps": schedule.final_env_steps,
+            }
+            write_file(path, header, model_of(jax.tree.map(lambda x, k=k: x[k], carry[0])))
+            print(f"model saved to {path}")
+    videos.shutdown(wait=True)
+    for job in pending:
+        job.result()  # re-raises a rendering error
+    for writer in writers:
+        writer.close()
+    return run_dirs
 
 
 if __name__ == "__main__":
     try:
         main(tyro.cli(Args))
-    except (ConfigError, BufferMemoryError, FloatingPointError) as error:
+    except (ConfigError, BufferMemoryError, FloatingPointError, CheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

@@ -102,21 +102,24 @@ class TrajectoryBuffer:
         row = sum(np.dtype(x.dtype).itemsize * math.prod(np.shape(x)) for x in jax.tree.leaves(example))
         return int(row) * self.capacity * self.num_envs
 
-    def check_memory(self, example: Transition, device: Any = None, verbose: bool = True) -> int:
-        """Print the footprint and raise `BufferMemoryError` when it exceeds free memory."""
-        need = self.nbytes(example)
+    def check_memory(self, example: Transition, device: Any = None, verbose: bool = True, copies: int = 1) -> int:
+        """Print the footprint and raise `BufferMemoryError` when it exceeds free memory.
+        `copies` buffers of this size are needed (one per seed with --num-seeds)."""
+        need = self.nbytes(example) * copies
         free = _free_device_memory(device or jax.devices()[0])
         if verbose:
             print(
                 f"replay buffer: {need / 2**20:.1f} MiB "
-                f"({self.capacity} rows x {self.num_envs} envs x {need // (self.capacity * self.num_envs)} B)"
+                f"({self.capacity} rows x {self.num_envs} envs x {need // (copies * self.capacity * self.num_envs)} B"
+                + (f" x {copies} seeds)" if copies > 1 else ")")
             )
         if free is not None and need > free:
             fits = max(
                 self.unroll_length, int(free // (need // self.capacity)) // self.unroll_length * self.unroll_length
             )
             raise BufferMemoryError(
-                f"The replay buffer needs {need / 2**30:.2f} GiB ({self.capacity} rows x {self.num_envs} envs) "
+                f"The replay buffer needs {need / 2**30:.2f} GiB ({self.capacity} rows x {self.num_envs} envs"
+                f"{f' x {copies} seeds' if copies > 1 else ''}) "
                 f"but only {free / 2**30:.2f} GiB of device memory is free. Lower --buffer-size "
                 f"(at most {fits} fits with this --num-envs) or lower --num-envs."
             )

@@ -36,7 +36,7 @@ with contextlib.redirect_stdout(io.StringIO()):
     from envs.point import PointMaze
     from envs.pusher import Pusher
     from envs.reacher import Reacher
-    from envs.render import render, save_gif
+    from envs.render import gif_bytes, render, save_gif
 
 # env_id -> (constructor, fixed keyword arguments)
 _REGISTRY = {
@@ -68,7 +68,7 @@ ALIASES = {"ant_maze": "ant_u_maze", "humanoid_maze": "humanoid_u_maze", "simple
 ENV_IDS = tuple(sorted(_REGISTRY))
 BACKENDS = ("generalized", "spring", "positional", "mjx")
 
-__all__ = ["ENV_IDS", "ALIASES", "BACKENDS", "GoalEnv", "VecEnv", "make", "render", "save_gif"]
+__all__ = ["ENV_IDS", "ALIASES", "BACKENDS", "GoalEnv", "VecEnv", "make", "render", "save_gif", "gif_bytes"]
 
 
 def make(env_id: str, backend: str | None = None, episode_length: int | None = None, **overrides) -> GoalEnv:

@@ -185,6 +185,16 @@ class GoalEnv(PipelineEnv):
         }
         return State(pipeline_state, obs, zero, zero, {"dist": dist, "success": success}, info)
 
+    def with_goal(self, state: State, goal: Any) -> State:
+        """The same (single-env) state commanded toward `goal`, given in goal space (for the
+        mazes: an (x, y) position): sets info["goal"], the goal part of obs and the metrics."""
+        goal = jnp.asarray(goal, jnp.float32).reshape(self.goal_dim)
+        state_obs = state.obs[: self.state_dim]
+        obs = jnp.concatenate([state_obs, goal])
+        dist, success = self._goal_metrics(state_obs, goal)
+        info = {**state.info, "goal": goal, "next_obs": obs}
+        return state.replace(obs=obs, metrics={"dist": dist, "success": success}, info=info)
+
     def step(self, state: State, action: jax.Array) -> State:
         pipeline_state = self.pipeline_step(state.pipeline_state, self._action_to_ctrl(action))
         goal = state.info["goal"]

@@ -91,6 +91,12 @@ class Maze:
         goals = jnp.asarray(self.goal_xys)
         return goals[jax.random.randint(key, (), 0, goals.shape[0])]
 
+    def cell_xy(self, i: int, j: int) -> np.ndarray:
+        """World (x, y) of the centre of free cell (row i, column j): a goal to command."""
+        if not (0 <= i < len(self.grid) and 0 <= j < len(self.grid[0])) or self.grid[i][j] == "1":
+            raise ValueError(f"cell ({i}, {j}) is a wall or outside the maze:\n" + "\n".join(self.grid))
+        return np.array([i, j], np.float32) * self.cell_size
+
     def cell_of(self, xy) -> tuple[int, int]:
         """Grid cell containing a world (x, y)."""
         i, j = np.floor(np.asarray(xy, np.float64) / self.cell_size + 0.5).astype(int)

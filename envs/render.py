@@ -11,6 +11,7 @@ otherwise; on Debian, `apt-get install libosmesa6`).
 
 from __future__ import annotations
 
+import io
 import os
 from typing import Any
 
@@ -72,12 +73,20 @@ def render(
     return frames
 
 
-def save_gif(frames: list[np.ndarray], path: str, fps: float) -> str:
-    """Write RGB frames as a looping GIF at `fps` frames per second (temp file, then rename)."""
+def gif_bytes(frames: list[np.ndarray], fps: float) -> bytes:
+    """Encode RGB frames as a looping GIF at `fps` frames per second."""
     from PIL import Image
 
     images = [Image.fromarray(np.asarray(f)) for f in frames]
+    out = io.BytesIO()
+    images[0].save(out, format="GIF", save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
+    return out.getvalue()
+
+
+def save_gif(frames: list[np.ndarray], path: str, fps: float) -> str:
+    """Write RGB frames as a looping GIF at `fps` frames per second (temp file, then rename)."""
     tmp = f"{path}.tmp.gif"
-    images[0].save(tmp, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
+    with open(tmp, "wb") as f:
+        f.write(gif_bytes(frames, fps))
     os.replace(tmp, path)
     return path

@@ -1,0 +1,176 @@
+"""Checkpoints and exact resume, saved models and --eval-only, videos in TensorBoard and
+--num-seeds, for each of the four algorithm files."""
+
+from __future__ import annotations
+
+import glob
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+from conftest import REPO, load_algorithm
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from test_crl_infonce import TINY
+
+NAMES = ["crl_infonce", "crl_dpo", "sac_her", "td3_her"]
+MODULES = {name: load_algorithm(name) for name in NAMES}
+EPISODE = 20
+# 60 training steps of 40 env steps; a checkpoint every 10, an evaluation every 15
+RUN = {**TINY, "episode_length": EPISODE, "updates_per_rollout": 40, "total_timesteps": 2400, "num_evals": 4}
+RESUME_FLAGS = ["--checkpoint-every=400", "--save-model", "--capture-video", "--video-every=2"]
+
+
+def tiny(name: str, **changes) -> dict:
+    flags = {**RUN, **changes}
+    if name in ("sac_her", "td3_her"):
+        flags.pop("repr_dim")
+    return flags
+
+
+def command(name: str, flags: dict, *extra: str) -> list[str]:
+    script = str(REPO / "algorithms" / f"{name}.py")
+    return [sys.executable, script, *(f"--{k.replace('_', '-')}={v}" for k, v in flags.items()), *extra]
+
+
+def run(cmd: list[str], expect: int = 0) -> subprocess.CompletedProcess:
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == expect, result.stdout[-2000:] + result.stderr[-3000:]
+    return result
+
+
+def events(run_dir: str) -> EventAccumulator:
+    accumulator = EventAccumulator(run_dir, size_guidance={"scalars": 0, "images": 0})
+    accumulator.Reload()
+    return accumulator
+
+
+def payload(path: str) -> bytes:
+    """A model file's leaves (its header line holds the run's flags, which differ between runs)."""
+    data = open(path, "rb").read()
+    return data[data.index(b"\n") + 1 :]
+
+
+@pytest.fixture(scope="module", params=NAMES)
+def runs(request, tmp_path_factory):
+    """The same run twice: once uninterrupted, once SIGKILLed after its first checkpoint and
+    then resumed with --resume."""
+    name = request.param
+    root = tmp_path_factory.mktemp(name)
+    flags = tiny(name)
+    run(command(name, flags, f"--run-root={root / 'whole'}", *RESUME_FLAGS))
+    (whole,) = glob.glob(str(root / "whole" / "*"))
+
+    killed = subprocess.Popen(command(name, flags, f"--run-root={root / 'killed'}", *RESUME_FLAGS),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    deadline = time.time() + 300
+    while not glob.glob(str(root / "killed" / "*" / "checkpoints" / "step_000000010.ckpt")):
+        assert killed.poll() is None and time.time() < deadline, killed.stderr.read().decode()[-3000:]
+        time.sleep(0.01)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    (resumed,) = glob.glob(str(root / "killed" / "*"))
+    assert killed.returncode == -signal.SIGKILL
+    assert not os.path.exists(os.path.join(resumed, f"{name}.eqx")), "the run finished before it was killed"
+    checkpoints_at_kill = sorted(os.listdir(os.path.join(resumed, "checkpoints")))
+    run(command(name, {}, f"--resume={resumed}"))
+    return name, whole, resumed, checkpoints_at_kill
+
+
+def test_killed_and_resumed_run_ends_with_the_same_parameters_and_evaluations(runs):
+    name, whole, resumed, checkpoints_at_kill = runs
+    assert checkpoints_at_kill[-1] != "step_000000060.ckpt"
+    assert payload(os.path.join(whole, f"{name}.eqx")) == payload(os.path.join(resumed, f"{name}.eqx"))
+    a, b = events(whole), events(resumed)
+    for tag in ["eval/success_rate", "eval/final_distance", "eval/episodic_return"]:
+        assert [(e.step, e.value) for e in a.Scalars(tag)] == [(e.step, e.value) for e in b.Scalars(tag)]
+    # the resumed log holds every step once: what the killed run logged past its checkpoint is purged
+    steps = [e.step for e in b.Scalars("charts/SPS")]
+    assert steps == sorted(set(steps)) == [e.step for e in a.Scalars("charts/SPS")]
+    # the last two checkpoints are kept
+    assert sorted(os.listdir(os.path.join(whole, "checkpoints"))) == ["step_000000050.ckpt", "step_000000060.ckpt"]
+
+
+def test_videos_reach_tensorboard_and_gifs_hold_one_frame_per_step(runs):
+    _, whole, _, _ = runs
+    images = events(whole).Images("videos/eval")
+    assert [e.step for e in images] == [0, 1200, 2400]  # evaluations 0, 2 and 4 (the last)
+    gifs = sorted(glob.glob(os.path.join(whole, "videos", "*.gif")))
+    assert len(gifs) == 3
+    for image_event, path in zip(images, gifs):
+        for data in (image_event.encoded_image_string, open(path, "rb").read()):
+            gif = Image.open(io.BytesIO(data))
+            assert gif.format == "GIF" and gif.n_frames == EPISODE
+            assert (gif.height, gif.width) == (image_event.height, image_event.width)
+
+
+def test_eval_only_evaluates_the_saved_model_and_refuses_another_env(runs, tmp_path):
+    name, whole, _, _ = runs
+    model = os.path.join(whole, f"{name}.eqx")
+    result = run(command(name, {"num_eval_envs": 4, "episode_length": EPISODE}, "--eval-only",
+                         f"--load-model={model}", f"--run-root={tmp_path}"))  # fmt: skip
+    assert "success_rate" in result.stdout
+    (eval_dir,) = glob.glob(str(tmp_path / "*"))
+    distances = events(eval_dir).Scalars("eval/final_distance")
+    assert [e.step for e in distances] == [2400] and np.isfinite(distances[0].value)
+    result = run(command(name, {"env_id": "simple_u_maze"}, "--eval-only", f"--load-model={model}"), expect=2)
+    assert "trained on reacher" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bad_resume_and_model_inputs_exit_2_without_losing_anything(runs, tmp_path):
+    name, whole, _, _ = runs
+    if name != "crl_infonce":
+        pytest.skip("the four files share this code; checked once")
+    not_a_run = tmp_path / "not_a_run"
+    not_a_run.mkdir()
+    result = run(command(name, {}, f"--resume={not_a_run}"), expect=2)
+    assert "not a run directory" in result.stderr and "Traceback" not in result.stderr
+    result = run(command(name, {}, f"--resume={whole}", "--seed=3"), expect=2)
+    assert "drop --seed" in result.stderr
+
+    # a damaged newest checkpoint: a clear error that names the older one, and nothing is changed
+    copy = tmp_path / os.path.basename(whole)
+    subprocess.run(["cp", "-r", whole, str(copy)], check=True)
+    newest = copy / "checkpoints" / "step_000000060.ckpt"
+    data = bytearray(newest.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    newest.write_bytes(bytes(data))
+    before = {p: os.path.getmtime(p) for p in glob.glob(f"{copy}/**", recursive=True)}
+    result = run(command(name, {}, f"--resume={copy}"), expect=2)
+    assert "checksum" in result.stderr and "step_000000050.ckpt" in result.stderr
+    assert {p: os.path.getmtime(p) for p in glob.glob(f"{copy}/**", recursive=True)} == before
+
+    for checkpoint in glob.glob(str(copy / "checkpoints" / "*")):
+        os.remove(checkpoint)
+    result = run(command(name, {}, f"--resume={copy}"), expect=2)
+    assert "no checkpoint" in result.stderr
+
+    truncated = tmp_path / "truncated.eqx"
+    truncated.write_bytes(open(os.path.join(whole, f"{name}.eqx"), "rb").read()[:-100])
+    result = run(command(name, {}, "--eval-only", f"--load-model={truncated}"), expect=2)
+    assert "truncated or damaged" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_num_seeds_matches_separate_runs_with_those_seeds(name, tmp_path):
+    module = MODULES[name]
+    flags = tiny(name, total_timesteps=400, num_evals=2, save_model=True)
+    together = module.main(module.Args(**flags, num_seeds=2, run_root=str(tmp_path / "together")))
+    assert [os.path.basename(d).split("__")[2] for d in together] == ["1", "2"]
+    for seed, run_dir in zip([1, 2], together):
+        (alone,) = module.main(module.Args(**flags, seed=seed, run_root=str(tmp_path / f"alone{seed}")))
+        vmapped, _, _, _ = module.load_model(os.path.join(run_dir, f"{name}.eqx"))
+        single, _, _, _ = module.load_model(os.path.join(alone, f"{name}.eqx"))
+        for x, y in zip(jax.tree.leaves(vmapped), jax.tree.leaves(single)):
+            np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=1e-5, rtol=1e-5)
+        a, b = events(run_dir), events(alone)
+        for tag in ["eval/final_distance", "eval/success_rate", "losses/actor_loss"]:
+            np.testing.assert_allclose([e.value for e in a.Scalars(tag)], [e.value for e in b.Scalars(tag)], atol=1e-4)
+        assert json.load(open(os.path.join(run_dir, "args.json")))["seed"] == seed
