@@ -174,3 +174,25 @@ def test_num_seeds_matches_separate_runs_with_those_seeds(name, tmp_path):
         for tag in ["eval/final_distance", "eval/success_rate", "losses/actor_loss"]:
             np.testing.assert_allclose([e.value for e in a.Scalars(tag)], [e.value for e in b.Scalars(tag)], atol=1e-4)
         assert json.load(open(os.path.join(run_dir, "args.json")))["seed"] == seed
+
+
+def test_readme_example_drives_the_point_mass_to_the_chosen_cell():
+    readme = (REPO / "README.md").read_text()
+    code = readme.split("<!-- example: commanded goal -->")[1].split("```python")[1].split("```")[0]
+    result = subprocess.run([sys.executable, "-"], input=code, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "cell (3, 3)" in result.stdout, result.stdout
+
+
+def test_load_policy_acts_on_one_state_or_a_batch_and_commands_any_goal():
+    act, env = MODULES["crl_infonce"].load_policy(str(REPO / "results" / "models" / "simple_u_maze_crl_infonce.eqx"))
+    state = env.reset(jax.random.PRNGKey(3))
+    goals = np.stack([env.maze.cell_xy(1, 3), env.maze.cell_xy(3, 3)])
+    commanded = [env.with_goal(state, g) for g in goals]
+    assert np.allclose(commanded[1].obs[env.state_dim :], goals[1]) and np.allclose(commanded[1].info["goal"], goals[1])
+    one = np.stack([act(s.obs[: env.state_dim], g) for s, g in zip(commanded, goals)])
+    batch = act(np.stack([s.obs[: env.state_dim] for s in commanded]), goals)
+    assert one.shape == (2, env.action_size) and np.allclose(one, batch, atol=1e-6)
+    assert not np.allclose(one[0], one[1])  # the action depends on the commanded goal
+    with pytest.raises(ValueError, match="wall"):
+        env.maze.cell_xy(0, 0)
