@@ -20,6 +20,12 @@ Everything per training step runs in one compiled function: `unroll_length` step
 envs, the buffer insert, and `updates_per_rollout` gradient steps on future-goal batches;
 Python only loops over chunks of training steps to evaluate, log and print progress.
 
+Research runs: `--checkpoint-every N` writes the whole training state (atomically, the last two
+kept) and `--resume RUN_DIR` continues it exactly; `--save-model` writes the networks, which
+`--eval-only --load-model PATH` evaluates and `load_policy(path) -> (act, env)` returns as a
+policy act(state, goal) for any commanded goal; `--capture-video` logs evaluation episodes as
+GIFs (TensorBoard tag videos/eval); `--num-seeds K` trains K seeds through one compile.
+
 Logged (x axis = env steps): charts/SPS (excluding compile and evaluation),
 charts/episodic_return, eval/success_rate, eval/time_at_goal, eval/final_distance,
 eval/episodic_return, losses/critic_loss, losses/actor_loss, losses/alpha, losses/alpha_loss,
@@ -914,6 +920,7 @@ def main(args: Args) -> list[str]:
                 pending.append(videos.submit(log_video, env, writer, run_dir, one, env_steps))
         return {name: float(np.mean(v)) for name, v in metrics.items()}
 
+    loop_start = time.perf_counter()
     eval_metrics = run_eval(carry[0].actor, 0, 0) if not start else {"success_rate": float("nan")}
     evals = {b: i for i, b in enumerate(schedule.eval_boundaries)}
     boundaries = sorted(set(schedule.eval_boundaries) | set(schedule.checkpoint_boundaries))
@@ -971,7 +978,7 @@ def main(args: Args) -> list[str]:
             if over == 0
             else f"--total-timesteps {args.total_timesteps:,} + {over:,} to finish the last training step"
         )
-        + f") x {args.num_seeds} seed(s), {int(carry[0].grad_steps[0]):,} gradient steps each; final eval (mean over seeds): "
+        + f") x {args.num_seeds} seed(s), {int(carry[0].grad_steps[0]):,} gradient steps each, {schedule.final_env_steps / max(train_time, 1e-9):,.0f} SPS per seed; final eval (mean over seeds): "
         + ", ".join(f"{k} {v:.3f}" for k, v in eval_metrics.items())
     )
     if args.save_model:
@@ -988,6 +995,7 @@ def main(args: Args) -> list[str]:
     videos.shutdown(wait=True)
     for job in pending:
         job.result()  # re-raises a rendering error
+    print(f"training loop: {time.perf_counter() - loop_start:.1f} s wall (training, evaluations, checkpoints, videos)")
     for writer in writers:
         writer.close()
     return run_dirs

@@ -1,7 +1,12 @@
-"""Training throughput next to its physical floor, for one algorithm file and config.
+"""Training throughput next to its physical floor, one table row per (algorithm, env).
 
     python results/throughput.py --algorithm crl_infonce --env-id reacher --episode-length 51 \
         --unroll-length 50 --backend generalized --repeats 3
+    python results/throughput.py --algorithms crl_infonce crl_dpo sac_her td3_her \
+        --env-ids reacher simple_u_maze --unroll-length 50 --repeats 5
+
+`--algorithms` and `--env-ids` take several names (`--algorithm`/`--env-id` one); every other
+flag is passed to each algorithm's `Args`.
 
 Measured in one process, on the same config (every flag of the algorithm's `Args` can be given
 after `--algorithm`, in the same form):
@@ -57,21 +62,43 @@ def timed(fn, *args, repeats: int):
     return statistics.median(times), out
 
 
+def take(argv: list[str], flag: str) -> list[str]:
+    """Remove `flag` and the values after it (up to the next --flag) from argv; return them."""
+    if flag not in argv:
+        return []
+    i = argv.index(flag)
+    j = i + 1
+    while j < len(argv) and not argv[j].startswith("--"):
+        j += 1
+    values = argv[i + 1 : j]
+    del argv[i:j]
+    return values
+
+
+HEADER = (
+    "| algorithm | env | backend | num_envs | unroll | batch | episode | updates/rollout | env-only SPS | "
+    "ms/update | floor SPS | training SPS | of floor |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+)
+
+
 def main() -> None:
     argv = sys.argv[1:]
-    algorithm = "crl_infonce"
-    steps, repeats = 4, 3
-    for flag in ("--algorithm", "--steps", "--repeats"):
-        if flag in argv:
-            i = argv.index(flag)
-            value = argv[i + 1]
-            del argv[i : i + 2]
-            if flag == "--algorithm":
-                algorithm = value
-            elif flag == "--steps":
-                steps = int(value)
-            else:
-                repeats = int(value)
+    algorithms = take(argv, "--algorithms") + take(argv, "--algorithm") or ["crl_infonce"]
+    env_ids = take(argv, "--env-ids") + take(argv, "--env-id") or ["reacher"]
+    steps = int((take(argv, "--steps") or [4])[0])
+    repeats = int((take(argv, "--repeats") or [3])[0])
+    rows, notes = [], []
+    for env_id in env_ids:
+        for algorithm in algorithms:
+            row, note = measure(algorithm, [*argv, f"--env-id={env_id}"], steps, repeats)
+            rows.append(row)
+            notes.append(note)
+            print(row, file=sys.stderr, flush=True)
+    print(HEADER + "\n" + "\n".join(rows) + "\n\n" + "\n".join(notes))
+
+
+def measure(algorithm: str, argv: list[str], steps: int, repeats: int) -> tuple[str, str]:
+    """One table row and one line of notes for an algorithm on one config."""
     algo = load(algorithm)
     args = tyro.cli(algo.Args, args=argv)
     env = algo.envs.make(args.env_id, backend=args.backend, episode_length=args.episode_length)
@@ -159,27 +186,23 @@ def main() -> None:
     env_steps = steps * per_step
     floor = env_steps / (env_s + update_s)
     sps = env_steps / train_s
-    print(
-        f"| algorithm | env | backend | num_envs | unroll | batch | episode | updates/rollout | env-only SPS | "
-        f"ms/update | floor SPS | training SPS | of floor |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+    row = (
         f"| {algorithm} | {args.env_id} | {env.backend} | {args.num_envs} | {args.unroll_length} | {args.batch_size} | "
         f"{env.episode_length} | {schedule.updates_per_rollout} | {env_steps / env_s:,.0f} | "
         f"{1000 * update_s / num_updates:.2f} | {floor:,.0f} | {sps:,.0f} | {sps / floor:.2f} |"
     )
-    print(
-        f"\nwhere one training step's {1000 * train_s / steps:.0f} ms go (each part timed alone): env "
+    note = (
+        f"- {algorithm} on {args.env_id}: one training step {1000 * train_s / steps:.0f} ms (each part timed alone: env "
         f"{1000 * env_s / steps:.0f} ms, policy rollout incl. env {1000 * rollout_s / steps:.0f} ms, "
         f"{schedule.updates_per_rollout} gradient steps {1000 * update_s / steps:.0f} ms, as many buffer samples "
-        f"{1000 * sample_s / steps:.0f} ms"
-    )
-    print(
-        f"\n{steps} training steps per timed call ({env_steps:,} env steps, {num_updates} gradient steps), median of "
-        f"{repeats}; first call (compile + {warmup} warm-up steps) {compile_s:.1f} s; jax {jax.__version__}, "
-        f"{jax.devices()[0].device_kind}, {platform.machine()}; args: "
+        f"{1000 * sample_s / steps:.0f} ms); {steps} training steps per timed call ({env_steps:,} env steps, "
+        f"{num_updates} gradient steps), median of {repeats}; first call (compile + {warmup} warm-up steps) "
+        f"{compile_s:.1f} s; jax {jax.__version__}, {jax.devices()[0].device_kind}, {platform.machine()}; "
         + " ".join(
             f"{k}={v}" for k, v in dataclasses.asdict(args).items() if k in ("seed", "width", "depth", "energy_fn")
         )
     )
+    return row, note
 
 
 if __name__ == "__main__":

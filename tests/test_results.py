@@ -127,3 +127,20 @@ def test_benchmark_rejects_an_unknown_preset_or_env_with_exit_2(tmp_path):
             [sys.executable, script, *flags, "--out-dir", str(tmp_path)], capture_output=True, text=True
         )
         assert result.returncode == 2 and "error:" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_throughput_prints_one_row_per_algorithm_and_env():
+    tiny = ["--num-envs=4", "--unroll-length=10", "--batch-size=16", "--buffer-size=100", "--learning-starts=10",
+            "--width=16", "--depth=1", "--updates-per-rollout=2", "--episode-length=20"]  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "results" / "throughput.py"), "--algorithms", "sac_her", "td3_her",
+         "--env-ids", "reacher", "--steps", "2", "--repeats", "2", *tiny],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [line.split("|")[1:-1] for line in result.stdout.splitlines() if line.startswith("| ") and "---" not in line]
+    assert [r[0].strip() for r in rows] == ["algorithm", "sac_her", "td3_her"]
+    for row in rows[1:]:
+        env_only, floor, training, fraction = (float(row[i].replace(",", "")) for i in (8, 10, 11, 12))
+        assert row[1].strip() == "reacher" and min(env_only, floor, training) > 0
+        assert abs(fraction - training / floor) < 0.01 + 0.01 * fraction  # the printed ratio is the ratio
