@@ -186,7 +186,7 @@ def test_sac_with_her_learns_and_beats_sac_without_her(tmp_path):
     random_success = random_policy_success(SAC_LEARNING["env_id"], SAC_LEARNING["episode_length"], 256, seed=0)
     curves = {}
     for ratio in (0.8, 0.0):
-        run_dir = sac.main(sac.Args(**SAC_LEARNING, relabel_ratio=ratio, run_root=str(tmp_path / str(ratio))))
+        (run_dir,) = sac.main(sac.Args(**SAC_LEARNING, relabel_ratio=ratio, run_root=str(tmp_path / str(ratio))))
         curves[ratio] = [e.value for e in read_scalars(run_dir).Scalars("eval/success_rate")]
     print(f"random {random_success:.3f}; sac+her {curves[0.8]}; sac without her {curves[0.0]}")
     her, plain = np.mean(curves[0.8][-2:]), np.mean(curves[0.0][-2:])

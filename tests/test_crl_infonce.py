@@ -278,7 +278,7 @@ LEARNING = dict(
 
 def test_learns_to_reach_goals_well_above_a_random_policy(tmp_path):
     random_success = random_policy_success(LEARNING["env_id"], LEARNING["episode_length"], 256, seed=0)
-    run_dir = crl.main(crl.Args(**LEARNING, run_root=str(tmp_path)))
+    (run_dir,) = crl.main(crl.Args(**LEARNING, run_root=str(tmp_path)))
     curve = [e.value for e in read_scalars(run_dir).Scalars("eval/success_rate")]
     print(f"random policy success {random_success:.3f}; crl_infonce eval success curve {[round(v, 3) for v in curve]}")
     assert curve[-1] >= 0.3 and curve[-1] >= 3 * random_success, (random_success, curve)
