@@ -28,7 +28,11 @@ Research runs: `--checkpoint-every N` writes the whole training state (atomicall
 kept) and `--resume RUN_DIR` continues it exactly; `--save-model` writes the networks, which
 `--eval-only --load-model PATH` evaluates and `load_policy(path) -> (act, env)` returns as a
 policy act(state, goal) for any commanded goal; `--capture-video` logs evaluation episodes as
-GIFs (TensorBoard tag videos/eval); `--num-seeds K` trains K seeds through one compile.
+GIFs (TensorBoard tag videos/eval); `--num-seeds K` trains K seeds through one compile. With
+several devices visible, the envs and the buffer's env columns are split over them (a
+`jax.sharding.Mesh` with axis "data") and each gradient step's batch too, so XLA all-reduces
+the gradients; the results equal a one-device run up to float rounding (`--num-devices 1`
+turns it off).
 
 Logged (x axis = env steps): charts/SPS (excluding compile and evaluation),
 charts/episodic_return, eval/success_rate, eval/time_at_goal, eval/final_distance,
@@ -38,8 +42,7 @@ losses/actor_loss.
 
 from __future__ import annotations
 
-import glob
-import hashlib
+import functools
 import json
 import math
 import os
@@ -54,10 +57,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import tyro
+from jax.experimental import multihost_utils
 from tensorboardX import SummaryWriter
 
+import buffers
 import envs
-from buffers import BufferMemoryError, TrajectoryBuffer, Transition
+from buffers import BufferMemoryError, CheckpointError, TrajectoryBuffer, Transition
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,10 @@ class Args:
     """a model file written by --save-model, for --eval-only"""
     num_seeds: int = 1
     """train seeds seed, seed+1, ..., seed+K-1 through one compile (vmap), one run directory each"""
+    num_devices: int | None = None
+    """devices to split the envs and the buffer over, gradients averaged (default: all visible)"""
+    distributed: str | None = None
+    """multi-host: "auto" (cluster detected by jax.distributed) or HOST:PORT,NUM_PROCESSES,PROCESS_ID"""
     run_root: str = "runs"
     """directory that holds the run directories"""
 
@@ -292,16 +301,8 @@ def make_update(args: Args):
             ts.grad_steps % args.policy_frequency == 0, delayed, not_yet, None
         )
         metrics = {**critic_metrics, "actor_loss": actor_loss, "actor_updated": actor_updated}
-        ts = TrainState(
-            actor,
-            target_actor,
-            critic,
-            target_critic,
-            actor_opt_state,
-            critic_opt_state,
-            ts.env_steps,
-            ts.grad_steps + 1,
-        )
+        ts = TrainState(actor, target_actor, critic, target_critic,
+                        actor_opt_state, critic_opt_state, ts.env_steps, ts.grad_steps + 1)  # fmt: skip
         return ts, metrics
 
     return update, (actor_opt, critic_opt)
@@ -365,16 +366,9 @@ class Schedule:
 
 def make_schedule(args: Args, env) -> Schedule:
     """Validate every flag combination before any compile; raise ConfigError naming the flags."""
-    positive = [
-        "num_envs",
-        "num_eval_envs",
-        "unroll_length",
-        "batch_size",
-        "buffer_size",
-        "num_evals",
-        "total_timesteps",
-    ]
-    for name in positive + ["width", "depth", "video_every", "num_seeds"]:
+    positive = "num_envs num_eval_envs unroll_length batch_size buffer_size num_evals total_timesteps"
+    positive += " width depth video_every num_seeds"
+    for name in positive.split():
         if getattr(args, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(args, name)}).")
     if args.learning_starts < 0:
@@ -435,7 +429,7 @@ def make_schedule(args: Args, env) -> Schedule:
     )
 
 
-def make_train(args: Args, env, schedule: Schedule):
+def make_train(args: Args, env, schedule: Schedule, mesh=None):
     """Returns init(key) -> carry, chunk(carry, num_steps) -> (carry, stats), the buffer and an
     example transition."""
     vec_env = envs.VecEnv(env, args.num_envs)
@@ -449,31 +443,23 @@ def make_train(args: Args, env, schedule: Schedule):
         state_dim=state_dim,
         gamma=args.gamma,
     )
-    example = Transition(
-        obs=jnp.zeros(env.observation_size),
-        action=jnp.zeros(action_dim),
-        next_obs=jnp.zeros(env.observation_size),
-        terminated=jnp.zeros(()),
-        truncated=jnp.zeros(()),
-        episode_id=jnp.zeros((), jnp.int32),
-    )
+    example = Transition.example(env.observation_size, action_dim)
     update, (actor_opt, critic_opt) = make_update(args)
     rollout = make_rollout(vec_env, args.unroll_length)
+    # several devices: each sampled batch is split over them, so XLA computes the loss data-parallel
+    # and all-reduces the gradients (still the mean over the whole batch, as on one device)
+    split = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data")) if mesh else None
+    spread = (lambda batch: jax.lax.with_sharding_constraint(batch, split)) if mesh else (lambda batch: batch)
 
     def init(key):
         actor_key, critic_key, env_key, train_key = jax.random.split(key, 4)
         actor = Actor(env.observation_size, action_dim, args, actor_key)
         critic = make_critic(env.observation_size, action_dim, args, critic_key)
-        ts = TrainState(
-            actor,
-            actor,
-            critic,
-            critic,
-            actor_opt.init(eqx.filter(actor, eqx.is_inexact_array)),
-            critic_opt.init(eqx.filter(critic, eqx.is_inexact_array)),
-            jnp.zeros((), jnp.int32),
-            jnp.zeros((), jnp.int32),
-        )
+        opt_states = [
+            o.init(eqx.filter(n, eqx.is_inexact_array)) for o, n in [(actor_opt, actor), (critic_opt, critic)]
+        ]
+        counter = jnp.zeros((), jnp.int32)
+        ts = TrainState(actor, actor, critic, critic, *opt_states, counter, counter)
         env_state = vec_env.reset(env_key)
         return (ts, env_state, jnp.zeros(args.num_envs), buffer.init(example), train_key)
 
@@ -495,7 +481,7 @@ def make_train(args: Args, env, schedule: Schedule):
                     env.goal_reach_thresh,
                     success_fn=jax.vmap(env.success),  # the env's own test (composite for arm_grasp)
                 )
-                return update(ts, batch, step_key)
+                return update(ts, spread(batch), step_key)
 
             ts, metrics = jax.lax.scan(one, ts, jax.random.split(update_key, schedule.updates_per_rollout))
             actor_updates = jnp.maximum(jnp.sum(metrics.pop("actor_updated")), 1.0)
@@ -536,46 +522,18 @@ def make_train(args: Args, env, schedule: Schedule):
 
 
 # ======================================================================= EVAL
-def make_evaluate(args: Args, env, episode_length: int):
+def make_evaluate(args: Args, env):
     eval_env = envs.VecEnv(env, args.num_eval_envs)
 
     def evaluate(actor: Actor, key):
-        """One full episode per eval env, deterministic actions, fresh goals. Metrics count
-        each env's first episode only (steps after its end are masked)."""
-
-        def step(carry, _):
-            state, alive, final_dist = carry
-            nxt = eval_env.step(state, jax.vmap(actor.deterministic)(state.obs))
-            ended = jnp.logical_or(nxt.done > 0, nxt.info["truncation"] > 0)
-            final_dist = jnp.where(alive * ended > 0, nxt.metrics["dist"], final_dist)
-            out = (
-                nxt.metrics["success"] * alive,
-                nxt.reward * alive,
-                jax.tree.map(lambda x: x[0], state.pipeline_state),
-            )
-            return (nxt, alive * (1.0 - ended), final_dist), out + (state.info["goal"][0],)
-
-        first = eval_env.reset(key)
-        (_, _, final_dist), (success, reward, frames, goals) = jax.lax.scan(
-            step, (first, jnp.ones(args.num_eval_envs), jnp.zeros(args.num_eval_envs)), None, episode_length
-        )
-        metrics = {
-            "success_rate": jnp.mean(jnp.max(success, axis=0)),
-            "time_at_goal": jnp.mean(jnp.sum(success, axis=0) / episode_length),
-            "final_distance": jnp.mean(final_dist),
-            "episodic_return": jnp.mean(jnp.sum(reward, axis=0)),
-        }
-        return metrics, (frames, goals)
+        """One episode per eval env, deterministic actions, fresh goals: (metrics, env 0's episode)."""
+        return eval_env.evaluate(jax.vmap(actor.deterministic), key)
 
     return evaluate
 
 
 # ======================================================================= LOGGING
 ALGORITHM = os.path.basename(__file__)[: -len(".py")]
-
-
-class CheckpointError(ValueError):
-    """A run directory, checkpoint or model file that cannot be used; the message says why."""
 
 
 def model_of(ts: TrainState):
@@ -590,17 +548,60 @@ def make_env(args: Args):
         raise ConfigError(str(error)) from None
 
 
+def start_distributed(spec: str) -> None:
+    """--distributed: join the other processes of a multi-host run, before JAX touches a device."""
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU hosts; GPUs use NCCL
+    if spec == "auto":
+        return jax.distributed.initialize()  # SLURM, Open MPI, Kubernetes, ... as JAX detects them
+    try:
+        address, num_processes, process_id = spec.split(",")
+        jax.distributed.initialize(address, int(num_processes), int(process_id))
+    except ValueError as error:
+        raise ConfigError(f"--distributed {spec}: {error} (use auto or HOST:PORT,NUM_PROCESSES,PROCESS_ID).") from None
+
+
+def make_mesh(args: Args):
+    """A 1-D mesh (axis "data") over --num-devices devices, or None for one device."""
+    devices = jax.devices()
+    n = len(devices) if args.num_devices is None else args.num_devices
+    if not 1 <= n <= len(devices):
+        raise ConfigError(f"--num-devices {n}: {len(devices)} device(s) are visible ({devices[0].platform}).")
+    if args.num_envs % n or args.batch_size % n:
+        raise ConfigError(f"--num-envs ({args.num_envs}) and --batch-size ({args.batch_size}) must be multiples "
+                          f"of the {n} devices: set them so, or pass --num-devices.")  # fmt: skip
+    return jax.sharding.Mesh(np.array(devices[:n]), ("data",)) if n > 1 else None
+
+
+def carry_shardings(mesh, carry, num_envs: int):
+    """Env states and the buffer's env columns split over the mesh's "data" axis (after the
+    leading seed axis); networks, optimiser states, counters and keys replicated."""
+    P, replicated = jax.sharding.PartitionSpec, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+
+    def split(axis):
+        shard = jax.sharding.NamedSharding(mesh, P(*[None] * axis, "data"))
+        return lambda x: shard if x.ndim > axis and x.shape[axis] == num_envs else replicated
+
+    ts, env_state, episode_return, buffer_state, key = carry
+    data = jax.tree.map(split(2), buffer_state.data)
+    return (jax.tree.map(lambda _: replicated, ts), jax.tree.map(split(1), env_state), split(1)(episode_return),
+            buffer_state._replace(data=data, insert_index=replicated, size=replicated), replicated)  # fmt: skip
+
+
 def make_run_dirs(args: Args) -> list[str]:
-    """CleanRL's runs/{env_id}__{exp_name}__{seed}__{unix_time}, one per seed; never reuses a directory."""
+    """CleanRL's runs/{env_id}__{exp_name}__{seed}__{unix_time}, one per seed, each with an
+    args.json; never reuses a directory."""
     stamp, dirs = int(time.time()), []
     for seed in range(args.seed, args.seed + args.num_seeds):
-        base = os.path.join(args.run_root, f"{args.env_id}__{args.exp_name}__{seed}__{stamp}")
-        path, n = base, 0
+        base = path = os.path.join(args.run_root, f"{args.env_id}__{args.exp_name}__{seed}__{stamp}")
         while os.path.exists(path):
-            n += 1
-            path = f"{base}_{n}"
+            path = f"{base}_{len(dirs) + 1}_{time.time_ns() % 10**6}"
         os.makedirs(path)
         dirs.append(path)
+    for k, run_dir in enumerate(dirs):
+        record = {"algorithm": ALGORITHM, "args": asdict(args), "seed": args.seed + k,
+                  "run_names": [os.path.basename(d) for d in dirs]}  # fmt: skip
+        with open(os.path.join(run_dir, "args.json"), "w") as f:
+            json.dump(record, f, indent=1)
     return dirs
 
 
@@ -611,90 +612,15 @@ def hyperparameter_table(args: Args, schedule: Schedule) -> str:
 
 
 def progress(env_steps, total, sps, eta_s, success):
-    line = (
-        f"\r{env_steps:>12,}/{total:,} env steps | {sps:>9,.0f} SPS | ETA {time.strftime('%H:%M:%S', time.gmtime(eta_s))}"
-        f" | eval success {success:.3f}"
-    )
+    eta = time.strftime("%H:%M:%S", time.gmtime(eta_s))
+    line = f"\r{env_steps:>12,}/{total:,} env steps | {sps:>9,.0f} SPS | ETA {eta} | eval success {success:.3f}"
     print(line, end="" if sys.stdout.isatty() else "\n", flush=True)
 
 
-class _Hashing:
-    """Writes through to a file and feeds the same bytes to a sha256."""
-
-    def __init__(self, file, digest):
-        self.file, self.digest = file, digest
-
-    def write(self, data):
-        self.digest.update(data)
-        return self.file.write(data)
-
-
-_FOOTER = len(b"\nsha256:") + 64
-
-
-def write_file(path: str, header: dict, tree) -> None:
-    """A JSON header line, the tree's leaves (Equinox serialisation) and a sha256 footer, written
-    to a temp file, synced, then renamed: a crash never leaves a half-written file at `path`."""
-    tmp, digest = f"{path}.tmp", hashlib.sha256()
-    with open(tmp, "wb") as f:
-        f.write(json.dumps(header).encode() + b"\n")
-        eqx.tree_serialise_leaves(_Hashing(f, digest), tree)
-        f.write(b"\nsha256:" + digest.hexdigest().encode())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def read_header(path: str, kind: str) -> dict:
-    try:
-        with open(path, "rb") as f:
-            try:
-                header = json.loads(f.readline())
-            except ValueError:
-                raise ValueError("it is not a model or checkpoint file of this project") from None
-        if header.get("kind") != kind:
-            raise ValueError(f"it is not a {kind} file")
-        if header.get("algorithm") != ALGORITHM:
-            raise ValueError(f"it was written by {header.get('algorithm')}.py, not {ALGORITHM}.py")
-        return header
-    except (OSError, ValueError, AttributeError) as error:
-        raise CheckpointError(f"cannot use {path}: {error}.") from None
-
-
-def read_tree(path: str, like):
-    """The leaves stored in `path`, into the structure of `like`, after checking the file's
-    sha256 and every leaf's shape and dtype."""
-
-    def leaf(f, x):
-        value = eqx.default_deserialise_filter_spec(f, x)
-        if hasattr(x, "shape") and (value.shape != x.shape or value.dtype != x.dtype):
-            raise ValueError(
-                f"it holds a {value.dtype}{list(value.shape)} leaf where {x.dtype}{list(x.shape)} is expected"
-            )
-        return value
-
-    try:
-        size = os.path.getsize(path)
-        with open(path, "rb") as f:
-            f.readline()
-            start, digest = f.tell(), hashlib.sha256()
-            for offset in range(start, size - _FOOTER, 2**24):
-                digest.update(f.read(min(2**24, size - _FOOTER - offset)))
-            if f.read() != b"\nsha256:" + digest.hexdigest().encode():
-                raise ValueError("its checksum does not match (truncated or damaged)")
-            f.seek(start)
-            tree = eqx.tree_deserialise_leaves(f, like, filter_spec=leaf)
-            if f.tell() != size - _FOOTER:
-                raise ValueError("it holds more data than this configuration's networks")
-        return tree
-    except (OSError, ValueError, EOFError) as error:
-        raise CheckpointError(f"cannot load {path}: {error}.") from None
-
-
 def load_model(path: str, args: Args | None = None):
-    """(model, args, header) of a file written by --save-model. The networks' shapes come from
-    the file; `args` (default: the file's) sets the env and evaluation flags."""
-    header = read_header(path, "model")
+    """(model, args, env, header) of a file written by --save-model. The networks' shapes come
+    from the file; `args` (default: the file's) sets the env and evaluation flags."""
+    header = buffers.read_header(path, kind="model", algorithm=ALGORITHM)
     saved = Args(**header["args"])
     args = saved if args is None else args
     if envs.ALIASES.get(args.env_id, args.env_id) != envs.ALIASES.get(saved.env_id, saved.env_id):
@@ -705,7 +631,7 @@ def load_model(path: str, args: Args | None = None):
     args = replace(saved, **{name: getattr(args, name) for name in keep}, num_seeds=1)
     env = make_env(args)
     init = make_train(args, env, make_schedule(replace(args, eval_only=False, load_model=None), env))[0]
-    return read_tree(path, model_of(jax.eval_shape(init, jax.random.PRNGKey(0))[0])), args, env, header
+    return buffers.load_tree(path, model_of(jax.eval_shape(init, jax.random.PRNGKey(0))[0])), args, env, header
 
 
 def load_policy(path: str):
@@ -724,9 +650,8 @@ def load_policy(path: str):
 
 def resumed_args(cli: Args) -> Args:
     """The flags of the run in `cli.resume`; flags given with --resume must agree with them."""
-    path = os.path.join(cli.resume, "args.json")
     try:
-        with open(path) as f:
+        with open(os.path.join(cli.resume, "args.json")) as f:
             saved = json.load(f)
         if saved["algorithm"] != ALGORITHM:
             raise ValueError(f"it is a run of {saved['algorithm']}.py")
@@ -736,53 +661,19 @@ def resumed_args(cli: Args) -> Args:
         raise ConfigError(f"--resume {cli.resume}: not a run directory of {ALGORITHM}.py ({error}).") from None
     if os.path.normpath(first) != os.path.normpath(cli.resume):
         raise ConfigError(f"--resume {cli.resume}: this seed belongs to a --num-seeds run; resume {first}.")
-    defaults = Args()
-    changed = [
-        f"--{f.name.replace('_', '-')}"
-        for f in fields(Args)
-        if f.name != "resume" and getattr(cli, f.name) not in (getattr(defaults, f.name), getattr(args, f.name))
-    ]
+    keep = ("resume", "num_devices", "distributed")  # the devices may change; the results do not depend on them
+    changed = [f"--{f.name.replace('_', '-')}" for f in fields(Args) if f.name not in keep
+               and getattr(cli, f.name) not in (getattr(Args(), f.name), getattr(args, f.name))]  # fmt: skip
     if changed:
         raise ConfigError(f"--resume continues the run with its own flags; drop {', '.join(changed)}.")
-    return args
-
-
-def save_checkpoint(run_dir: str, carry, step: int, train_time: float) -> None:
-    """The complete training state after `step` training steps; the two newest are kept."""
-    folder = os.path.join(run_dir, "checkpoints")
-    os.makedirs(folder, exist_ok=True)
-    header = {"algorithm": ALGORITHM, "kind": "checkpoint", "training_steps": step, "train_time": train_time}
-    write_file(os.path.join(folder, f"step_{step:09d}.ckpt"), header, carry)
-    for old in sorted(glob.glob(os.path.join(folder, "step_*.ckpt")))[:-2]:
-        os.remove(old)
-
-
-def restore_checkpoint(run_dir: str, like):
-    paths = sorted(glob.glob(os.path.join(run_dir, "checkpoints", "step_*.ckpt")))
-    if not paths:
-        raise CheckpointError(f"--resume {run_dir}: no checkpoint in {run_dir}/checkpoints (use --checkpoint-every).")
-    try:
-        header = read_header(paths[-1], "checkpoint")
-        return read_tree(paths[-1], like), header["training_steps"], header["train_time"]
-    except CheckpointError as error:
-        older = f"; delete it to resume from {paths[-2]}" if len(paths) > 1 else ""
-        raise CheckpointError(f"{error}{older}") from None
+    return replace(args, num_devices=cli.num_devices, distributed=cli.distributed)
 
 
 def log_video(env, writer, run_dir: str, rollout, env_steps: int) -> None:
     """Render one evaluation episode; write it as a GIF and as TensorBoard's animated image."""
-    from tensorboardX.proto.summary_pb2 import Summary
-
     frames = envs.render(env, rollout[0], rollout[1])
-    gif = envs.gif_bytes(frames, fps=1.0 / float(env.dt))
-    os.makedirs(os.path.join(run_dir, "videos"), exist_ok=True)
     path = os.path.join(run_dir, "videos", f"eval_{env_steps:012d}.gif")
-    with open(f"{path}.tmp", "wb") as f:
-        f.write(gif)
-    os.replace(f"{path}.tmp", path)
-    height, width = frames[0].shape[:2]
-    image = Summary.Image(height=height, width=width, colorspace=3, encoded_image_string=gif)
-    writer._get_file_writer().add_summary(Summary(value=[Summary.Value(tag="videos/eval", image=image)]), env_steps)
+    envs.save_gif(frames, path, fps=1.0 / float(env.dt), writer=writer, step=env_steps, tag="videos/eval")
 
 
 def per_seed(init, chunk, evaluate, num_seeds: int):
@@ -800,8 +691,7 @@ def per_seed(init, chunk, evaluate, num_seeds: int):
 def evaluate_model(args: Args) -> list[str]:
     """--eval-only: num_eval_envs episodes of a saved model, logged as eval/* at its env steps."""
     model, args, env, header = load_model(args.load_model, args)
-    evaluate = make_evaluate(args, env, env.episode_length)
-    metrics, rollout = jax.jit(evaluate)(model[0], jax.random.PRNGKey(args.seed))
+    metrics, rollout = jax.jit(make_evaluate(args, env))(model[0], jax.random.PRNGKey(args.seed))
     run_dir = make_run_dirs(args)[0]
     writer = SummaryWriter(run_dir)
     for k, v in metrics.items():
@@ -813,59 +703,89 @@ def evaluate_model(args: Args) -> list[str]:
     return [run_dir]
 
 
+def log_chunk(writers, run_dirs, stats, sps: float, env_steps: int) -> None:
+    """charts/* and losses/* of one chunk, per seed; stops on a non-finite loss."""
+    for k, (writer, run_dir) in enumerate(zip(writers, run_dirs)):
+        writer.add_scalar("charts/SPS", sps, env_steps)
+        if stats["episodes"][k] > 0:
+            writer.add_scalar("charts/episodic_return", stats["return_sum"][k] / stats["episodes"][k], env_steps)
+        if stats["updated_steps"][k] > 0:
+            losses = {name: float(v[k]) / stats["updated_steps"][k] for name, v in stats["losses"].items()}
+            bad = [f"losses/{name}" for name, v in losses.items() if not np.isfinite(v)]
+            if bad:
+                for w in writers:
+                    w.close()
+                raise FloatingPointError(f"non-finite {', '.join(bad)} in {run_dir} in the training steps up to "
+                                         f"env step {env_steps}; lower the learning rates or try --layer-norm.")  # fmt: skip
+            for name, v in losses.items():
+                writer.add_scalar(f"losses/{name}", v, env_steps)
+
+
 def main(args: Args) -> list[str]:
-    """Train (or with --eval-only evaluate) and return the run directories."""
-    if args.resume is not None:
-        args = resumed_args(args)
-    if args.eval_only:
-        make_schedule(args, make_env(args))  # validates the flags
-        return evaluate_model(args)
+    """Train (or with --eval-only evaluate) and return the run directories (in a multi-host
+    run, the first process writes them and returns them; the others return [])."""
+    if args.distributed and not args.eval_only:
+        start_distributed(args.distributed)
+    args, lead = resumed_args(args) if args.resume is not None else args, jax.process_index() == 0
     env = make_env(args)
-    schedule = make_schedule(args, env)
-    init, chunk, buffer, example = make_train(args, env, schedule)
-    buffer.check_memory(example, copies=args.num_seeds)
-    init, chunk, evaluate = per_seed(init, chunk, make_evaluate(args, env, schedule.episode_length), args.num_seeds)
+    schedule = make_schedule(args, env)  # validates the flags before anything compiles
+    if args.eval_only:
+        return evaluate_model(args)
+    mesh = make_mesh(args)
+    init, chunk, buffer, example = make_train(args, env, schedule, mesh)
+    buffer.check_memory(example, copies=args.num_seeds, devices=1 if mesh is None else mesh.size)
+    init, chunk, evaluate = per_seed(init, chunk, make_evaluate(args, env), args.num_seeds)
     if args.track:
         try:
             import wandb
         except ImportError as error:
             raise ConfigError("--track needs Weights & Biases: `pip install wandb` and `wandb login`.") from error
 
-    seeds = jnp.stack([jax.random.split(jax.random.PRNGKey(args.seed + k)) for k in range(args.num_seeds)])
+    # host arrays (numpy) where a multi-host run needs every process to pass the same value
+    seeds = np.stack([jax.random.split(jax.random.PRNGKey(args.seed + k)) for k in range(args.num_seeds)])
     init_keys, eval_keys = seeds[:, 0], seeds[:, 1]
+    like = jax.eval_shape(init, init_keys)
+    shardings = None if mesh is None else carry_shardings(mesh, like, args.num_envs)
     if args.resume is None:
-        run_dirs, start, train_time = make_run_dirs(args), 0, 0.0
-        carry = jax.jit(init)(init_keys)
-        names = [os.path.basename(d) for d in run_dirs]
-        for k, run_dir in enumerate(run_dirs):
-            record = {"algorithm": ALGORITHM, "args": asdict(args), "seed": args.seed + k, "run_names": names}
-            with open(os.path.join(run_dir, "args.json"), "w") as f:
-                json.dump(record, f, indent=1)
+        run_dirs, start, train_time = make_run_dirs(args) if lead else [], 0, 0.0
+        carry = jax.jit(init, out_shardings=shardings)(init_keys) if mesh else jax.jit(init)(init_keys)
     else:
         with open(os.path.join(args.resume, "args.json")) as f:
-            names = json.load(f)["run_names"]
+            names = json.load(f)["run_names"] if lead else []
         run_dirs = [os.path.join(os.path.dirname(os.path.normpath(args.resume)), name) for name in names]
-        carry, start, train_time = restore_checkpoint(args.resume, jax.eval_shape(init, init_keys))
+        try:
+            carry, header = buffers.load_checkpoint(os.path.join(args.resume, "checkpoints"), like, algorithm=ALGORITHM)
+        except CheckpointError as error:
+            raise CheckpointError(f"--resume {args.resume}: {error} (written with --checkpoint-every).") from None
+        carry, start, train_time = jax.device_put(carry, shardings), header["step"], header["train_time"]
         print(f"resuming {args.resume} after {start * schedule.steps_per_training_step:,} env steps")
-    if args.track:
+    if args.track and lead:
         wandb.init(project=args.wandb_project_name, sync_tensorboard=True, config=asdict(args), name=run_dirs[0])
-    # purge_step: TensorBoard hides whatever a killed run logged after its last checkpoint
-    purge = start * schedule.steps_per_training_step + 1 if start else None
+    # purge_step: TensorBoard hides whatever a killed run logged after its last checkpoint;
     # tensorboardX names event files by the second: a suffix keeps reopened writers apart
+    purge = start * schedule.steps_per_training_step + 1 if start else None
     writers = [SummaryWriter(d, purge_step=purge, filename_suffix=f".{time.time_ns()}") for d in run_dirs]
-    if not start:
-        for k, writer in enumerate(writers):
-            writer.add_text("hyperparameters", hyperparameter_table(replace(args, seed=args.seed + k), schedule))
-    print("run directory: " + ", ".join(run_dirs))
+    for k, writer in enumerate(writers if not start else []):
+        writer.add_text("hyperparameters", hyperparameter_table(replace(args, seed=args.seed + k), schedule))
+    if lead:
+        print("run directory: " + ", ".join(run_dirs) + (f" ({mesh.size} devices)" if mesh else ""))
+    fetch = (
+        jax.device_get if jax.process_count() == 1 else functools.partial(multihost_utils.process_allgather, tiled=True)
+    )
 
     compile_start = time.perf_counter()
-    chunk_fn = jax.jit(chunk, donate_argnums=0).lower(carry, jnp.int32(0)).compile()
-    eval_fn = jax.jit(evaluate).lower(carry[0].actor, eval_keys).compile()
+    out = {"out_shardings": (shardings, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))} if mesh else {}
+    chunk_fn = jax.jit(chunk, donate_argnums=0, **out).lower(carry, np.int32(0)).compile()
+
+    def evaluate_at(actor, keys, index):
+        return evaluate(actor, jax.vmap(jax.random.fold_in, (0, None))(keys, index))
+
+    eval_fn = jax.jit(evaluate_at).lower(carry[0].actor, eval_keys, np.int32(0)).compile()
     print(f"compiled training chunk and evaluation in {time.perf_counter() - compile_start:.1f} s")
     videos, pending = ThreadPoolExecutor(max_workers=1), []  # rendering overlaps the next chunk
 
     def run_eval(actor, env_steps, index):
-        metrics, rollout = eval_fn(actor, jax.vmap(jax.random.fold_in, (0, None))(eval_keys, index))
+        metrics, rollout = eval_fn(actor, eval_keys, np.int32(index))
         metrics = jax.device_get(metrics)
         for k, writer in enumerate(writers):
             for name, v in metrics.items():
@@ -879,76 +799,44 @@ def main(args: Args) -> list[str]:
 
     loop_start = time.perf_counter()
     eval_metrics = run_eval(carry[0].actor, 0, 0) if not start else {"success_rate": float("nan")}
-    evals = {b: i for i, b in enumerate(schedule.eval_boundaries)}
+    evals, per_step = {b: i for i, b in enumerate(schedule.eval_boundaries)}, schedule.steps_per_training_step
     boundaries = sorted(set(schedule.eval_boundaries) | set(schedule.checkpoint_boundaries))
-    for lo, hi in zip(boundaries, boundaries[1:]):
-        if lo < start:
-            continue
+    for lo, hi in [(lo, hi) for lo, hi in zip(boundaries, boundaries[1:]) if lo >= start]:
         begin = time.perf_counter()
-        carry, stats = chunk_fn(carry, jnp.int32(hi - lo))
+        carry, stats = chunk_fn(carry, np.int32(hi - lo))
         stats = jax.device_get(stats)
         elapsed = time.perf_counter() - begin
         train_time += elapsed
-        env_steps = hi * schedule.steps_per_training_step
-        for k, (writer, run_dir) in enumerate(zip(writers, run_dirs)):
-            writer.add_scalar("charts/SPS", (hi - lo) * schedule.steps_per_training_step / elapsed, env_steps)
-            if stats["episodes"][k] > 0:
-                writer.add_scalar("charts/episodic_return", stats["return_sum"][k] / stats["episodes"][k], env_steps)
-            if stats["updated_steps"][k] > 0:
-                losses = {name: float(v[k]) / stats["updated_steps"][k] for name, v in stats["losses"].items()}
-                bad = [name for name, v in losses.items() if not np.isfinite(v)]
-                if bad:
-                    for w in writers:
-                        w.close()
-                    raise FloatingPointError(
-                        f"non-finite {', '.join('losses/' + name for name in bad)} in {run_dir} in the training "
-                        f"steps up to env step {env_steps}; lower the learning rates or try --layer-norm."
-                    )
-                for name, v in losses.items():
-                    writer.add_scalar(f"losses/{name}", v, env_steps)
+        log_chunk(writers, run_dirs, stats, (hi - lo) * per_step / elapsed, hi * per_step)
         if hi in evals:
-            eval_metrics = run_eval(carry[0].actor, env_steps, evals[hi])
+            eval_metrics = run_eval(carry[0].actor, hi * per_step, evals[hi])
         if hi in schedule.checkpoint_boundaries:
             for job in pending:
                 job.result()
             for writer in writers:
                 writer.close()  # drains tensorboardX's queue: what the checkpoint covers is on disk first
             writers = [SummaryWriter(d, filename_suffix=f".{time.time_ns()}") for d in run_dirs]
-            save_checkpoint(run_dirs[0], jax.device_get(carry), hi, train_time)
-        done = (hi - start) * schedule.steps_per_training_step
-        remaining = schedule.final_env_steps - env_steps
-        progress(
-            env_steps,
-            schedule.final_env_steps,
-            done / train_time,
-            remaining * train_time / done,
-            eval_metrics["success_rate"],
-        )
-    print()
-    if start == schedule.training_steps:
-        print(f"{args.resume} had already finished")
+            header, snapshot = {"algorithm": ALGORITHM, "kind": "checkpoint", "train_time": train_time}, fetch(carry)
+            if lead:
+                buffers.save_checkpoint(os.path.join(run_dirs[0], "checkpoints"), hi, header, snapshot)
+        done = (hi - start) * per_step
+        eta = (schedule.final_env_steps - hi * per_step) * train_time / done
+        if lead:
+            progress(hi * per_step, schedule.final_env_steps, done / train_time, eta, eval_metrics["success_rate"])
+    print(f"\n{args.resume} had already finished" if start == schedule.training_steps else "")
+    final = jax.device_get(carry[0])  # networks and counters (replicated over the devices)
     over = schedule.final_env_steps - args.total_timesteps
-    print(
-        f"trained {schedule.final_env_steps:,} env steps ("
-        + (
-            "exactly --total-timesteps"
-            if over == 0
-            else f"--total-timesteps {args.total_timesteps:,} + {over:,} to finish the last training step"
-        )
-        + f") x {args.num_seeds} seed(s), {int(carry[0].grad_steps[0]):,} gradient steps each, {schedule.final_env_steps / max(train_time, 1e-9):,.0f} SPS per seed; final eval (mean over seeds): "
-        + ", ".join(f"{k} {v:.3f}" for k, v in eval_metrics.items())
+    exact = (
+        "exactly --total-timesteps" if over == 0 else f"--total-timesteps + {over:,} to finish the last training step"
     )
-    if args.save_model:
-        for k, run_dir in enumerate(run_dirs):
-            path = os.path.join(run_dir, f"{args.exp_name}.eqx")
-            header = {
-                "algorithm": ALGORITHM,
-                "kind": "model",
-                "args": asdict(args),
-                "env_steps": schedule.final_env_steps,
-            }
-            write_file(path, header, model_of(jax.tree.map(lambda x, k=k: x[k], carry[0])))
-            print(f"model saved to {path}")
+    print(f"trained {schedule.final_env_steps:,} env steps ({exact}) x {args.num_seeds} seed(s), "
+          f"{int(final.grad_steps[0]):,} gradient steps each, {schedule.final_env_steps / max(train_time, 1e-9):,.0f} "
+          "SPS per seed; final eval (mean over seeds): " + ", ".join(f"{k} {v:.3f}" for k, v in eval_metrics.items()))  # fmt: skip
+    for k, run_dir in enumerate(run_dirs if args.save_model else []):
+        path = os.path.join(run_dir, f"{args.exp_name}.eqx")
+        header = {"algorithm": ALGORITHM, "kind": "model", "args": asdict(args), "env_steps": schedule.final_env_steps}
+        buffers.save_tree(path, header, model_of(jax.tree.map(lambda x, k=k: x[k], final)))
+        print(f"model saved to {path}")
     videos.shutdown(wait=True)
     for job in pending:
         job.result()  # re-raises a rendering error

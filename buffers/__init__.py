@@ -10,6 +10,9 @@
     batch = buffer.sample(state, key, 256)        # Batch with a future goal per transition
     batch = buffer.sample_her(state, key, 256, relabel_ratio=0.8, goal_reach_thresh=0.5)
 
+    save_checkpoint("run/checkpoints", step, header, carry)   # any pytree: whole training state
+    carry, header = load_checkpoint("run/checkpoints", like)  # the newest; `like` from eval_shape
+
 Storage is a pytree of preallocated arrays, time-major per env, `(capacity, num_envs, ...)`, each
 field in its own dtype. `insert` writes a whole rollout at the ring index with
 `lax.dynamic_update_slice` (so `capacity` must be a multiple of `unroll_length`); `init`,
@@ -23,16 +26,28 @@ row t+k-1 and the last state of an episode is reachable too. Rows of one episode
 `episode_id`, and the search runs over at most `episode_length` rows forward in time order,
 never past the newest row (the ring's seam), so goals never come from another episode, from
 an unwritten row or from across the seam. Cost per batch: O(B * episode_length).
+
+Files (`save_tree`, `read_header`, `load_tree`, `save_checkpoint`, `load_checkpoint`). A buffer
+state, or a whole training state around it, is stored as one JSON header line, the leaves in
+Equinox's serialisation, then `\\nsha256:` and the 64 hex digits of the leaf bytes' sha256.
+Writes go to a temp file that is synced and then renamed, so a crash never leaves a half-written
+file under the final name; reads check the checksum before deserialising, then every leaf's
+shape and dtype against a skeleton (`jax.eval_shape` of the init function is enough). Each
+failure raises `CheckpointError` with a one-line reason.
 """
 
 from __future__ import annotations
 
+import glob
+import hashlib
+import json
 import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -47,6 +62,12 @@ class Transition(NamedTuple):
     terminated: jax.Array  # the episode ended by termination at this step (no bootstrap)
     truncated: jax.Array  # the episode hit its time limit at this step (bootstrap)
     episode_id: jax.Array  # per-env episode counter; rows of one episode share it
+
+    @classmethod
+    def example(cls, observation_size: int, action_size: int) -> Transition:
+        """One env's all-zero transition: the shapes and dtypes `init` and `check_memory` take."""
+        obs, flag = jnp.zeros(observation_size), jnp.zeros(())
+        return cls(obs, jnp.zeros(action_size), obs, flag, flag, jnp.zeros((), jnp.int32))
 
 
 class Batch(NamedTuple):
@@ -102,30 +123,34 @@ class TrajectoryBuffer:
         row = sum(np.dtype(x.dtype).itemsize * math.prod(np.shape(x)) for x in jax.tree.leaves(example))
         return int(row) * self.capacity * self.num_envs
 
-    def check_memory(self, example: Transition, device: Any = None, verbose: bool = True, copies: int = 1) -> int:
+    def check_memory(
+        self, example: Transition, device: Any = None, verbose: bool = True, copies: int = 1, devices: int = 1
+    ) -> int:
         """Print the footprint and raise `BufferMemoryError` when it exceeds free memory.
-        `copies` buffers of this size are needed (one per seed with --num-seeds)."""
-        need = self.nbytes(example) * copies
+        `copies` buffers of this size are needed (one per seed with --num-seeds), their env
+        columns split evenly over `devices` devices; the check is per device."""
+        need = self.nbytes(example) * copies // devices
         free = _free_device_memory(device or jax.devices()[0])
+        seeds = f" x {copies} seeds" if copies > 1 else ""
+        per_device = f", {need / 2**20:.1f} MiB on each of {devices} devices" if devices > 1 else ""
         if verbose:
+            row = self.nbytes(example) // (self.capacity * self.num_envs)
+            total = need * devices / 2**20
             print(
-                f"replay buffer: {need / 2**20:.1f} MiB "
-                f"({self.capacity} rows x {self.num_envs} envs x {need // (copies * self.capacity * self.num_envs)} B"
-                + (f" x {copies} seeds)" if copies > 1 else ")")
+                f"replay buffer: {total:.1f} MiB ({self.capacity} rows x {self.num_envs} envs x {row} B{seeds}{per_device})"
             )
         if free is not None and need > free:
             fits = max(
                 self.unroll_length, int(free // (need // self.capacity)) // self.unroll_length * self.unroll_length
             )
             raise BufferMemoryError(
-                f"The replay buffer needs {need / 2**30:.2f} GiB ({self.capacity} rows x {self.num_envs} envs"
-                f"{f' x {copies} seeds' if copies > 1 else ''}) "
+                f"The replay buffer needs {need / 2**30:.2f} GiB per device ({self.capacity} rows x {self.num_envs} "
+                f"envs{seeds}{f' over {devices} devices' if devices > 1 else ''}) "
                 f"but only {free / 2**30:.2f} GiB of device memory is free. Lower --buffer-size "
                 f"(at most {fits} fits with this --num-envs) or lower --num-envs."
             )
         return need
 
-    # ------------------------------------------------------------------ init / insert
     def init(self, example: Transition) -> BufferState:
         data = jax.tree.map(
             lambda x: jnp.zeros((self.capacity, self.num_envs) + jnp.shape(x), jnp.asarray(x).dtype), example
@@ -225,3 +250,107 @@ def _free_device_memory(device: Any) -> int | None:
                 if line.startswith("MemAvailable:"):
                     return int(line.split()[1]) * 1024
     return None
+
+
+# ---------------------------------------------------------------------- files
+_MARK = b"\nsha256:"
+_FOOTER = len(_MARK) + 64
+
+
+class CheckpointError(ValueError):
+    """A run directory, checkpoint or model file that cannot be used; the message says why."""
+
+
+class _Hashing:
+    """Writes through to a file and feeds the same bytes to a sha256."""
+
+    def __init__(self, file, digest):
+        self.file, self.digest = file, digest
+
+    def write(self, data):
+        self.digest.update(data)
+        return self.file.write(data)
+
+
+def save_tree(path: str, header: dict, tree: Any) -> None:
+    """Write `header` (JSON-serialisable) and the leaves of `tree` atomically to `path`."""
+    tmp, digest = f"{path}.tmp", hashlib.sha256()
+    with open(tmp, "wb") as f:
+        f.write(json.dumps(header).encode() + b"\n")
+        eqx.tree_serialise_leaves(_Hashing(f, digest), tree)
+        f.write(_MARK + digest.hexdigest().encode())
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_header(path: str, **expected: Any) -> dict:
+    """The header of `path`; every keyword must equal the header's field of that name."""
+    try:
+        with open(path, "rb") as f:
+            try:
+                header = json.loads(f.readline())
+            except ValueError:
+                raise ValueError("it is not a model or checkpoint file of this project") from None
+        if not isinstance(header, dict):
+            raise ValueError("it is not a model or checkpoint file of this project")
+        for name, value in expected.items():
+            if header.get(name) != value:
+                raise ValueError(f"its {name} is {header.get(name)!r}, not {value!r}")
+        return header
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"cannot use {path}: {error}.") from None
+
+
+def load_tree(path: str, like: Any) -> Any:
+    """The leaves stored in `path`, in the structure of `like`, after checking the checksum
+    and that every leaf has the shape and dtype of `like`'s."""
+
+    def leaf(f, x):
+        value = eqx.default_deserialise_filter_spec(f, x)
+        if hasattr(x, "shape") and (value.shape != x.shape or value.dtype != x.dtype):
+            raise ValueError(
+                f"it holds a {value.dtype}{list(value.shape)} leaf where {x.dtype}{list(x.shape)} is expected"
+            )
+        return value
+
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            f.readline()
+            start, digest = f.tell(), hashlib.sha256()
+            for offset in range(start, size - _FOOTER, 2**24):
+                digest.update(f.read(min(2**24, size - _FOOTER - offset)))
+            if f.read() != _MARK + digest.hexdigest().encode():
+                raise ValueError("its checksum does not match (truncated or damaged)")
+            f.seek(start)
+            tree = eqx.tree_deserialise_leaves(f, like, filter_spec=leaf)
+            if f.tell() != size - _FOOTER:
+                raise ValueError("it holds more data than this configuration's networks")
+        return tree
+    except (OSError, ValueError, EOFError) as error:
+        raise CheckpointError(f"cannot load {path}: {error}.") from None
+
+
+def save_checkpoint(folder: str, step: int, header: dict, tree: Any, keep: int = 2) -> str:
+    """Write `folder/step_{step:09d}.ckpt` and delete all but the `keep` newest checkpoints."""
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, f"step_{step:09d}.ckpt")
+    save_tree(path, {**header, "step": step}, tree)
+    for old in sorted(glob.glob(os.path.join(folder, "step_*.ckpt")))[:-keep]:
+        os.remove(old)
+    return path
+
+
+def load_checkpoint(folder: str, like: Any, **expected: Any) -> tuple[Any, dict]:
+    """(tree, header) of the newest checkpoint in `folder`. If it cannot be read, the error
+    names the older one to fall back to."""
+    paths = sorted(glob.glob(os.path.join(folder, "step_*.ckpt")))
+    if not paths:
+        raise CheckpointError(f"no checkpoint in {folder}")
+    try:
+        header = read_header(paths[-1], **expected)
+        return load_tree(paths[-1], like), header
+    except CheckpointError as error:
+        older = f"; delete it to resume from {paths[-2]}" if len(paths) > 1 else ""
+        raise CheckpointError(f"{error}{older}") from None

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import functools
 import glob
 import io
 import os
@@ -28,6 +29,9 @@ os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
 
 # mujoco's MJX prints a line about its optional `warp` backend on import; we do not use it.
 with contextlib.redirect_stdout(io.StringIO()):
+    import jax
+    from mujoco import mjx
+
     from envs.ant import Ant, AntBall, AntPush
     from envs.arm import Arm
     from envs.base import GoalEnv, VecEnv
@@ -89,6 +93,23 @@ def make(env_id: str, backend: str | None = None, episode_length: int | None = N
         kwargs["backend"] = backend
     if episode_length is not None:
         kwargs["episode_length"] = episode_length
-    env = constructor(**kwargs)
+    with _models_on_this_process():
+        env = constructor(**kwargs)
     env.env_id = env_id
     return env
+
+
+@contextlib.contextmanager
+def _models_on_this_process():
+    """MJX places a model on jax.devices()[0] unless told otherwise (brax does not tell it). In
+    a multi-process run (jax.distributed) that device belongs to process 0, so the other
+    processes could not use their env; place the model on this process's first device."""
+    if jax.process_count() == 1:
+        yield
+        return
+    put_model = mjx.put_model
+    mjx.put_model = functools.partial(put_model, device=jax.local_devices()[0])
+    try:
+        yield
+    finally:
+        mjx.put_model = put_model

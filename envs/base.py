@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -276,3 +277,34 @@ class VecEnv:
             return s.replace(pipeline_state=pipeline_state, obs=pick(fresh.obs, s.obs), info=info)
 
         return jax.lax.cond(jnp.any(ended), reset_ended, lambda s: s, stepped)
+
+    def evaluate(self, policy: Callable[[jax.Array], jax.Array], key: jax.Array) -> tuple[dict, tuple]:
+        """One full episode per env from `reset(key)` with `policy(obs batch) -> action batch`.
+
+        Returns `(metrics, (pipeline_states, goals))`: the means over envs of `success_rate` (the
+        goal was reached at some step), `time_at_goal` (fraction of the episode's steps at the
+        goal), `final_distance` (goal distance at the episode's last step) and `episodic_return`
+        (sum of the env's reward); and env 0's episode (pipeline states with a leading time
+        axis, one goal per step) for `envs.render`. Each env's first episode only counts: steps
+        after it ends are masked. Pure; jit it (or a function around it).
+        """
+        length = self.env.episode_length
+
+        def step(carry, _):
+            state, alive, final_dist = carry
+            nxt = self.step(state, policy(state.obs))
+            ended = jnp.logical_or(nxt.done > 0, nxt.info["truncation"] > 0)
+            final_dist = jnp.where(alive * ended > 0, nxt.metrics["dist"], final_dist)
+            out = (nxt.metrics["success"] * alive, nxt.reward * alive)
+            first_env = (jax.tree.map(lambda x: x[0], state.pipeline_state), state.info["goal"][0])
+            return (nxt, alive * (1.0 - ended), final_dist), out + first_env
+
+        start = (self.reset(key), jnp.ones(self.num_envs), jnp.zeros(self.num_envs))
+        (_, _, final_dist), (success, reward, frames, goals) = jax.lax.scan(step, start, None, length)
+        metrics = {
+            "success_rate": jnp.mean(jnp.max(success, axis=0)),
+            "time_at_goal": jnp.mean(jnp.sum(success, axis=0) / length),
+            "final_distance": jnp.mean(final_dist),
+            "episodic_return": jnp.mean(jnp.sum(reward, axis=0)),
+        }
+        return metrics, (frames, goals)

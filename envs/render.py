@@ -1,6 +1,7 @@
 """Render pipeline states of a `GoalEnv` to RGB frames with MuJoCo's renderer.
 
     frames = envs.render(env, pipeline_states, goals)   # list of (H, W, 3) uint8 arrays
+    envs.save_gif(frames, "episode.gif", fps=1 / env.dt, writer=writer, step=n, tag="videos/eval")
 
 `pipeline_states` is a list of single-env pipeline states, or one pytree with a leading time
 axis (as a `lax.scan` rollout returns it). `goals` is one goal or one per frame; each frame
@@ -83,10 +84,19 @@ def gif_bytes(frames: list[np.ndarray], fps: float) -> bytes:
     return out.getvalue()
 
 
-def save_gif(frames: list[np.ndarray], path: str, fps: float) -> str:
-    """Write RGB frames as a looping GIF at `fps` frames per second (temp file, then rename)."""
-    tmp = f"{path}.tmp.gif"
-    with open(tmp, "wb") as f:
-        f.write(gif_bytes(frames, fps))
-    os.replace(tmp, path)
+def save_gif(frames: list[np.ndarray], path: str, fps: float, writer: Any = None, step: int = 0, tag: str = "") -> str:
+    """Write RGB frames as a looping GIF at `fps` frames per second (temp file, then rename).
+    Given a tensorboardX `SummaryWriter` and a `tag`, also log the GIF there at `step` as an
+    animated image summary (TensorBoard's image dashboard plays it)."""
+    gif = gif_bytes(frames, fps)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(f"{path}.tmp.gif", "wb") as f:
+        f.write(gif)
+    os.replace(f"{path}.tmp.gif", path)
+    if writer is not None:
+        from tensorboardX.proto.summary_pb2 import Summary
+
+        height, width = np.asarray(frames[0]).shape[:2]
+        image = Summary.Image(height=height, width=width, colorspace=3, encoded_image_string=gif)
+        writer._get_file_writer().add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), step)
     return path

@@ -1,0 +1,193 @@
+"""Several devices: with two fake CPU devices the envs and the buffer are split over a mesh, the
+gradients are all-reduced, and a run matches the one-device run of the same flags.
+
+Each case runs in a subprocess, because XLA_FLAGS=--xla_force_host_platform_device_count=2 must
+be set before JAX starts."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from conftest import REPO
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+NAMES = ["crl_infonce", "crl_dpo", "sac_her", "td3_her"]
+
+# Runs inside the subprocess: {name}, {flags} and {root} are filled in.
+SCRIPT = textwrap.dedent(
+    """
+    import json, os, sys
+    sys.path.insert(0, {tests!r})
+    import jax, numpy as np
+    from conftest import load_algorithm
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    module = load_algorithm({name!r})
+    flags = {flags!r}
+    out = {{"devices": jax.device_count()}}
+
+    # the layout: half of the envs and of the buffer's env columns on each device
+    args = module.Args(**flags, run_root={root!r})
+    env = module.make_env(args)
+    schedule = module.make_schedule(args, env)
+    mesh = module.make_mesh(args)
+    init, chunk, _, _ = module.make_train(args, env, schedule, mesh)
+    init, chunk, _ = module.per_seed(init, chunk, lambda a, k: None, 1)
+    keys = jax.random.split(jax.random.PRNGKey(0), 1)
+    shardings = module.carry_shardings(mesh, jax.eval_shape(init, keys), args.num_envs)
+    carry = jax.jit(init, out_shardings=shardings)(keys)
+    obs = carry[3].data.obs
+    out["buffer_shards"] = sorted(str(s.device) for s in obs.addressable_shards)
+    out["buffer_shard_shape"] = list(obs.addressable_shards[0].data.shape)
+    out["env_shard_shape"] = list(carry[1].obs.addressable_shards[0].data.shape)
+    out["params_replicated"] = bool(jax.tree.leaves(carry[0].actor)[0].sharding.is_fully_replicated)
+    hlo = jax.jit(chunk).lower(carry, 1).compile().as_text()
+    out["all_reduce"] = "all-reduce" in hlo
+
+    # the same run on one device and on two
+    runs = {{}}
+    for devices in (1, 2):
+        (run_dir,) = module.main(module.Args(**flags, num_devices=devices, run_root=os.path.join({root!r}, str(devices))))
+        events = EventAccumulator(run_dir)
+        events.Reload()
+        runs[devices] = {{t: [e.value for e in events.Scalars(t)] for t in events.Tags()["scalars"] if "SPS" not in t}}
+        runs[devices]["params"] = [np.asarray(x).ravel().tolist() for x in jax.tree.leaves(
+            module.load_model(os.path.join(run_dir, {name!r} + ".eqx"))[0])]
+    out["runs"] = runs
+
+    # flags the devices cannot serve
+    errors = []
+    for bad in (dict(num_devices=3), dict(num_envs=5, batch_size=16), dict(num_devices=0)):
+        try:
+            module.make_mesh(module.Args(**{{**flags, **bad}}))
+        except module.ConfigError as error:
+            errors.append(str(error))
+    out["errors"] = errors
+    print("RESULT" + json.dumps(out))
+    """
+)
+
+
+def tiny(name: str) -> dict:
+    flags = dict(
+        env_id="reacher", num_envs=8, num_eval_envs=4, unroll_length=10, batch_size=16, buffer_size=100,
+        learning_starts=20, total_timesteps=800, num_evals=2, width=16, depth=1, updates_per_rollout=4,
+        save_model=True,
+    )  # fmt: skip
+    if name.startswith("crl"):
+        flags["repr_dim"] = 8
+    return flags
+
+
+@pytest.fixture(scope="module", params=NAMES)
+def two_devices(request, tmp_path_factory):
+    name, root = request.param, str(tmp_path_factory.mktemp(request.param))
+    code = SCRIPT.format(name=name, flags=tiny(name), root=root, tests=str(REPO / "tests"))
+    env = {**os.environ, "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=2"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=900)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    line = [x for x in result.stdout.splitlines() if x.startswith("RESULT")][-1]
+    return name, json.loads(line[len("RESULT") :]), result.stdout
+
+
+def test_envs_and_buffer_are_split_over_the_devices(two_devices):
+    name, out, stdout = two_devices
+    assert out["devices"] == 2 and "(2 devices)" in stdout
+    assert len(set(out["buffer_shards"])) == 2
+    # (seed, rows, envs, obs): 8 envs, 4 per device; the buffer is 100 rows
+    assert out["buffer_shard_shape"][:3] == [1, 100, 4]
+    assert out["env_shard_shape"][:2] == [1, 4]
+    assert out["params_replicated"]
+    assert out["all_reduce"], "no cross-device reduction in the training chunk: gradients are not averaged"
+
+
+def test_two_devices_match_one_device(two_devices):
+    name, out, _ = two_devices
+    one, two = out["runs"]["1"], out["runs"]["2"]
+    assert set(one) == set(two) and "losses/actor_loss" in one
+    for tag in one:
+        if tag == "params":
+            for x, y in zip(one[tag], two[tag]):
+                assert max(abs(a - b) for a, b in zip(x, y)) < 1e-4, name
+        else:
+            assert len(one[tag]) == len(two[tag]), tag
+            for a, b in zip(one[tag], two[tag]):
+                assert abs(a - b) <= 1e-4 * max(1.0, abs(a)), (tag, one[tag], two[tag])
+
+
+def test_device_flags_that_cannot_run_are_refused(two_devices):
+    _, out, _ = two_devices
+    assert len(out["errors"]) == 3
+    assert "2 device(s) are visible" in out["errors"][0]
+    assert "multiples" in out["errors"][1] and "--num-envs" in out["errors"][1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("name", ["crl_infonce", "sac_her"])
+def test_two_processes_with_jax_distributed_match_one_process(name, tmp_path):
+    """--distributed HOST:PORT,2,I: two processes with one CPU device each form one mesh (CPU
+    collectives over gloo); the first writes the run, which matches a one-process run."""
+    flags = {**tiny(name), "checkpoint_every": 400}
+    script = str(REPO / "algorithms" / f"{name}.py")
+    args = [f"--{k.replace('_', '-')}={v}" for k, v in flags.items() if v is not True]
+    args += [f"--{k.replace('_', '-')}" for k, v in flags.items() if v is True]
+    address = f"localhost:{free_port()}"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, script, *args, f"--run-root={tmp_path / 'two'}", f"--distributed={address},2,{i}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )  # fmt: skip
+        for i in range(2)
+    ]
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+    assert "run directory" in outputs[0] and "run directory" not in outputs[1]  # the first process logs
+    one = subprocess.run([sys.executable, script, *args, f"--run-root={tmp_path / 'one'}"], capture_output=True,
+                         text=True, timeout=600)  # fmt: skip
+    assert one.returncode == 0, one.stderr[-3000:]
+    (two_dir,) = os.listdir(tmp_path / "two")
+    (one_dir,) = os.listdir(tmp_path / "one")
+    a, b = EventAccumulator(str(tmp_path / "one" / one_dir)), EventAccumulator(str(tmp_path / "two" / two_dir))
+    a.Reload(), b.Reload()
+    tags = [t for t in a.Tags()["scalars"] if "SPS" not in t]
+    assert set(tags) <= set(b.Tags()["scalars"]) and "eval/final_distance" in tags
+    for tag in tags:
+        np.testing.assert_allclose(
+            [e.value for e in b.Scalars(tag)], [e.value for e in a.Scalars(tag)], rtol=1e-4, atol=1e-5
+        )
+    # the checkpoint, gathered from both processes, holds the whole state: equal to the one-process one
+    for ckpt in ["step_000000005.ckpt", "step_000000010.ckpt"]:
+        x, y = (
+            leaves(tmp_path / "one" / one_dir / "checkpoints" / ckpt),
+            leaves(tmp_path / "two" / two_dir / "checkpoints" / ckpt),
+        )
+        assert len(x) == len(y) > 10 and sum(u.size for u in y) > 8 * 100 * 10  # the buffer too
+        for u, v in zip(x, y):
+            assert u.shape == v.shape and u.dtype == v.dtype
+            np.testing.assert_allclose(v, u, rtol=1e-4, atol=1e-5)
+
+
+def leaves(path) -> list[np.ndarray]:
+    """The arrays of a checkpoint file: after the header line, one np.save record per leaf, then
+    the 72-byte checksum footer."""
+    data = open(path, "rb").read()
+    body = io.BytesIO(data[data.index(b"\n") + 1 : -72])
+    out = []
+    while body.tell() < len(body.getbuffer()):
+        out.append(np.load(body))
+    return out
