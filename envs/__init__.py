@@ -5,6 +5,7 @@
     vec = envs.VecEnv(env, num_envs=256)          # batched, auto-resets to fresh goals
     state = vec.reset(jax.random.PRNGKey(0))
     state = vec.step(state, actions)              # actions: (256, env.action_size)
+    metrics, episode = vec.evaluate(policy, key)  # one episode per env; env 0's states to render
     frames = envs.render(env, pipeline_states, goals)
 
 `envs.ENV_IDS` lists every id; `ant_maze`, `humanoid_maze` and `simple_maze` are aliases of the
