@@ -750,7 +750,8 @@ def main(args: Args) -> list[str]:
             carry, header = buffers.load_checkpoint(os.path.join(args.resume, "checkpoints"), like, algorithm=ALGORITHM)
         except CheckpointError as error:
             raise CheckpointError(f"--resume {args.resume}: {error} (written with --checkpoint-every).") from None
-        carry, start, train_time = jax.device_put(carry, shardings), header["step"], header["train_time"]
+        carry = jax.device_put(jax.tree.map(np.asarray, carry), shardings)  # host values: any process count
+        start, train_time = header["step"], header["train_time"]
         print(f"resuming {args.resume} after {start * schedule.steps_per_training_step:,} env steps")
     if args.track and lead:
         wandb.init(project=args.wandb_project_name, sync_tensorboard=True, config=asdict(args), name=run_dirs[0])

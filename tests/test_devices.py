@@ -136,18 +136,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("name", ["crl_infonce", "sac_her"])
-def test_two_processes_with_jax_distributed_match_one_process(name, tmp_path):
-    """--distributed HOST:PORT,2,I: two processes with one CPU device each form one mesh (CPU
-    collectives over gloo); the first writes the run, which matches a one-process run."""
-    flags = {**tiny(name), "checkpoint_every": 400}
-    script = str(REPO / "algorithms" / f"{name}.py")
-    args = [f"--{k.replace('_', '-')}={v}" for k, v in flags.items() if v is not True]
-    args += [f"--{k.replace('_', '-')}" for k, v in flags.items() if v is True]
+def two_processes(script: str, args: list[str]) -> list[str]:
+    """Run `script` as processes 0 and 1 of one jax.distributed run; their outputs."""
     address = f"localhost:{free_port()}"
     procs = [
         subprocess.Popen(
-            [sys.executable, script, *args, f"--run-root={tmp_path / 'two'}", f"--distributed={address},2,{i}"],
+            [sys.executable, script, *args, f"--distributed={address},2,{i}"],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -156,30 +150,52 @@ def test_two_processes_with_jax_distributed_match_one_process(name, tmp_path):
     ]
     outputs = [p.communicate(timeout=600)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+    return outputs
+
+
+def scalars(run_dir) -> dict[str, list[float]]:
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    return {t: [e.value for e in events.Scalars(t)] for t in events.Tags()["scalars"] if "SPS" not in t}
+
+
+@pytest.mark.parametrize("name", ["crl_infonce", "sac_her"])
+def test_two_processes_with_jax_distributed_match_one_process(name, tmp_path):
+    """--distributed HOST:PORT,2,I: two processes with one CPU device each form one mesh (CPU
+    collectives over gloo); the first writes the run, which matches a one-process run, and
+    the two processes resume it from a checkpoint."""
+    flags = {**tiny(name), "checkpoint_every": 400}
+    script = str(REPO / "algorithms" / f"{name}.py")
+    args = [f"--{k.replace('_', '-')}={v}" for k, v in flags.items() if v is not True]
+    args += [f"--{k.replace('_', '-')}" for k, v in flags.items() if v is True]
+    outputs = two_processes(script, [*args, f"--run-root={tmp_path / 'two'}"])
     assert "run directory" in outputs[0] and "run directory" not in outputs[1]  # the first process logs
     one = subprocess.run([sys.executable, script, *args, f"--run-root={tmp_path / 'one'}"], capture_output=True,
                          text=True, timeout=600)  # fmt: skip
     assert one.returncode == 0, one.stderr[-3000:]
-    (two_dir,) = os.listdir(tmp_path / "two")
-    (one_dir,) = os.listdir(tmp_path / "one")
-    a, b = EventAccumulator(str(tmp_path / "one" / one_dir)), EventAccumulator(str(tmp_path / "two" / two_dir))
-    a.Reload(), b.Reload()
-    tags = [t for t in a.Tags()["scalars"] if "SPS" not in t]
-    assert set(tags) <= set(b.Tags()["scalars"]) and "eval/final_distance" in tags
-    for tag in tags:
-        np.testing.assert_allclose(
-            [e.value for e in b.Scalars(tag)], [e.value for e in a.Scalars(tag)], rtol=1e-4, atol=1e-5
-        )
-    # the checkpoint, gathered from both processes, holds the whole state: equal to the one-process one
+    (one_dir,) = (tmp_path / "one").iterdir()
+    (two_dir,) = (tmp_path / "two").iterdir()
+    expected = scalars(one_dir)
+    assert "eval/final_distance" in expected
+
+    def check(run_dir):
+        got = scalars(run_dir)
+        for tag, values in expected.items():
+            np.testing.assert_allclose(got[tag], values, rtol=1e-4, atol=1e-5, err_msg=tag)
+
+    check(two_dir)
+    # the checkpoints, gathered from both processes, hold the whole state: equal to the one-process ones
     for ckpt in ["step_000000005.ckpt", "step_000000010.ckpt"]:
-        x, y = (
-            leaves(tmp_path / "one" / one_dir / "checkpoints" / ckpt),
-            leaves(tmp_path / "two" / two_dir / "checkpoints" / ckpt),
-        )
+        x, y = leaves(one_dir / "checkpoints" / ckpt), leaves(two_dir / "checkpoints" / ckpt)
         assert len(x) == len(y) > 10 and sum(u.size for u in y) > 8 * 100 * 10  # the buffer too
         for u, v in zip(x, y):
             assert u.shape == v.shape and u.dtype == v.dtype
             np.testing.assert_allclose(v, u, rtol=1e-4, atol=1e-5)
+    # resume from the middle checkpoint with two processes: the second half again, same numbers
+    os.remove(two_dir / "checkpoints" / "step_000000010.ckpt")
+    outputs = two_processes(script, [f"--resume={two_dir}"])
+    assert "resuming" in outputs[0] and "after 400 env steps" in outputs[0]
+    check(two_dir)
 
 
 def leaves(path) -> list[np.ndarray]:
