@@ -181,15 +181,28 @@ class TrajectoryBuffer:
         oldest = (state.insert_index - state.size) % self.capacity
         position = jax.random.randint(position_key, (batch_size,), 0, jnp.maximum(state.size, 1))
         env = jax.random.randint(env_key, (batch_size,), 0, self.num_envs)
-        offsets = jnp.arange(self.window)
-        later = position[:, None] + offsets[None, :]  # time-ordered positions, (B, W)
-        rows = (oldest + later) % self.capacity
-        episode = state.data.episode_id[rows, env[:, None]]
-        same_episode = (later < state.size) & (episode == episode[:, :1])
-        # P(offset) ~ gamma^offset, offset = k - 1 >= 0, over rows of the same episode.
-        logits = jnp.where(same_episode, offsets * jnp.log(self.gamma), -jnp.inf)
-        chosen = jax.random.categorical(future_key, logits, axis=-1)
-        return rows[:, 0], env, jnp.take_along_axis(rows, chosen[:, None], axis=1)[:, 0]
+        episode = state.data.episode_id[(oldest + position) % self.capacity, env]
+
+        def same_episode(offset):  # rows of one episode are contiguous in time (ids only grow)
+            later = position + offset
+            row = (oldest + later) % self.capacity
+            return (later < state.size) & (state.data.episode_id[row, env] == episode)
+
+        # count = how many rows, from the sampled one on, belong to its episode (at most the
+        # window): a binary search, O(B log window) instead of reading the whole window
+        low, high = jnp.ones(batch_size, jnp.int32), jnp.full(batch_size, self.window, jnp.int32)
+        for _ in range(max(1, math.ceil(math.log2(self.window)))):
+            mid = (low + high + 1) // 2
+            inside = same_episode(mid - 1)
+            low, high = jnp.where(inside, mid, low), jnp.where(inside, high, mid - 1)
+        # offset = k - 1 with P(offset) ~ gamma^offset on 0..count-1, by inverting its CDF
+        # F(o) = (1 - gamma^(o+1)) / (1 - gamma^count)
+        u = jax.random.uniform(future_key, (batch_size,))
+        log_gamma = jnp.log(self.gamma)
+        offset = jnp.floor(jnp.log1p(-u * -jnp.expm1(low * log_gamma)) / log_gamma).astype(jnp.int32)
+        offset = jnp.clip(offset, 0, low - 1)
+        row = (oldest + position) % self.capacity
+        return row, env, (oldest + position + offset) % self.capacity
 
     def sample(self, state: BufferState, key: jax.Array, batch_size: int) -> Batch:
         """`batch_size` transitions with a future goal each (reward left as zeros)."""
