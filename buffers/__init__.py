@@ -25,7 +25,9 @@ true next state s_{j+1} (`next_obs`, taken before any auto-reset), so s_{t+k} is
 row t+k-1 and the last state of an episode is reachable too. Rows of one episode share an
 `episode_id`, and the search runs over at most `episode_length` rows forward in time order,
 never past the newest row (the ring's seam), so goals never come from another episode, from
-an unwritten row or from across the seam. Cost per batch: O(B * episode_length).
+an unwritten row or from across the seam. Since an env's episode ids only grow, the rows of
+an episode are contiguous in time: a binary search counts them (O(B log episode_length) per
+batch), and k is drawn by inverting the truncated geometric's CDF.
 
 Files (`save_tree`, `read_header`, `load_tree`, `save_checkpoint`, `load_checkpoint`). A buffer
 state, or a whole training state around it, is stored as one JSON header line, the leaves in
