@@ -104,8 +104,10 @@ def make(env_id: str, backend: str | None = None, episode_length: int | None = N
 def _models_on_this_process():
     """MJX places a model on jax.devices()[0] unless told otherwise (brax does not tell it). In
     a multi-process run (jax.distributed) that device belongs to process 0, so the other
-    processes could not use their env; place the model on this process's first device."""
-    if jax.process_count() == 1:
+    processes could not use their env; place the model on this process's first device. (Asking
+    jax.process_count() here would start JAX's backends before an arm or pusher constructor can
+    turn off XLA's CPU fusion emitters.)"""
+    if not jax.distributed.is_initialized() or jax.process_count() == 1:
         yield
         return
     put_model = mjx.put_model

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import functools
 import math
+import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -446,3 +449,20 @@ def test_humanoid_state_part_ignores_the_goal():
     np.testing.assert_array_equal(a.obs[: env.state_dim], b.obs[: env.state_dim])
     assert not np.allclose(a.obs[env.state_dim :], b.obs[env.state_dim :])
     assert float(a.metrics["dist"]) != float(b.metrics["dist"])
+
+
+def test_make_turns_off_cpu_fusion_emitters_before_jax_starts():
+    """A deep-chain env built first in a fresh process sets XLA_FLAGS before JAX's backends
+    start (envs.make must not start them itself), so the arm and pusher run at full speed."""
+    code = (
+        "import os, warnings; warnings.simplefilter('error', UserWarning)\n"
+        "import envs\nfrom jax._src import xla_bridge\n"
+        "assert not xla_bridge.backends_are_initialized()\n"
+        "with warnings.catch_warnings():\n    warnings.filterwarnings('ignore', 'Brax System')\n"
+        "    envs.make('pusher_easy')\n"
+        "print('FLAGS', os.environ.get('XLA_FLAGS', ''))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "--xla_cpu_use_fusion_emitters=false" in result.stdout
