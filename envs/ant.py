@@ -2,9 +2,12 @@
 
 The body is brax's packaged quadruped (`brax/envs/assets/ant.xml`, loaded from the installed
 package): a torso sphere and four two-joint legs, 8 motors, actions in [-1, 1]^8. We change two
-things in its XML: the torso collides with maze walls (its contype bit 1 is set), and the floor
-is enlarged to cover the largest maze. Control step 0.05 s on every backend (spring/positional:
-0.005 s x 10 substeps, which stays stable when the ant hits a wall; generalized/mjx: 0.01 s x 5).
+things in its XML: the torso collides with walls, the ball and the block but not with the floor
+(only the feet touch the floor, as in JaxGCRL, so a flipped ant falls below the termination
+height), and the floor is enlarged to cover the largest maze. Walls stop the torso and the feet;
+the hip capsules pass through them (`WALL_COLLIDERS`; results/ant_contacts.md). Control step
+0.05 s on every backend (spring/positional: 0.005 s x 10 substeps, which stays stable when the
+ant hits a wall; generalized/mjx: 0.01 s x 5).
 
 Observation (state part, `state_dim` = 29): qpos (15: torso xyz, torso quaternion, 8 joint
 angles) then qvel (14: torso linear and angular velocity, 8 joint velocities). The goal is the
@@ -26,7 +29,8 @@ Two tasks add an object, and its (x, y) and (x, y) velocity to the state part (`
   An L-shaped inner wall fences the start region [-4, 10]^2 off from the goal band; its only
   opening is the corner [7, 10]^2, which a 2.8 m block (0.5 kg, sliding in x and y) fills, so
   the ant has to push the block aside to get out. The goal is the torso's (x, y), drawn as
-  (16, 8) or (8, 16) (equal odds) + U[0, 2)^2; start at (0, 0).
+  (16, 8) or (8, 16) (equal odds) + U[0, 2)^2; start at (0, 0). The spring and positional
+  backends are refused: they ignore joint damping, the block's friction.
 """
 
 from __future__ import annotations
@@ -42,6 +46,12 @@ from etils import epath
 from envs.base import GoalEnv, fast_mjx_solver
 from envs.maze import Maze
 
+# The geoms that collide with walls besides the feet. Making the four hip capsules collide too
+# (as JaxGCRL's maze XML does) costs 2.4x in env throughput on the spring pipeline and changes
+# nothing measurable: thrown at a wall at 2-6 m/s, no leg link gets further into it either way
+# (results/ant_contacts.py).
+WALL_COLLIDERS = ("torso_geom",)
+
 
 def ant_xml(extra_world_xml: str = "", extra_init_qpos: str = "") -> str:
     """brax's ant XML with a wall-colliding torso, a large floor and extra world elements
@@ -49,7 +59,12 @@ def ant_xml(extra_world_xml: str = "", extra_init_qpos: str = "") -> str:
     root = ET.parse(epath.resource_path("brax") / "envs/assets/ant.xml").getroot()
     world = root.find("worldbody")
     world.find("geom[@name='floor']").set("size", "100 100 40")
-    world.find("body[@name='torso']/geom[@name='torso_geom']").set("contype", "1")
+    # Contact bits: the floor (conaffinity 1) touches the feet (contype 1) only. The torso gets
+    # contype 2, which walls, the ball and the block answer (conaffinity 3) and the floor does
+    # not: so it stops at a wall, and a flipped ant's torso sinks below the termination height
+    # instead of resting on the floor (as in JaxGCRL, where only the feet touch the floor).
+    for name in WALL_COLLIDERS:
+        world.find(f".//geom[@name='{name}']").set("contype", "2")
     for element in ET.fromstring(f"<x>{extra_world_xml}</x>"):
         world.append(element)
     if extra_init_qpos:
@@ -147,7 +162,7 @@ class AntBall(Ant):
         r = self.BALL_RADIUS
         ball = (
             f'<body name="object" pos="0 0 {r}"><freejoint name="ball"/>'
-            f'<geom name="ball" type="sphere" size="{r}" mass="0.2" contype="1" conaffinity="1" '
+            f'<geom name="ball" type="sphere" size="{r}" mass="0.2" contype="1" conaffinity="3" '
             'rgba="0.9 0.9 0.9 1"/></body>'
         )
         return ball, f"0 0 {r} 1 0 0 0"
@@ -188,11 +203,17 @@ class AntPush(Ant):
     _has_object = True
 
     def __init__(self, backend: str = "mjx", **kwargs):
+        if backend in ("spring", "positional"):
+            raise ValueError(
+                f"ant_push runs on the mjx or generalized backend, not '{backend}': the {backend} pipeline "
+                "ignores joint damping, which is the block's only friction (it would slide on forever)."
+            )
         super().__init__(maze=None, backend=backend, **kwargs)
 
     def _world_xml(self):
-        # Walls collide with the ant (contype bit 1) and the block (bit 2); the block slides on
-        # the floor without touching it (no floor contact, joint damping for friction).
+        # Walls answer the ant's feet (contype bit 1), its torso and hips and the block (bit 2);
+        # the block answers the same parts of the ant and slides on the floor without touching
+        # it (no floor contact, joint damping for friction).
         walls = "".join(
             f'<geom name="wall_{n}" type="box" pos="{x:g} {y:g} 0.5" size="{hx:g} {hy:g} 0.5" '
             'contype="0" conaffinity="3" rgba="0.7 0.5 0.3 1"/>'
@@ -203,7 +224,7 @@ class AntPush(Ant):
             f'<body name="object" pos="{_PUSH_BLOCK_XY[0]} {_PUSH_BLOCK_XY[1]} 0.5">'
             '<joint name="block_x" type="slide" axis="1 0 0" limited="false" damping="1"/>'
             '<joint name="block_y" type="slide" axis="0 1 0" limited="false" damping="1"/>'
-            f'<geom name="block" type="box" size="{h} {h} 0.49" mass="0.5" contype="2" conaffinity="1" '
+            f'<geom name="block" type="box" size="{h} {h} 0.49" mass="0.5" contype="2" conaffinity="3" '
             'rgba="0.9 0.2 0.2 1"/></body>'
         )
         return walls + block, "0 0"

@@ -11,13 +11,17 @@ for those pipelines; generalized/mjx: 0.003 s x 5 with the XML's gears).
 Observation (state part, `state_dim` = 223): qpos (24: torso xyz, torso quaternion, 17 joint
 angles), qvel (23), then per link (11 links) its inertia about the whole body's centre of mass
 in world axes (9) and its mass (1), and its mass-weighted centre-of-mass velocity (3) and angular
-velocity (3). Nothing in it depends on the goal. The goal is the torso's (x, y, z)
+velocity (3), computed as brax's own humanoid computes them (on spring/positional with the unit
+masses those pipelines simulate). Nothing in it depends on the goal. (JaxGCRL's layout also
+holds the target's two joints, a leak of the goal, and the actuator forces, 23 more entries
+that repeat the previous action.) The goal is the torso's (x, y, z)
 (`goal_indices` = (0, 1, 2)); success when the torso is within 0.5 m of the goal.
 
 Goals: `humanoid` draws r ~ U[1, 5] and an angle ~ U[0, 2 pi) around the start, at height 1.25;
 a maze starts the torso at the R cell's centre and draws the goal among the G cells' centres
-(cell 2 m, walls 1 m tall), at height 1.25. In the mazes the torso, waist, pelvis and feet
-collide with the walls (the limbs pass through them). Terminates when the torso height leaves
+(cell 2 m, walls 1 m tall), at height 1.25. Every episode starts in the XML's standing pose at
+rest, without noise (JaxGCRL's start). In the mazes the torso, waist, pelvis and feet collide
+with the walls (the limbs pass through them); only the feet touch the floor. Terminates when the torso height leaves
 [1.0, 2.0]; truncates at `episode_length` (default 1000).
 """
 
@@ -47,7 +51,7 @@ def humanoid_xml(walls_xml: str = "") -> str:
         world.find("geom[@name='floor']").set("size", "100 100 0.125")
         for geom in root.iter("geom"):
             if geom.get("name") in _WALL_COLLIDERS:
-                geom.set("contype", "1")
+                geom.set("contype", "2")  # walls answer bit 2, the floor does not
         for element in ET.fromstring(f"<x>{walls_xml}</x>"):
             world.append(element)
     return ET.tostring(root, encoding="unicode")
@@ -61,7 +65,7 @@ class Humanoid(GoalEnv):
         episode_length: int = 1000,
         dense_reward: bool = False,
         goal_radius: tuple[float, float] = (1.0, 5.0),
-        reset_noise_scale: float = 0.01,
+        reset_noise_scale: float = 0.0,  # JaxGCRL starts every episode in the same pose
         healthy_z_range: tuple[float, float] = (1.0, 2.0),
     ):
         self.maze = Maze(maze, cell_size=2.0) if maze else None
@@ -73,6 +77,15 @@ class Humanoid(GoalEnv):
             n_frames = 10
         if backend == "mjx":
             sys = fast_mjx_solver(sys)
+        # The spring and positional pipelines simulate every link with mass and inertia raised
+        # to the power (1 - spring_mass_scale) and (1 - spring_inertia_scale) (1 for this XML:
+        # unit masses); the features below use the masses that are simulated, as brax's own
+        # humanoid and JaxGCRL do.
+        inertia = sys.link.inertia
+        if backend in ("spring", "positional"):
+            diagonal = jax.vmap(jnp.diagonal)(inertia.i) ** (1 - sys.spring_inertia_scale)
+            inertia = inertia.replace(i=jax.vmap(jnp.diag)(diagonal), mass=inertia.mass ** (1 - sys.spring_mass_scale))
+        self._inertia = inertia
         self._goal_radius = goal_radius
         self._noise = reset_noise_scale
         self.healthy_z_range = tuple(healthy_z_range)
@@ -108,7 +121,7 @@ class Humanoid(GoalEnv):
 
     def _state_obs(self, pipeline_state):
         x, xd = pipeline_state.x, pipeline_state.xd
-        inertia = self.sys.link.inertia
+        inertia = self._inertia
         mass = inertia.mass
         # each link's centre of mass and principal frame in world coordinates
         com_pos = x.pos + jax.vmap(brax_math.rotate)(inertia.transform.pos, x.rot)

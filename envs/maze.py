@@ -132,7 +132,9 @@ class Maze:
 
     def walls_xml(self, rgba: str = "0.7 0.5 0.3 1") -> str:
         """MJCF `<geom>` elements for the walls: static boxes in the world body that collide
-        with any geom whose contype has bit 1 set."""
+        with any geom whose contype has bit 1 or bit 2 set. Bodies use bit 2 for the parts that
+        must hit walls but not the floor (the floor answers bit 1 only): the ant's torso and
+        hips, the humanoid's trunk."""
         s = self.cell_size
         geoms = []
         for n, (i0, j0, i1, j1) in enumerate(self.wall_boxes()):
@@ -140,7 +142,7 @@ class Maze:
             hx, hy = (i1 - i0 + 1) * s / 2, (j1 - j0 + 1) * s / 2
             geoms.append(
                 f'<geom name="wall_{n}" type="box" pos="{cx:g} {cy:g} {s / 4:g}" '
-                f'size="{hx:g} {hy:g} {s / 4:g}" contype="0" conaffinity="1" rgba="{rgba}"/>'
+                f'size="{hx:g} {hy:g} {s / 4:g}" contype="0" conaffinity="3" rgba="{rgba}"/>'
             )
         return "\n".join(geoms)
 

@@ -1,12 +1,8 @@
-"""Shared test setup: a headless GL backend chosen before anything imports mujoco, and a
-persistent XLA compilation cache outside the repository, so that a second run of the suite
-on the same machine skips most compiles."""
+"""Shared test setup: a persistent XLA compilation cache outside the repository, so that a
+second run of the suite on the same machine skips most compiles. (The headless GL backend is
+chosen by `envs` itself, as for a user; the rendering tests need one installed.)"""
 
-import glob
 import os
-
-os.environ.setdefault("MUJOCO_GL", "egl" if glob.glob("/dev/nvidia[0-9]*") else "osmesa")
-os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
 
 # The arm envs need XLA's CPU fusion emitters off (see envs/arm.py); the suite turns them off
 # for every test, before JAX first touches a device, which also shortens every compile.
