@@ -1,12 +1,18 @@
 """Point-mass mazes: `simple_u_maze`, `simple_big_maze`, `simple_hardest_maze`.
 
-A ball of radius 0.5 m and mass 1 kg moves in the plane on two slide joints (x, y), each driven
-by a motor (action in [-1, 1]^2, force = 10 N * action, joint damping 2 N s/m, so the top speed
-is 5 m/s). It collides with the maze walls; cell size 4 m; control step 0.05 s.
+JaxGCRL's point mass: a sphere of radius 0.25 m and density 5 (0.327 kg) on two slide joints
+(x, y) with armature 1 and no damping, each driven by a motor of gear 5 (action in [-1, 1]^2).
+It is undamped: under a constant push it keeps accelerating until a wall stops it. On the
+default spring backend (JaxGCRL's, and so its dynamics) brax ignores the armature, so full
+throttle accelerates the ball at 5 N / 0.327 kg = 15.3 m/s^2 (positional alike); generalized and
+mjx honour the armature: 5 N / 1.327 kg = 3.77 m/s^2. It collides with the maze walls; cell
+size 4 m; control step 0.05 s (spring/positional: 0.005 s x 10; generalized/mjx: 0.01 s x 5).
 
 Observation (state part, `state_dim` = 4): [x, y, vx, vy]; goal = [x, y]
 (`goal_indices` = (0, 1)); success when the ball's centre is within 0.5 m of the goal.
-No termination; truncation at `episode_length` (default 1000).
+Each episode starts at the R cell's centre with velocity 0.1 N(0, 1) per axis (JaxGCRL's
+start); the goal is a uniformly drawn G cell centre. No termination; truncation at
+`episode_length` (default 1000).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from brax.io import mjcf
 from envs.base import GoalEnv
 from envs.maze import Maze
 
-_BALL_RADIUS = 0.5
+_BALL_RADIUS = 0.25
 
 _XML = """
 <mujoco model="point_maze">
@@ -29,14 +35,14 @@ _XML = """
     <geom name="floor" type="plane" size="100 100 0.1" contype="0" conaffinity="0" rgba="0.85 0.85 0.85 1"/>
     {walls}
     <body name="ball" pos="0 0 {radius}">
-      <joint name="slide_x" type="slide" axis="1 0 0" limited="false" damping="2" armature="0"/>
-      <joint name="slide_y" type="slide" axis="0 1 0" limited="false" damping="2" armature="0"/>
-      <geom name="ball" type="sphere" size="{radius}" mass="1" contype="1" conaffinity="0" rgba="0.2 0.3 0.9 1"/>
+      <joint name="slide_x" type="slide" axis="1 0 0" limited="false" damping="0" armature="1"/>
+      <joint name="slide_y" type="slide" axis="0 1 0" limited="false" damping="0" armature="1"/>
+      <geom name="ball" type="sphere" size="{radius}" density="5" contype="1" conaffinity="0" rgba="0.2 0.3 0.9 1"/>
     </body>
   </worldbody>
   <actuator>
-    <motor joint="slide_x" gear="10" ctrllimited="true" ctrlrange="-1 1"/>
-    <motor joint="slide_y" gear="10" ctrllimited="true" ctrlrange="-1 1"/>
+    <motor joint="slide_x" gear="5" ctrllimited="true" ctrlrange="-1 1"/>
+    <motor joint="slide_y" gear="5" ctrllimited="true" ctrlrange="-1 1"/>
   </actuator>
 </mujoco>
 """
@@ -49,7 +55,7 @@ class PointMaze(GoalEnv):
         backend: str = "spring",
         episode_length: int = 1000,
         dense_reward: bool = False,
-        start_noise: float = 0.1,
+        start_velocity_noise: float = 0.1,
     ):
         self.maze = Maze(layout, cell_size=4.0)
         sys = mjcf.loads(_XML.format(walls=self.maze.walls_xml(), radius=_BALL_RADIUS))
@@ -58,7 +64,7 @@ class PointMaze(GoalEnv):
         if backend in ("generalized", "mjx"):
             sys = sys.tree_replace({"opt.timestep": 0.01})
             n_frames = 5
-        self._start_noise = start_noise
+        self._velocity_noise = start_velocity_noise
         super().__init__(
             sys,
             backend=backend,
@@ -71,11 +77,9 @@ class PointMaze(GoalEnv):
         )
 
     def _sample_init(self, key):
-        start_key, goal_key = jax.random.split(key)
-        q = jnp.asarray(self.maze.start_xy) + self._start_noise * jax.random.uniform(
-            start_key, (2,), minval=-1.0, maxval=1.0
-        )
-        return q, jnp.zeros(2), self.maze.sample_goal(goal_key)
+        velocity_key, goal_key = jax.random.split(key)
+        qd = self._velocity_noise * jax.random.normal(velocity_key, (2,))
+        return jnp.asarray(self.maze.start_xy), qd, self.maze.sample_goal(goal_key)
 
     def _state_obs(self, pipeline_state):
         return jnp.concatenate([pipeline_state.q, pipeline_state.qd])

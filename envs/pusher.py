@@ -2,21 +2,28 @@
 
 The body is brax's packaged `pusher.xml` (loaded from the installed package) with its goal body
 and the goal's two slide joints removed: the goal lives only in the observation and is drawn by
-`render`. Seven hinge motors (actions in [-1, 1]^7, brax's control range [-2, 2] is applied by
-scaling), no gravity, the puck slides on two joints (x, y) at a fixed height. Control step 0.05 s
-(generalized/mjx: 0.01 s x 5; spring/positional: brax's 0.001 s x 50).
+`render`. Seven hinge motors; the actions in [-1, 1]^7 are the motor controls themselves, so the
+policy uses half of the XML's control range [-2, 2], as in JaxGCRL. No gravity; the puck slides
+on two joints at a fixed height (the XML orders them y, then x). Control step 0.05 s
+(generalized/mjx: 0.01 s x 5; spring/positional: brax's 0.001 s x 50 with gear 20).
 
 Observation (state part, `state_dim` = 20): [7 joint angles, fingertip xyz (3), puck xyz (3),
-7 joint velocities]. The goal is the puck's xyz (`goal_indices` = (10, 11, 12)); success, on the
-post-step state, when the puck is within 0.1 m of the goal. No termination; truncation at
-`episode_length` (default 100).
+7 joint velocities]. The fingertip is the point between the two finger spheres, 0.1 m ahead of
+the wrist-roll joint (JaxGCRL's "tips" entry is the wrist-flex link's centre of mass instead).
+The goal is the puck's xyz (`goal_indices` = (10, 11, 12)); success, on the post-step state,
+when the puck is within 0.1 m of the goal. No termination; truncation at `episode_length`
+(default 100).
 
-Goals, as offsets from the puck's home position (0.45, -0.05) on the table:
+Start and goal regions in world coordinates (JaxGCRL's; the puck's home is (0.45, -0.05)):
 
-* easy: puck x ~ U[-0.3, 0), y ~ U[-0.2, 0.2]; goal x ~ U[-0.55, -0.25), y ~ U[-0.2, 0.2];
-* hard: puck as easy; goal x ~ U[-0.65, 0.35], y ~ U[-0.55, 0.45].
+* puck: x ~ U[0.25, 0.65], y ~ U[-0.35, -0.05);
+* easy goal: x ~ U[0.25, 0.65], y ~ U[-0.60, -0.30): a push of 0.25-0.55 m in -y;
+* hard goal: x ~ U[-0.10, 0.90], y ~ U[-0.70, 0.30].
 
-A puck drawn closer than 0.17 m to its goal is moved straight away from it to 0.17 m.
+A puck drawn closer than 0.17 m to its goal is moved straight away from it to 0.17 m. The goal
+sits at the puck's height (z = -0.275), so the 0.1 m test is a 0.1 m radius in the table plane.
+(JaxGCRL puts its goal body 4.8 cm lower, at z = -0.323, which shrinks its radius in the plane to
+0.088 m and puts the commanded goals 4.8 cm away from every goal the puck can achieve.)
 """
 
 from __future__ import annotations
@@ -35,9 +42,11 @@ from envs.base import GoalEnv, turn_off_cpu_fusion_emitters
 _PUCK_HOME = np.array([0.45, -0.05, -0.275], np.float32)
 _TIP_OFFSET = np.array([0.1, 0.0, 0.0], np.float32)  # the XML's `tips_arm` body, fused into the wrist-roll link
 _MIN_PUCK_GOAL_DIST = 0.17
-_GOAL_BOXES = {  # (low xy, high xy) of the goal offset
-    "easy": ((-0.55, -0.2), (-0.25, 0.2)),
-    "hard": ((-0.65, -0.55), (0.35, 0.45)),
+# (low xy, high xy) in world coordinates of the puck's start and of the goal
+_PUCK_BOX = ((0.25, -0.35), (0.65, -0.05))
+_GOAL_BOXES = {
+    "easy": ((0.25, -0.60), (0.65, -0.30)),
+    "hard": ((-0.10, -0.70), (0.90, 0.30)),
 }
 
 
@@ -82,16 +91,19 @@ class Pusher(GoalEnv):
 
     def _sample_init(self, key):
         puck_key, goal_key, qd_key = jax.random.split(key, 3)
-        puck = jax.random.uniform(puck_key, (2,), minval=jnp.array([-0.3, -0.2]), maxval=jnp.array([0.0, 0.2]))
+        low, high = _PUCK_BOX
+        puck = jax.random.uniform(puck_key, (2,), minval=jnp.array(low), maxval=jnp.array(high))
         low, high = self._goal_box
         goal = jax.random.uniform(goal_key, (2,), minval=jnp.array(low), maxval=jnp.array(high))
         gap = puck - goal
         dist = jnp.linalg.norm(gap)
         direction = jnp.where(dist > 1e-6, gap / jnp.maximum(dist, 1e-6), jnp.array([1.0, 0.0]))
         puck = jnp.where(dist < _MIN_PUCK_GOAL_DIST, goal + _MIN_PUCK_GOAL_DIST * direction, puck)
-        q = jnp.concatenate([self.sys.init_q[:7], puck[::-1]])  # slide joints are (y, x)
+        # the slide joints are offsets from the puck's home, ordered (y, x) in the XML
+        offset = puck - jnp.asarray(_PUCK_HOME[:2])
+        q = jnp.concatenate([self.sys.init_q[:7], offset[::-1]])
         qd = jnp.concatenate([jax.random.uniform(qd_key, (7,), minval=-0.005, maxval=0.005), jnp.zeros(2)])
-        return q, qd, jnp.asarray(_PUCK_HOME) + jnp.array([goal[0], goal[1], 0.0])
+        return q, qd, jnp.concatenate([goal, jnp.asarray(_PUCK_HOME[2:])])
 
     def fingertip(self, pipeline_state) -> jax.Array:
         x = pipeline_state.x.take(self._tip_link)

@@ -300,7 +300,93 @@ def test_point_mass_stops_at_a_wall():
     for _ in range(40):  # push +y along the top corridor towards the wall cell (1, 4) at y = 14..18
         state = step(state, jnp.array([0.0, 1.0]))
     y = float(state.obs[1])
-    assert 13.0 < y < 13.6  # ball radius 0.5: stops with its surface on the wall face at y = 14
+    assert 13.55 < y < 13.8  # ball radius 0.25: stops with its surface on the wall face at y = 14
+
+
+def _collide(model, name_a: str, name_b: str) -> bool:
+    """MuJoCo's contype/conaffinity rule for two named geoms."""
+    a, b = model.geom(name_a), model.geom(name_b)
+    return bool((a.contype[0] & b.conaffinity[0]) or (b.contype[0] & a.conaffinity[0]))
+
+
+@pytest.mark.parametrize("env_id", ["ant_u_maze", "humanoid_u_maze"])
+def test_walls_stop_the_trunk_and_only_the_feet_touch_the_floor(env_id):
+    model = make_env(env_id).sys.mj_model
+    names = [model.geom(i).name for i in range(model.ngeom)]
+    walls = [n for n in names if n.startswith("wall_")]
+    trunk = ["torso_geom"] if env_id.startswith("ant") else ["torso1", "uwaist", "lwaist", "butt"]
+    feet = [n for n in names if n.endswith("foot_geom") or n.endswith("_foot")]
+    assert walls and len(feet) in (2, 4)
+    for part in trunk + feet:
+        assert all(_collide(model, part, wall) for wall in walls), part
+    assert not any(_collide(model, part, "floor") for part in trunk)
+    assert all(_collide(model, foot, "floor") for foot in feet)
+    touching_floor = {n for n in names if n != "floor" and not n.startswith("wall_") and _collide(model, n, "floor")}
+    assert touching_floor == set(feet)
+
+
+def test_flipped_ant_terminates():
+    """Only the feet touch the floor, so an ant dropped upside down sinks below the 0.2 m
+    termination height (a torso that collided with the floor would rest on it at 0.25 m)."""
+    env, reset, step, init = jitted("ant")
+    state = reset(jax.random.PRNGKey(0))
+    q = state.pipeline_state.q.at[2].set(0.6).at[3:7].set(jnp.array([0.0, 1.0, 0.0, 0.0]))
+    state = state.replace(pipeline_state=init(q, jnp.zeros(env.sys.qd_size())))
+    for _ in range(30):
+        state = step(state, jnp.zeros(env.action_size))
+        if float(state.done):
+            break
+    assert float(state.done) == 1.0 and float(state.pipeline_state.x.pos[0, 2]) < 0.2
+
+
+def test_ant_thrown_at_a_wall_stops_at_its_face():
+    env, reset, step, init = jitted("ant_u_maze")
+    state = reset(jax.random.PRNGKey(1))  # the start cell (1, 1) is centred at (4, 4)
+    qd = jnp.zeros(env.sys.qd_size()).at[0].set(-6.0)  # towards the wall cell (0, 1), face at x = 2
+    state = state.replace(pipeline_state=init(state.pipeline_state.q, qd))
+    xs = []
+    for _ in range(30):
+        state = step(state, jnp.zeros(env.action_size))
+        xs.append(float(state.pipeline_state.x.pos[0, 0]))
+    assert min(xs) > 2.0 + 0.2 and xs[-1] < 3.2  # it got there and the torso (radius 0.25) stayed out
+
+
+def test_point_mass_has_the_benchmarks_undamped_dynamics():
+    """JaxGCRL's ball: density 5 and radius 0.25 (0.327 kg), gear 5, no damping. On the default
+    spring backend brax ignores the joints' armature, so full throttle accelerates it at
+    5 / 0.327 = 15.3 m/s^2 and its speed grows linearly (a damped ball would level off)."""
+    env, reset, step, init = jitted("simple_u_maze")
+    mass = float(env.sys.mj_model.body("ball").mass[0])
+    np.testing.assert_allclose(mass, 5 * 4 / 3 * math.pi * 0.25**3, rtol=1e-4)
+    state = reset(jax.random.PRNGKey(0))
+    state = state.replace(pipeline_state=init(state.pipeline_state.q, jnp.zeros(2)))
+    speeds = {}
+    for t in range(1, 11):  # 0.5 s along the free corridor +y
+        state = step(state, jnp.array([0.0, 1.0]))
+        speeds[t] = float(state.obs[3])
+    for t in (5, 10):
+        np.testing.assert_allclose(speeds[t], 5.0 / mass * env.dt * t, rtol=0.01)
+
+
+@pytest.mark.parametrize(
+    "env_id, goal_box",
+    [("pusher_easy", ((0.25, -0.60), (0.65, -0.30))), ("pusher_hard", ((-0.10, -0.70), (0.90, 0.30)))],
+)
+def test_pusher_goals_and_pucks_lie_in_the_benchmarks_world_regions(env_id, goal_box):
+    """JaxGCRL's regions in world coordinates (its first sampled coordinate drives the y slide):
+    the puck starts in x [0.25, 0.65], y [-0.35, -0.05]; the easy goal is a push in -y."""
+    env = make_env(env_id)
+    first = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.PRNGKey(0), 2000))
+    goal, puck = np.asarray(first.info["goal"]), np.asarray(first.obs[:, 10:13])
+    (gx0, gy0), (gx1, gy1) = goal_box
+    assert gx0 <= goal[:, 0].min() < gx0 + 0.02 and gx1 - 0.02 < goal[:, 0].max() <= gx1
+    assert gy0 <= goal[:, 1].min() < gy0 + 0.02 and gy1 - 0.02 < goal[:, 1].max() <= gy1
+    np.testing.assert_allclose(goal[:, 2], puck[:, 2], atol=1e-6)  # the goal sits at the puck's height
+    kept = np.linalg.norm(puck[:, :2] - goal[:, :2], axis=1) > 0.17 + 1e-4  # not moved off its goal
+    assert kept.mean() > 0.8
+    assert (puck[kept, 0] >= 0.25 - 1e-6).all() and (puck[kept, 0] <= 0.65 + 1e-6).all()
+    assert (puck[kept, 1] >= -0.35 - 1e-6).all() and (puck[kept, 1] <= -0.05 + 1e-6).all()
+    assert np.linalg.norm(puck[:, :2] - goal[:, :2], axis=1).min() > 0.17 - 1e-4
 
 
 def test_render_returns_frames_with_the_goal_drawn():
@@ -438,6 +524,22 @@ def test_ant_ball_rolls_when_kicked():
     assert float(ball[0]) > 3.5 and abs(float(ball[1]) - 3.0) < 0.05
     assert abs(float(ball[2]) - env.BALL_RADIUS) < 0.02  # on the floor
     assert speed > 0.2 and float(spin[1]) > 0.5 * speed / env.BALL_RADIUS  # rolling, not sliding
+
+
+@pytest.mark.parametrize("backend", ["spring", "generalized"])
+def test_humanoid_body_features_equal_brax_humanoids(backend):
+    """The inertia and centre-of-mass velocity features are brax's own (its humanoid env's
+    observation, which JaxGCRL's humanoid repeats), on a state in motion."""
+    from brax.envs.humanoid import Humanoid as BraxHumanoid
+
+    env = envs.make("humanoid", backend=backend)
+    state = jax.jit(env.reset)(jax.random.PRNGKey(0))
+    step = jax.jit(env.step)
+    for k in range(5):
+        state = step(state, jax.random.uniform(jax.random.PRNGKey(k), (env.action_size,), minval=-1.0, maxval=1.0))
+    brax_obs = jax.jit(BraxHumanoid(backend=backend)._get_obs)(state.pipeline_state, jnp.zeros(env.action_size))
+    # ours: [q (24), qd (23), features (176)]; brax's: [q without x, y (22), qd (23), features (176), forces]
+    np.testing.assert_allclose(state.obs[47 : env.state_dim], brax_obs[45 : 45 + 176], atol=1e-5)
 
 
 def test_humanoid_state_part_ignores_the_goal():
