@@ -18,15 +18,13 @@ from __future__ import annotations
 import contextlib
 import difflib
 import functools
-import glob
 import io
-import os
 
-# Headless rendering backend, chosen before mujoco is imported: EGL with an NVIDIA GPU,
-# software OSMesa otherwise. A value the user set wins.
-if "MUJOCO_GL" not in os.environ:
-    os.environ["MUJOCO_GL"] = "egl" if glob.glob("/dev/nvidia[0-9]*") else "osmesa"
-os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
+from envs.render import choose_gl_backend
+
+# mujoco reads MUJOCO_GL when it is imported, so the headless rendering backend is chosen here,
+# among those whose library is installed (none is needed to train; see envs/render.py).
+choose_gl_backend()
 
 # mujoco's MJX prints a line about its optional `warp` backend on import; we do not use it.
 with contextlib.redirect_stdout(io.StringIO()):
@@ -41,7 +39,7 @@ with contextlib.redirect_stdout(io.StringIO()):
     from envs.point import PointMaze
     from envs.pusher import Pusher
     from envs.reacher import Reacher
-    from envs.render import gif_bytes, render, save_gif
+    from envs.render import RenderingUnavailable, check_rendering, gif_bytes, render, save_gif
 
 # env_id -> (constructor, fixed keyword arguments)
 _REGISTRY = {
@@ -73,7 +71,19 @@ ALIASES = {"ant_maze": "ant_u_maze", "humanoid_maze": "humanoid_u_maze", "simple
 ENV_IDS = tuple(sorted(_REGISTRY))
 BACKENDS = ("generalized", "spring", "positional", "mjx")
 
-__all__ = ["ENV_IDS", "ALIASES", "BACKENDS", "GoalEnv", "VecEnv", "make", "render", "save_gif", "gif_bytes"]
+__all__ = [
+    "ENV_IDS",
+    "ALIASES",
+    "BACKENDS",
+    "GoalEnv",
+    "VecEnv",
+    "make",
+    "render",
+    "check_rendering",
+    "RenderingUnavailable",
+    "save_gif",
+    "gif_bytes",
+]
 
 
 def make(env_id: str, backend: str | None = None, episode_length: int | None = None, **overrides) -> GoalEnv:

@@ -5,20 +5,69 @@
 
 `pipeline_states` is a list of single-env pipeline states, or one pytree with a leading time
 axis (as a `lax.scan` rollout returns it). `goals` is one goal or one per frame; each frame
-shows it as a translucent green sphere of radius `goal_reach_thresh`. Headless rendering uses
-`MUJOCO_GL` (set by `envs` to `egl` where an NVIDIA device is visible and to `osmesa`
-otherwise; on Debian, `apt-get install libosmesa6`).
+shows it as a translucent green sphere of radius `goal_reach_thresh`.
+
+Headless rendering needs an OpenGL library; training and stepping never do. Before mujoco is
+imported, `envs` picks `MUJOCO_GL` among the installed ones: `egl` where an NVIDIA device and
+libEGL are present, else `osmesa` where libOSMesa is (Debian: `apt-get install libosmesa6`),
+else `disable`, so that importing mujoco loads no OpenGL at all. A value the user set wins.
+`check_rendering()` raises `RenderingUnavailable`, whose message says what to install, when no
+backend is usable; `render` calls it first, and the algorithms call it before training with
+`--capture-video`.
 """
 
 from __future__ import annotations
 
+import ctypes.util
+import glob
 import io
 import os
 from typing import Any
 
 import jax
-import mujoco
 import numpy as np
+
+_DISABLED = ("disable", "disabled", "off", "false", "0")
+INSTALL_HINT = (
+    "On Debian or Ubuntu install software OpenGL with `apt-get install libosmesa6` (then "
+    "MUJOCO_GL=osmesa is picked by itself); on a machine with an NVIDIA driver set MUJOCO_GL=egl."
+)
+
+
+class RenderingUnavailable(RuntimeError):
+    """No OpenGL backend for MuJoCo's headless renderer is installed."""
+
+
+def choose_gl_backend() -> str:
+    """Set MUJOCO_GL (unless the user did) to a headless backend whose library is installed,
+    or to `disable` when there is none; returns the value. Must run before mujoco is imported."""
+    if "MUJOCO_GL" not in os.environ:
+        if glob.glob("/dev/nvidia[0-9]*") and ctypes.util.find_library("EGL"):
+            os.environ["MUJOCO_GL"] = "egl"
+        elif ctypes.util.find_library("OSMesa"):
+            os.environ["MUJOCO_GL"] = "osmesa"
+        else:
+            os.environ["MUJOCO_GL"] = "disable"
+    backend = os.environ["MUJOCO_GL"].lower().strip()
+    if backend in ("egl", "osmesa"):
+        os.environ.setdefault("PYOPENGL_PLATFORM", backend)
+    return backend
+
+
+def check_rendering() -> None:
+    """Raise `RenderingUnavailable` with what to install unless MuJoCo can render headless."""
+    backend = os.environ.get("MUJOCO_GL", "").lower().strip()
+    if backend in _DISABLED:
+        raise RenderingUnavailable(f"Rendering needs an OpenGL library and none was found. {INSTALL_HINT}")
+    try:
+        import mujoco
+
+        mujoco.GLContext(16, 16).free()
+    except Exception as error:  # a missing or broken library surfaces here, not at import
+        raise RenderingUnavailable(
+            f"Rendering with MUJOCO_GL={backend} failed ({type(error).__name__}: {error}). {INSTALL_HINT}"
+        ) from None
+
 
 _GOAL_RGBA = np.array([0.1, 0.8, 0.2, 0.6], np.float32)
 
@@ -37,6 +86,9 @@ def render(
     height: int = 240,
     width: int = 320,
 ) -> list[np.ndarray]:
+    import mujoco  # imported here: `envs` imports this module before it sets MUJOCO_GL
+
+    check_rendering()
     env = getattr(env, "env", env)  # accept a VecEnv too
     states = _unstack(pipeline_states)
     if goals is not None:
