@@ -198,10 +198,13 @@ class TrajectoryBuffer:
             inside = same_episode(mid - 1)
             low, high = jnp.where(inside, mid, low), jnp.where(inside, high, mid - 1)
         # offset = k - 1 with P(offset) ~ gamma^offset on 0..count-1, by inverting its CDF
-        # F(o) = (1 - gamma^(o+1)) / (1 - gamma^count)
+        # F(o) = (1 - gamma^(o+1)) / (1 - gamma^count); gamma = 1 is the uniform limit
         u = jax.random.uniform(future_key, (batch_size,))
-        log_gamma = jnp.log(self.gamma)
-        offset = jnp.floor(jnp.log1p(-u * -jnp.expm1(low * log_gamma)) / log_gamma).astype(jnp.int32)
+        if self.gamma == 1.0:
+            offset = jnp.floor(u * low).astype(jnp.int32)
+        else:
+            log_gamma = math.log(self.gamma)
+            offset = jnp.floor(jnp.log1p(-u * -jnp.expm1(low * log_gamma)) / log_gamma).astype(jnp.int32)
         offset = jnp.clip(offset, 0, low - 1)
         row = (oldest + position) % self.capacity
         return row, env, (oldest + position + offset) % self.capacity

@@ -128,10 +128,12 @@ def test_future_goals_match_the_reference(capacity, num_inserts):
     assert stats.chisquare(observed, expected).pvalue > 1e-3
 
 
-def test_truncated_geometric_for_a_long_episode():
-    """One long episode: P(k) ~ GAMMA^(k-1), k = 1..EPISODE_LENGTH, chi-square on k alone."""
+@pytest.mark.parametrize("gamma", [0.7, 1.0])
+def test_truncated_geometric_for_a_long_episode(gamma):
+    """One long episode: P(k) ~ gamma^(k-1), k = 1..EPISODE_LENGTH, chi-square on k alone;
+    gamma = 1 is uniform over the episode's later steps."""
     buffer = TrajectoryBuffer(
-        capacity=8, num_envs=1, unroll_length=8, episode_length=8, goal_indices=(0,), state_dim=1, gamma=0.7
+        capacity=8, num_envs=1, unroll_length=8, episode_length=8, goal_indices=(0,), state_dim=1, gamma=gamma
     )
     times = np.arange(8, dtype=np.float32)[:, None, None]
     traj = Transition(
@@ -148,7 +150,7 @@ def test_truncated_geometric_for_a_long_episode():
     k = np.asarray(batch.future_goal[:, 0]).astype(int) - t
     sel = t == 0  # from the first step, all 8 later states are candidates
     observed = np.bincount(k[sel], minlength=9)[1:]
-    p = 0.7 ** np.arange(8)
+    p = gamma ** np.arange(8)
     expected = p / p.sum() * sel.sum()
     assert stats.chisquare(observed, expected).pvalue > 1e-3
     # the last state of the buffer's only transition is its own next state
