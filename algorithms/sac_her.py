@@ -8,9 +8,9 @@ Algorithms and Research", ICLR 2025 (arXiv 2408.11052).
 The policy and twin critics see obs = concat(state, goal). Rewards are sparse: 1 when s_{t+1} is
 within the env's threshold of the goal. HER ("future" strategy): each sampled transition keeps
 its commanded goal with probability 1 - relabel_ratio and otherwise gets the achieved goal of a
-later state of its own episode (P(k) ~ gamma^(k-1)); its reward is then recomputed from s_{t+1}
-under that goal. Critic targets bootstrap through time-limit truncation, never through
-termination; target critics are Polyak averages; the entropy temperature is tuned automatically.
+later state of its own episode (P(k) ~ relabel_gamma^(k-1); `--relabel-gamma` defaults to 0.99
+whatever `--gamma` is); its reward is then recomputed from s_{t+1} under that goal. Critic
+targets bootstrap through time-limit truncation, never through termination; target critics are Polyak averages; the entropy temperature is tuned automatically.
 
 Run (then `tensorboard --logdir runs`):
 
@@ -131,11 +131,13 @@ class Args:
     alpha_lr: float = 3e-4
     """entropy temperature learning rate"""
     gamma: float = 0.99
-    """discount of the critic targets and of the HER goal distribution P(k) ~ gamma^(k-1)"""
+    """discount of the critic targets"""
     tau: float = 0.005
     """Polyak rate of the target critics"""
     relabel_ratio: float = 0.8
     """fraction of sampled transitions whose goal becomes a future achieved goal (HER); 0 turns HER off"""
+    relabel_gamma: float = 0.99
+    """HER goal distribution: the goal is s_{t+k} with P(k) ~ relabel_gamma^(k-1) (1: uniform over the episode's later steps)"""
     width: int = 256
     """hidden units per layer (all networks)"""
     depth: int = 2
@@ -374,6 +376,8 @@ def make_schedule(args: Args, env) -> Schedule:
         raise ConfigError(f"--learning-starts must be >= 0 (got {args.learning_starts}).")
     if not 0.0 < args.gamma < 1.0:
         raise ConfigError(f"--gamma must be in (0, 1) (got {args.gamma}).")
+    if not 0.0 < args.relabel_gamma <= 1.0:
+        raise ConfigError(f"--relabel-gamma must be in (0, 1] (got {args.relabel_gamma}).")
     if not 0.0 <= args.relabel_ratio <= 1.0:
         raise ConfigError(f"--relabel-ratio must be in [0, 1] (got {args.relabel_ratio}).")
     if not 0.0 < args.tau <= 1.0:
@@ -435,7 +439,7 @@ def make_train(args: Args, env, schedule: Schedule, mesh=None):
         episode_length=schedule.episode_length,
         goal_indices=env.goal_indices,
         state_dim=state_dim,
-        gamma=args.gamma,
+        gamma=args.relabel_gamma,
     )
     example = Transition.example(env.observation_size, action_dim)
     update, (actor_opt, critic_opt, alpha_opt) = make_update(args, -args.target_entropy_scale * action_dim)
@@ -719,8 +723,9 @@ def main(args: Args) -> list[str]:
     run, the first process writes them and returns them; the others return [])."""
     if args.distributed and not args.eval_only:
         start_distributed(args.distributed)
-    args, lead = resumed_args(args) if args.resume is not None else args, jax.process_index() == 0
-    env = make_env(args)
+    args = resumed_args(args) if args.resume is not None else args
+    env = make_env(args)  # before anything starts JAX: an arm or pusher turns off XLA's fusion emitters
+    lead = jax.process_index() == 0
     schedule = make_schedule(args, env)  # validates the flags before anything compiles
     if args.eval_only:
         return evaluate_model(args)
