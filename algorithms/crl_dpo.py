@@ -9,8 +9,10 @@ The critic is two encoders, phi(s, a) and psi(g), with logits l_ij = f(phi(s_i, 
 exactly as in crl_infonce.py. Instead of a softmax over the batch, the critic is trained to
 *prefer* the true future goal: for every pair j != i, the margin h_ij = l_ii - l_ij should be
 large. `--preference-loss dpo` minimises -log sigmoid(beta h_ij); `ipo` regresses h_ij onto
-1 / (2 beta); `sppo` pushes l_ii to +1/(2 beta) and every l_ij to -1/(2 beta). The actor and the
-temperature are trained as in crl_infonce.py. No reward is used for learning.
+1 / (2 beta); `sppo` pushes l_ii to +1/(2 beta) and every l_ij to -1/(2 beta), so it needs an
+energy that can be positive (`--energy-fn dot`, or `cosine` with beta >= 0.5; other combinations
+are refused). The actor and the temperature are trained as in crl_infonce.py. No reward is used
+for learning.
 
 Run (then `tensorboard --logdir runs`):
 
@@ -435,6 +437,17 @@ def make_schedule(args: Args, env) -> Schedule:
         raise ConfigError(f"--gamma must be in (0, 1) (got {args.gamma}).")
     if args.beta <= 0:
         raise ConfigError(f"--beta must be positive (got {args.beta}).")
+    # sppo's positive target +1/(2 beta) must be a value the energy can take
+    if args.preference_loss == "sppo" and args.energy_fn in ("norm", "l2", "l1"):
+        raise ConfigError(
+            f"--preference-loss sppo pushes positive logits to +1/(2 beta), but --energy-fn {args.energy_fn} "
+            "is never positive, so it cannot get there. Use --energy-fn dot, or cosine with --beta >= 0.5."
+        )
+    if args.preference_loss == "sppo" and args.energy_fn == "cosine" and args.beta < 0.5:
+        raise ConfigError(
+            f"--preference-loss sppo with --energy-fn cosine needs --beta >= 0.5: its targets +-1/(2 beta) "
+            f"= +-{1 / (2 * args.beta):g} lie outside the cosine's range [-1, 1]."
+        )
     episode_length = env.episode_length
     if episode_length < 2:
         raise ConfigError("--episode-length must be at least 2: a future goal needs a later step.")
@@ -770,8 +783,9 @@ def main(args: Args) -> list[str]:
     run, the first process writes them and returns them; the others return [])."""
     if args.distributed and not args.eval_only:
         start_distributed(args.distributed)
-    args, lead = resumed_args(args) if args.resume is not None else args, jax.process_index() == 0
-    env = make_env(args)
+    args = resumed_args(args) if args.resume is not None else args
+    env = make_env(args)  # before anything starts JAX: an arm or pusher turns off XLA's fusion emitters
+    lead = jax.process_index() == 0
     schedule = make_schedule(args, env)  # validates the flags before anything compiles
     if args.eval_only:
         return evaluate_model(args)

@@ -72,7 +72,12 @@ def test_preference_metrics():
 
 
 def test_bad_beta_and_objective_exit_2(tmp_path):
-    for flags, expected in [(["--beta", "0"], "--beta"), (["--preference-loss", "kto"], "preference")]:
+    for flags, expected in [
+        (["--beta", "0"], "--beta"),
+        (["--preference-loss", "kto"], "preference"),
+        (["--preference-loss", "sppo"], "--energy-fn dot"),  # the default energy, norm, is never positive
+        (["--preference-loss", "sppo", "--energy-fn", "cosine", "--beta", "0.25"], "--beta >= 0.5"),
+    ]:
         result = subprocess.run(
             [sys.executable, SCRIPT, *flags, "--run-root", str(tmp_path)], capture_output=True, text=True, timeout=300
         )
