@@ -760,8 +760,9 @@ def main(args: Args) -> list[str]:
     run, the first process writes them and returns them; the others return [])."""
     if args.distributed and not args.eval_only:
         start_distributed(args.distributed)
-    args, lead = resumed_args(args) if args.resume is not None else args, jax.process_index() == 0
-    env = make_env(args)
+    args = resumed_args(args) if args.resume is not None else args
+    env = make_env(args)  # before anything starts JAX: an arm or pusher turns off XLA's fusion emitters
+    lead = jax.process_index() == 0
     schedule = make_schedule(args, env)  # validates the flags before anything compiles
     if args.eval_only:
         return evaluate_model(args)
