@@ -132,6 +132,23 @@ def test_her_rewards_are_recomputed_from_the_next_state_on_real_transitions(modu
 
 
 @pytest.mark.parametrize("module", [sac, td3], ids=["sac", "td3"])
+def test_relabelling_discount_is_its_own_flag(module):
+    """--gamma 0.9 (JaxGCRL's critic discount) leaves HER's goal distribution at 0.99 unless
+    --relabel-gamma says otherwise; gamma 1 (uniform) is accepted, beyond 1 is refused."""
+    env = module.make_env(module.Args(**BASELINE_TINY))
+    for flags, expected in [
+        ({"gamma": 0.9}, 0.99),
+        ({"gamma": 0.9, "relabel_gamma": 0.5}, 0.5),
+        ({"relabel_gamma": 1.0}, 1.0),
+    ]:
+        args = module.Args(**BASELINE_TINY, **flags)
+        _, _, buffer, _ = module.make_train(args, env, module.make_schedule(args, env))
+        assert buffer.gamma == expected, flags
+    with pytest.raises(module.ConfigError, match="--relabel-gamma"):
+        module.make_schedule(module.Args(**BASELINE_TINY, relabel_gamma=1.5), env)
+
+
+@pytest.mark.parametrize("module", [sac, td3], ids=["sac", "td3"])
 def test_training_chunk_compiles_once(module, tmp_path):
     before = module.CHUNK_TRACES[0]
     module.main(module.Args(**BASELINE_TINY, total_timesteps=4 * 10 * 7, num_evals=3, run_root=str(tmp_path)))
