@@ -53,7 +53,7 @@ import numpy as np
 from brax import math as brax_math
 from brax.io import mjcf
 
-from envs.base import GoalEnv, turn_off_cpu_fusion_emitters
+from envs.base import FUSION_FLAG, SCHEDULER_FLAG, GoalEnv, set_cpu_xla_flags
 
 # (alpha_{i-1}, a_{i-1}, d_i) of the Panda's modified DH convention, and its joint limits (rad).
 _DH = (
@@ -214,16 +214,16 @@ class Arm(GoalEnv):
         episode_length: int | None = None,
         dense_reward: bool = False,
     ):
-        turn_off_cpu_fusion_emitters(f"arm_{task}")
+        set_cpu_xla_flags(f"arm_{task}", (FUSION_FLAG, SCHEDULER_FLAG))
         if task not in _TASKS:
             raise ValueError(f"task must be one of {sorted(_TASKS)}, got {task!r}")
         if backend != "mjx":
             raise ValueError(f"the arm tasks run on the mjx backend only (position actuators), got '{backend}'")
         with_cube, with_bins, cube_xy, cube_noise, goal_xyz, goal_noise, default_length = _TASKS[task]
         self.task = task
-        # On CPU the cube tasks hang inside XLA above 128 envs (results/env_throughput.md, not
-        # yet understood); `VecEnv` warns beyond this.
-        self.cpu_max_envs = 128 if with_cube else None
+        # Without SCHEDULER_FLAG, more envs than this can hang on CPU (see set_cpu_xla_flags);
+        # `VecEnv` refuses them then.
+        self.cpu_max_envs_without_scheduler_flag = 128
         self._cube_xy, self._cube_noise = cube_xy, cube_noise
         self._goal_xyz, self._goal_noise = goal_xyz, goal_noise
         model = mujoco.MjModel.from_xml_string(arm_xml(with_cube, with_bins))

@@ -49,19 +49,28 @@ def fast_mjx_solver(sys: Any) -> Any:
 
 
 FUSION_FLAG = "--xla_cpu_use_fusion_emitters=false"
+SCHEDULER_FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
 
 
-def turn_off_cpu_fusion_emitters(env_name: str) -> None:
-    """XLA's CPU fusion emitters (jaxlib 0.10's default) recompute shared work exponentially in
-    the depth of a kinematic chain: MJX's forward kinematics of the arm (10 bodies deep) takes
-    about 9 ms per substep with them and 0.4 ms without, and the pusher (also 10 deep) is slowed
-    alike (results/env_throughput.md). Envs with deep chains call this first thing in their
-    constructor. XLA reads XLA_FLAGS when JAX first touches a device, so the flag is set here
-    if that has not happened yet (build such an env before any other JAX work), and a warning
-    says how to set it otherwise. It is left alone when XLA_FLAGS already mentions it. GPU
-    backends ignore it."""
-    flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_cpu_use_fusion_emitters" in flags:
+def set_cpu_xla_flags(env_name: str, flags: tuple[str, ...]) -> None:
+    """Add XLA CPU flags that an env needs, before JAX starts its backends.
+
+    * `FUSION_FLAG`: XLA's CPU fusion emitters (jaxlib 0.10's default) recompute shared work
+      exponentially in the depth of a kinematic chain: MJX's forward kinematics of the arm (10
+      bodies deep) takes about 9 ms per substep with them and 0.4 ms without, and the pusher
+      (also 10 deep) is slowed alike (results/env_throughput.md).
+    * `SCHEDULER_FLAG`: with XLA's concurrency-optimised CPU scheduler (the default), a batch of
+      256 arm envs whose auto-reset runs inside the step sometimes never returns: every XLA
+      worker thread idles and the caller waits forever (seen within 1-2 calls at 256 envs, never
+      at 128; results/env_fidelity.md, "arm"). With the scheduler off, 12 calls in a row ran.
+
+    Envs call this first thing in their constructor. XLA reads XLA_FLAGS when JAX first touches
+    a device, so each flag is added here if that has not happened yet (build such an env before
+    any other JAX work; the algorithm scripts do) and not already named in XLA_FLAGS. Otherwise
+    a warning says how to set them. GPU backends ignore them."""
+    current = os.environ.get("XLA_FLAGS", "")
+    missing = [flag for flag in flags if flag.split("=")[0] not in current]
+    if not missing:
         return
     try:
         from jax._src import xla_bridge
@@ -70,14 +79,19 @@ def turn_off_cpu_fusion_emitters(env_name: str) -> None:
     except (ImportError, AttributeError):  # private API: assume the worst
         initialized = True
     if not initialized:
-        os.environ["XLA_FLAGS"] = f"{flags} {FUSION_FLAG}".strip()
+        os.environ["XLA_FLAGS"] = " ".join([current, *missing]).strip()
     elif jax.default_backend() == "cpu":
         warnings.warn(
-            f"{env_name} steps many times slower on CPU with XLA's fusion emitters on, and JAX was "
-            f"already running when it was built, too late to turn them off. Start Python with "
-            f"XLA_FLAGS={FUSION_FLAG} (or build this env before any other JAX work).",
+            f"{env_name} needs XLA_FLAGS={' '.join(flags)} on CPU (see envs/base.py: set_cpu_xla_flags), and JAX "
+            "was already running when it was built, too late to set them. Start Python with that variable set "
+            "(or build this env before any other JAX work).",
             stacklevel=3,
         )
+
+
+def xla_flag_is_set(flag: str) -> bool:
+    """Whether XLA_FLAGS holds exactly this flag (name and value)."""
+    return flag in os.environ.get("XLA_FLAGS", "").split()
 
 
 class GoalEnv(PipelineEnv):
@@ -241,13 +255,18 @@ class VecEnv:
     def __init__(self, env: GoalEnv, num_envs: int):
         self.env = env
         self.num_envs = int(num_envs)
-        limit = getattr(env, "cpu_max_envs", None)
-        if limit is not None and self.num_envs > limit and jax.default_backend() == "cpu":
-            warnings.warn(
-                f"{getattr(env, 'env_id', type(env).__name__)} with {self.num_envs} envs on CPU: the arm tasks "
-                f"with a cube have been seen to hang in XLA's CPU runtime above {limit} envs "
-                "(results/env_throughput.md); use --num-envs 128 or fewer.",
-                stacklevel=2,
+        limit = getattr(env, "cpu_max_envs_without_scheduler_flag", None)
+        if (
+            limit is not None
+            and self.num_envs > limit
+            and jax.default_backend() == "cpu"
+            and not xla_flag_is_set(SCHEDULER_FLAG)
+        ):
+            raise ValueError(
+                f"{getattr(env, 'env_id', type(env).__name__)} with {self.num_envs} envs on CPU can hang inside "
+                f"XLA's CPU runtime unless JAX starts with XLA_FLAGS={SCHEDULER_FLAG} (envs/base.py: "
+                "set_cpu_xla_flags). Build the env before any other JAX work (it then sets the flag), start "
+                f"Python with that variable set, or use at most {limit} envs."
             )
 
     def __getattr__(self, name: str) -> Any:

@@ -37,7 +37,7 @@ from brax import math as brax_math
 from brax.io import mjcf
 from etils import epath
 
-from envs.base import GoalEnv, turn_off_cpu_fusion_emitters
+from envs.base import FUSION_FLAG, GoalEnv, set_cpu_xla_flags
 
 _PUCK_HOME = np.array([0.45, -0.05, -0.275], np.float32)
 _TIP_OFFSET = np.array([0.1, 0.0, 0.0], np.float32)  # the XML's `tips_arm` body, fused into the wrist-roll link
@@ -65,7 +65,7 @@ class Pusher(GoalEnv):
         episode_length: int = 100,
         dense_reward: bool = False,
     ):
-        turn_off_cpu_fusion_emitters(f"pusher_{difficulty}")  # an 8-body chain: see envs/base.py
+        set_cpu_xla_flags(f"pusher_{difficulty}", (FUSION_FLAG,))  # an 8-body chain: see envs/base.py
         if difficulty not in _GOAL_BOXES:
             raise ValueError(f"difficulty must be one of {sorted(_GOAL_BOXES)}, got {difficulty!r}")
         sys = mjcf.loads(pusher_xml())

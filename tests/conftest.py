@@ -4,12 +4,16 @@ chosen by `envs` itself, as for a user; the rendering tests need one installed.)
 
 import os
 
-# The arm envs need XLA's CPU fusion emitters off (see envs/arm.py); the suite turns them off
-# for every test, before JAX first touches a device, which also shortens every compile.
-if "xla_cpu_use_fusion_emitters" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_cpu_use_fusion_emitters=false".strip()
+# The suite builds envs after JAX has started, too late for an arm or pusher to set the XLA
+# flags it needs on CPU (envs/base.py: set_cpu_xla_flags), so it sets them for every test, as
+# a user's process gets them when it builds an arm first. This differs from a user's reacher
+# or maze run, which keeps XLA's defaults: the fusion-emitter flag also shortens every compile
+# by a third (results/env_throughput.md), which a 2-core suite needs.
+from envs.base import FUSION_FLAG, SCHEDULER_FLAG, set_cpu_xla_flags  # noqa: E402
 
-import jax
+set_cpu_xla_flags("the test suite", (FUSION_FLAG, SCHEDULER_FLAG))
+
+import jax  # noqa: E402
 
 jax.config.update("jax_compilation_cache_dir", os.path.expanduser("~/.cache/gcrl-jax-tests"))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)

@@ -553,6 +553,53 @@ def test_humanoid_state_part_ignores_the_goal():
     assert float(a.metrics["dist"]) != float(b.metrics["dist"])
 
 
+ARM_STEP_AT_256 = """
+import sys, jax, envs
+env = envs.make(sys.argv[1], episode_length=2)  # every other step auto-resets all 256 envs
+vec = envs.VecEnv(env, 256)
+
+@jax.jit
+def run(key):
+    def body(state, k):
+        action = jax.random.uniform(k, (256, env.action_size), minval=-1.0, maxval=1.0)
+        return vec.step(state, action), None
+
+    return jax.lax.scan(body, vec.reset(key), jax.random.split(key, 4))[0].obs
+
+for call in range(3):
+    run(jax.random.PRNGKey(call)).block_until_ready()
+print("stepped", flush=True)
+"""
+
+
+@pytest.mark.parametrize("env_id", [i for i in ALL_IDS if i.startswith("arm_")])
+def test_arm_task_steps_256_envs_on_cpu_without_hanging(env_id):
+    """At 256 envs with auto-resets, XLA's concurrency-optimised CPU scheduler made the cube
+    tasks hang within one or two calls; the arm now turns it off (envs/base.py:
+    set_cpu_xla_flags). A fresh process, as a user's `--num-envs 256` run; a hang fails the
+    test at the timeout instead of stalling the suite."""
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", ARM_STEP_AT_256, env_id], capture_output=True, text=True, env=env, timeout=420
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{env_id} at 256 envs did not finish 3 calls of 4 steps in 420 s (a hang)")
+    assert result.returncode == 0 and "stepped" in result.stdout, result.stderr[-3000:]
+
+
+def test_vec_env_refuses_many_arm_envs_without_the_scheduler_flag(monkeypatch):
+    """An arm built after JAX started cannot set the flag: it warns, and VecEnv refuses more
+    envs than ran without the flag, with a message that says what to do."""
+    jax.devices()  # JAX is running
+    monkeypatch.setenv("XLA_FLAGS", envs.base.FUSION_FLAG)
+    with pytest.warns(UserWarning, match="too late to set them"):
+        env = envs.make("arm_reach", episode_length=EPISODE_LENGTH)
+    with pytest.raises(ValueError, match="xla_cpu_enable_concurrency_optimized_scheduler=false"):
+        envs.VecEnv(env, 256)
+    envs.VecEnv(env, 128)  # as many as ran without it
+
+
 def test_make_turns_off_cpu_fusion_emitters_before_jax_starts():
     """A deep-chain env built first in a fresh process sets XLA_FLAGS before JAX's backends
     start (envs.make must not start them itself), so the arm and pusher run at full speed."""
