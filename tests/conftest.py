@@ -9,7 +9,7 @@ import os
 # a user's process gets them when it builds an arm first. This differs from a user's reacher
 # or maze run, which keeps XLA's defaults: the fusion-emitter flag also shortens every compile
 # by a third (results/env_throughput.md), which a 2-core suite needs.
-from envs.base import FUSION_FLAG, SCHEDULER_FLAG, set_cpu_xla_flags  # noqa: E402
+from envs.base import FUSION_FLAG, SCHEDULER_FLAG, set_cpu_xla_flags
 
 set_cpu_xla_flags("the test suite", (FUSION_FLAG, SCHEDULER_FLAG))
 
