@@ -374,6 +374,11 @@ def make_schedule(args: Args, env) -> Schedule:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(args, name)}).")
     if args.learning_starts < 0:
         raise ConfigError(f"--learning-starts must be >= 0 (got {args.learning_starts}).")
+    if args.capture_video:
+        try:
+            envs.check_rendering()
+        except envs.RenderingUnavailable as error:
+            raise ConfigError(f"--capture-video: {error}") from None
     if not 0.0 < args.gamma < 1.0:
         raise ConfigError(f"--gamma must be in (0, 1) (got {args.gamma}).")
     if not 0.0 < args.relabel_gamma <= 1.0:
@@ -412,6 +417,14 @@ def make_schedule(args: Args, env) -> Schedule:
             f"--num-evals ({args.num_evals}) is more than the number of training steps ({training_steps} steps of "
             f"--num-envs x --unroll-length = {per_step} env steps): lower --num-evals to at most {training_steps} "
             f"or raise --total-timesteps."
+        )
+    if training_steps * u < learning_start_rows and updates > 0:
+        prefill = learning_start_rows * args.num_envs
+        raise ConfigError(
+            f"--total-timesteps ({args.total_timesteps:,}) ends before learning starts: --learning-starts "
+            f"{args.learning_starts} rows per env (whole rollouts: {learning_start_rows}) x --num-envs "
+            f"{args.num_envs} = {prefill:,} env steps are collected first. Raise --total-timesteps above "
+            f"{prefill:,}, or lower --learning-starts or --num-envs."
         )
     boundaries = tuple(round(i * training_steps / args.num_evals) for i in range(args.num_evals + 1))
     if args.checkpoint_every < 0:

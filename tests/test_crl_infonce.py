@@ -142,6 +142,7 @@ BAD_FLAGS = [
     (["--contrastive-loss", "triplet"], "contrastive"),
     (["--env-id", "reachr"], "reacher"),
     (["--num-envs", "0"], "--num-envs"),
+    (["--total-timesteps", "60000", "--num-envs", "64"], "ends before learning starts: --learning-starts"),
 ]
 
 
