@@ -21,15 +21,17 @@ Tasks (state part; the goal indices point into it):
 
 * `arm_reach`: state [7 joint angles, end-effector xyz, end-effector velocity] (13); goal = the
   end effector's xyz, (0, 0.5, 0.3) + 0.2 U(-1, 1)^3; success within 0.1 m. Episode 100 steps.
-* `arm_push_easy` / `arm_push_hard`: a 5 cm cube on the table at (0.1, 0.6) (easy: + 0.1
-  U(-1, 1)^2; hard: at (0.25, 0.65) + 0.25 U(-1, 1)^2); goal = the cube's xyz, easy (0.1, 0.6,
-  0.03) + 0.1 U(-1, 1)^2, hard (0.25, 0.65, 0.03) + 0.25 U(-1, 1)^2; success within 0.1 m.
-  State [cube xyz, 7 joint angles, end-effector xyz, end-effector velocity, gripper opening,
-  gripper force] (18). Episode 150 steps.
-* `arm_binpick_easy` / `arm_binpick_hard`: as push, with two open bins on the table: the cube
-  starts in the left bin at (-0.2, 0.6) + noise (easy 0.07, hard 0.15 U(-1, 1)^2) and its goal
-  lies in the right bin at (0.17, 0.6, 0.03) + 0.005 U(-1, 1)^2 (easy) or (0.3, 0.6, 0.03) +
-  0.15 U(-1, 1)^2 (hard). Episode 150 steps.
+* `arm_push_easy` / `arm_push_hard`: a 5 cm cube on the table at (-0.1, 0.6) + 0.1 U(-1, 1)^2
+  (easy) or (-0.25, 0.65) + 0.25 U(-1, 1)^2 (hard); goal = the cube's xyz, easy (0.1, 0.6, 0.03)
+  + 0.1 U(-1, 1)^2, hard (0.25, 0.65, 0.03) + 0.25 U(-1, 1)^2; success within 0.1 m. State
+  [cube xyz, 7 joint angles, end-effector xyz, end-effector velocity, gripper opening, gripper
+  force] (18). Episode 150 steps.
+* `arm_binpick_easy` / `arm_binpick_hard`: as push, with two open bins on the table, centred at
+  x = -+0.17 (easy, inner half-width 0.135 m) or -+0.3 (hard, 0.19 m): the cube starts in the
+  left bin at (-0.15, 0.6) + 0.07 U(-1, 1)^2 (easy) or (-0.3, 0.6) + 0.15 U(-1, 1)^2 (hard) and
+  its goal lies in the right bin at (0.17, 0.6, 0.03) + 0.005 U(-1, 1)^2 (easy) or (0.3, 0.6,
+  0.03) + 0.15 U(-1, 1)^2 (hard). Episode 150 steps. (The start and goal regions and the bins'
+  places are JaxGCRL's.)
 * `arm_grasp`: the cube at (0, 0.6) + 0.3 U(-1, 1)^2; the goal is (the cube's start xyz, the
   cube's width 0.05 m) and the achieved goal is (the midpoint between the fingertips, the
   gripper opening), so the gripper has to close around the cube. Success needs both: midpoint
@@ -85,7 +87,11 @@ _HELD = {2: 0.0, 4: 0.0, 6: 1.4487}
 _FINGER_OPEN = 0.04
 _CUBE_HALF = 0.025
 
-_BINS = ((-0.2, 0.6, 0.19), (0.3, 0.6, 0.19))  # (centre x, centre y, inner half-size)
+# (centre x, centre y, inner half-size) of the two bins, per binpick task (JaxGCRL's places)
+_BINS = {
+    "easy": ((-0.17, 0.6, 0.135), (0.17, 0.6, 0.135)),
+    "hard": ((-0.3, 0.6, 0.19), (0.3, 0.6, 0.19)),
+}
 _BIN_WALL = (0.01, 0.04)  # half thickness, half height
 
 
@@ -107,7 +113,7 @@ def _next_origin(alpha: float, a: float, d: float) -> tuple[float, float, float]
     return (a, -d * math.sin(alpha), d * math.cos(alpha))
 
 
-def arm_xml(with_cube: bool, with_bins: bool) -> str:
+def arm_xml(with_cube: bool, bins: tuple = ()) -> str:
     """The arm's MJCF: kinematic chain from `_DH`, hand and fingers, table, optional cube and bins."""
     chain_open, chain_close = [], []
     for i, (alpha, a, d) in enumerate(_DH):
@@ -149,9 +155,9 @@ def arm_xml(with_cube: bool, with_bins: bool) -> str:
         else ""
     )
     bins = []
-    if with_bins:
+    if bins:
         t, h = _BIN_WALL
-        for cx, cy, half in _BINS:
+        for cx, cy, half in bins:
             for sx, sy, hx, hy in (
                 (1, 0, t, half + 2 * t),
                 (-1, 0, t, half + 2 * t),
@@ -196,13 +202,14 @@ def arm_xml(with_cube: bool, with_bins: bool) -> str:
 
 
 _TASKS = {
-    # name: (with cube, with bins, cube centre, cube noise, goal centre, goal noise, episode length)
-    "reach": (False, False, None, 0.0, (0.0, 0.5, 0.3), 0.2, 100),
-    "grasp": (True, False, (0.0, 0.6), 0.3, None, 0.0, 100),
-    "push_easy": (True, False, (0.1, 0.6), 0.1, (0.1, 0.6, 0.03), 0.1, 150),
-    "push_hard": (True, False, (0.25, 0.65), 0.25, (0.25, 0.65, 0.03), 0.25, 150),
-    "binpick_easy": (True, True, (-0.2, 0.6), 0.07, (0.17, 0.6, 0.03), 0.005, 150),
-    "binpick_hard": (True, True, (-0.2, 0.6), 0.15, (0.3, 0.6, 0.03), 0.15, 150),
+    # name: (with cube, bins, cube centre, cube noise, goal centre, goal noise, episode length);
+    # the cube and goal regions are JaxGCRL's
+    "reach": (False, (), None, 0.0, (0.0, 0.5, 0.3), 0.2, 100),
+    "grasp": (True, (), (0.0, 0.6), 0.3, None, 0.0, 100),
+    "push_easy": (True, (), (-0.1, 0.6), 0.1, (0.1, 0.6, 0.03), 0.1, 150),
+    "push_hard": (True, (), (-0.25, 0.65), 0.25, (0.25, 0.65, 0.03), 0.25, 150),
+    "binpick_easy": (True, _BINS["easy"], (-0.15, 0.6), 0.07, (0.17, 0.6, 0.03), 0.005, 150),
+    "binpick_hard": (True, _BINS["hard"], (-0.3, 0.6), 0.15, (0.3, 0.6, 0.03), 0.15, 150),
 }
 
 
@@ -219,14 +226,14 @@ class Arm(GoalEnv):
             raise ValueError(f"task must be one of {sorted(_TASKS)}, got {task!r}")
         if backend != "mjx":
             raise ValueError(f"the arm tasks run on the mjx backend only (position actuators), got '{backend}'")
-        with_cube, with_bins, cube_xy, cube_noise, goal_xyz, goal_noise, default_length = _TASKS[task]
+        with_cube, bins, cube_xy, cube_noise, goal_xyz, goal_noise, default_length = _TASKS[task]
         self.task = task
         # Without SCHEDULER_FLAG, more envs than this can hang on CPU (see set_cpu_xla_flags);
         # `VecEnv` refuses them then.
         self.cpu_max_envs_without_scheduler_flag = 128
         self._cube_xy, self._cube_noise = cube_xy, cube_noise
         self._goal_xyz, self._goal_noise = goal_xyz, goal_noise
-        model = mujoco.MjModel.from_xml_string(arm_xml(with_cube, with_bins))
+        model = mujoco.MjModel.from_xml_string(arm_xml(with_cube, bins))
         sys = mjcf.load_model(model)
         self._tcp_site = model.site("tcp").id
         self._link7 = sys.link_names.index("link7")
