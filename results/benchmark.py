@@ -70,8 +70,13 @@ _TINY = (
     "--num-evals=2",
 )
 _MAZE_200 = ("--episode-length=200", "--unroll-length=50", "--learning-starts=200", "--num-eval-envs=256")
-_PAPER_50M = ("--total-timesteps=50000000", "--num-evals=50", "--num-envs=512")
-_PAPER_10M = ("--total-timesteps=10000000", "--num-evals=50", "--num-envs=256")
+# JaxGCRL's run default: episodes of 1001 steps for every env (its docs recommend 100 for arm
+# reach and 150 for arm push and binpick, used here). The default update ratio,
+# num_envs * (episode_length - 1) / batch_size gradient steps per training step, follows it;
+# `--dry-run` prints both for every run.
+_EP_1001 = ("--episode-length=1001",)
+_PAPER_50M = ("--total-timesteps=50000000", "--num-evals=50", "--num-envs=512", *_EP_1001)
+_PAPER_10M = ("--total-timesteps=10000000", "--num-evals=50", "--num-envs=256", *_EP_1001)
 
 PRESETS = {
     "cpu-smoke": Preset(
@@ -107,12 +112,12 @@ PRESETS = {
             "humanoid": _PAPER_50M,
             "humanoid_u_maze": _PAPER_50M,
             "simple_u_maze": _PAPER_10M,
-            "arm_reach": _PAPER_10M,
-            "arm_push_easy": _PAPER_50M,
-            "arm_binpick_easy": _PAPER_50M,
+            "arm_reach": (*_PAPER_10M, "--episode-length=100"),
+            "arm_push_easy": (*_PAPER_50M, "--episode-length=150"),
+            "arm_binpick_easy": (*_PAPER_50M, "--episode-length=150"),
         },
         seeds=(1, 2, 3, 4, 5),
-        note="the benchmark's envs at its budgets (10M-50M env steps): a GPU job",
+        note="the benchmark's envs at its budgets (10M-50M env steps) and episode lengths: a GPU job",
     ),
 }
 
@@ -181,6 +186,18 @@ def flag_value(flags: list[str], name: str) -> str | None:
     return value
 
 
+def schedule_line(flags: list[str]) -> str:
+    """The episode length and the update ratio a run's flags give (algorithm defaults: 256 envs,
+    batch 256)."""
+    length = flag_value(flags, "episode-length")
+    if length is None:
+        return "episode length: the env's default"
+    num_envs = int(flag_value(flags, "num-envs") or 256)
+    batch = int(flag_value(flags, "batch-size") or 256)
+    updates = flag_value(flags, "updates-per-rollout") or max(1, round(num_envs * (int(length) - 1) / batch))
+    return f"episode length {length}, {updates} gradient steps per training step"
+
+
 def finished_run(run_root: str, algorithm: str, env_id: str, seed: int, total: int) -> str | None:
     """A run directory of this job whose last evaluation reached the budget, if any."""
     runs = plots.find_runs(run_root).get((env_id, algorithm), {})
@@ -203,7 +220,7 @@ def run_jobs(args: Args) -> tuple[list[dict], list[dict], str]:
     for n, (algorithm, env_id, seed, flags) in enumerate(jobs, 1):
         command = [sys.executable, str(ROOT / "algorithms" / f"{algorithm}.py"), *flags, f"--run-root={run_root}"]
         shown = " ".join(["python", f"algorithms/{algorithm}.py", *flags])
-        print(f"[{n}/{len(jobs)}] {shown}", flush=True)
+        print(f"[{n}/{len(jobs)}] {shown}\n  {schedule_line(flags)}", flush=True)
         if args.dry_run:
             continue
         total = int(flag_value(flags, "total-timesteps") or 1_000_000)

@@ -144,3 +144,25 @@ def test_throughput_prints_one_row_per_algorithm_and_env():
         env_only, floor, training, fraction = (float(row[i].replace(",", "")) for i in (8, 10, 11, 12))
         assert row[1].strip() == "reacher" and min(env_only, floor, training) > 0
         assert abs(fraction - training / floor) < 0.01 + 0.01 * fraction  # the printed ratio is the ratio
+
+
+def test_gpu_paper_dry_run_states_each_runs_episode_length_and_update_ratio():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "results" / "benchmark.py"), "--preset", "gpu-paper", "--dry-run", "--seeds", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    commands = [line for line in lines if line.startswith("[")]
+    schedules = [line.strip() for line in lines if line.startswith("  episode length")]
+    assert len(commands) == len(schedules) == 16 * 4
+    for command, schedule in zip(commands, schedules):
+        envs_512 = "--num-envs=512" in command
+        if "arm_reach" in command:
+            assert schedule == "episode length 100, 99 gradient steps per training step"
+        elif "arm_" in command:
+            assert schedule == f"episode length 150, {298 if envs_512 else 149} gradient steps per training step"
+        else:
+            assert schedule == f"episode length 1001, {2000 if envs_512 else 1000} gradient steps per training step"
