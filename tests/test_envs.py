@@ -597,8 +597,9 @@ def test_humanoid_state_part_ignores_the_goal():
 
 
 ARM_STEP_AT_256 = """
-import sys, jax, envs
+import os, sys, jax, envs
 env = envs.make(sys.argv[1], episode_length=2)  # every other step auto-resets all 256 envs
+jax.config.update("jax_compilation_cache_dir", os.path.expanduser("~/.cache/gcrl-jax-tests"))
 vec = envs.VecEnv(env, 256)
 
 @jax.jit
