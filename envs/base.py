@@ -62,7 +62,7 @@ def set_cpu_xla_flags(env_name: str, flags: tuple[str, ...]) -> None:
     * `SCHEDULER_FLAG`: with XLA's concurrency-optimised CPU scheduler (the default), a batch of
       256 arm envs whose auto-reset runs inside the step sometimes never returns: every XLA
       worker thread idles and the caller waits forever (seen within 1-2 calls at 256 envs, never
-      at 128; results/env_fidelity.md, "arm"). With the scheduler off, 12 calls in a row ran.
+      at 128; results/env_throughput.md, last section). With the scheduler off, 12 calls in a row ran.
 
     Envs call this first thing in their constructor. XLA reads XLA_FLAGS when JAX first touches
     a device, so each flag is added here if that has not happened yet (build such an env before
