@@ -434,6 +434,8 @@ def section(env_id: str, ours: dict) -> str:
 
 
 def main(args: Args) -> str:
+    # the arm's XLA flags, before the first env starts JAX (envs/base.py: set_cpu_xla_flags)
+    envs.base.set_cpu_xla_flags("env_fidelity", (envs.base.FUSION_FLAG, envs.base.SCHEDULER_FLAG))
     header = [
         "# Env fidelity: each env beside JaxGCRL's task",
         "",
