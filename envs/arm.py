@@ -31,7 +31,8 @@ Tasks (state part; the goal indices point into it):
   left bin at (-0.15, 0.6) + 0.07 U(-1, 1)^2 (easy) or (-0.3, 0.6) + 0.15 U(-1, 1)^2 (hard) and
   its goal lies in the right bin at (0.17, 0.6, 0.03) + 0.005 U(-1, 1)^2 (easy) or (0.3, 0.6,
   0.03) + 0.15 U(-1, 1)^2 (hard). Episode 150 steps. (The start and goal regions and the bins'
-  places are JaxGCRL's.)
+  places are JaxGCRL's. Every goal's height is the cube's resting height, 0.025 m for our 5 cm
+  cube where JaxGCRL's 6 cm cube rests at 0.03, so a goal is a place the cube can be.)
 * `arm_grasp`: the cube at (0, 0.6) + 0.3 U(-1, 1)^2; the goal is (the cube's start xyz, the
   cube's width 0.05 m) and the achieved goal is (the midpoint between the fingertips, the
   gripper opening), so the gripper has to close around the cube. Success needs both: midpoint
@@ -206,10 +207,10 @@ _TASKS = {
     # the cube and goal regions are JaxGCRL's
     "reach": (False, (), None, 0.0, (0.0, 0.5, 0.3), 0.2, 100),
     "grasp": (True, (), (0.0, 0.6), 0.3, None, 0.0, 100),
-    "push_easy": (True, (), (-0.1, 0.6), 0.1, (0.1, 0.6, 0.03), 0.1, 150),
-    "push_hard": (True, (), (-0.25, 0.65), 0.25, (0.25, 0.65, 0.03), 0.25, 150),
-    "binpick_easy": (True, _BINS["easy"], (-0.15, 0.6), 0.07, (0.17, 0.6, 0.03), 0.005, 150),
-    "binpick_hard": (True, _BINS["hard"], (-0.3, 0.6), 0.15, (0.3, 0.6, 0.03), 0.15, 150),
+    "push_easy": (True, (), (-0.1, 0.6), 0.1, (0.1, 0.6, _CUBE_HALF), 0.1, 150),
+    "push_hard": (True, (), (-0.25, 0.65), 0.25, (0.25, 0.65, _CUBE_HALF), 0.25, 150),
+    "binpick_easy": (True, _BINS["easy"], (-0.15, 0.6), 0.07, (0.17, 0.6, _CUBE_HALF), 0.005, 150),
+    "binpick_hard": (True, _BINS["hard"], (-0.3, 0.6), 0.15, (0.3, 0.6, _CUBE_HALF), 0.15, 150),
 }
 
 

@@ -313,11 +313,13 @@ DIFFERENCES = {
     ],
     "arm_push": [
         EPISODE.format(n="150") + " Ours is 150.",
-        "The arm is our own model (see arm_reach); the cube is 5 cm (JaxGCRL: 6 cm).",
+        "The arm is our own model (see arm_reach); the cube is 5 cm (JaxGCRL: 6 cm), so the goals lie at "
+        "its resting height, z = 0.025 (JaxGCRL: 0.03, its cube's).",
     ],
     "arm_binpick": [
         EPISODE.format(n="150") + " Ours is 150.",
-        "The arm is our own model (see arm_reach); the cube is 5 cm (JaxGCRL: 6 cm).",
+        "The arm is our own model (see arm_reach); the cube is 5 cm (JaxGCRL: 6 cm), so the goals lie at "
+        "its resting height, z = 0.025 (JaxGCRL: 0.03, its cube's).",
     ],
 }
 
