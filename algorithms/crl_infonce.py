@@ -457,12 +457,6 @@ def make_schedule(args: Args, env) -> Schedule:
         raise ConfigError(f"--updates-per-rollout must be >= 0 (got {updates}).")
     per_step = args.num_envs * u
     training_steps = math.ceil(args.total_timesteps / per_step)
-    if args.num_evals > training_steps:
-        raise ConfigError(
-            f"--num-evals ({args.num_evals}) is more than the number of training steps ({training_steps} steps of "
-            f"--num-envs x --unroll-length = {per_step} env steps): lower --num-evals to at most {training_steps} "
-            f"or raise --total-timesteps."
-        )
     if training_steps * u < learning_start_rows and updates > 0:
         prefill = learning_start_rows * args.num_envs
         raise ConfigError(
@@ -470,6 +464,12 @@ def make_schedule(args: Args, env) -> Schedule:
             f"{args.learning_starts} rows per env (whole rollouts: {learning_start_rows}) x --num-envs "
             f"{args.num_envs} = {prefill:,} env steps are collected first. Raise --total-timesteps above "
             f"{prefill:,}, or lower --learning-starts or --num-envs."
+        )
+    if args.num_evals > training_steps:
+        raise ConfigError(
+            f"--num-evals ({args.num_evals}) is more than the number of training steps ({training_steps} steps of "
+            f"--num-envs x --unroll-length = {per_step} env steps): lower --num-evals to at most {training_steps} "
+            f"or raise --total-timesteps."
         )
     boundaries = tuple(round(i * training_steps / args.num_evals) for i in range(args.num_evals + 1))
     if args.checkpoint_every < 0:

@@ -138,7 +138,7 @@ def test_schedule_reaches_total_timesteps():
 BAD_FLAGS = [
     (["--batch-size", "10000000"], "--batch-size"),
     (["--buffer-size", "100", "--learning-starts", "500"], "--learning-starts"),
-    (["--num-evals", "50", "--total-timesteps", "1000"], "--num-evals"),
+    (["--num-evals", "50", "--total-timesteps", "1000", "--learning-starts", "0"], "--num-evals"),
     (["--contrastive-loss", "triplet"], "contrastive"),
     (["--env-id", "reachr"], "reacher"),
     (["--num-envs", "0"], "--num-envs"),
