@@ -297,8 +297,9 @@ class VecEnv:
 
         return jax.lax.cond(jnp.any(ended), reset_ended, lambda s: s, stepped)
 
-    def evaluate(self, policy: Callable[[jax.Array], jax.Array], key: jax.Array) -> tuple[dict, tuple]:
-        """One full episode per env from `reset(key)` with `policy(obs batch) -> action batch`.
+    def evaluate(self, policy: Callable[[jax.Array], jax.Array] | None, key: jax.Array) -> tuple[dict, tuple]:
+        """One full episode per env from `reset(key)` with `policy(obs batch) -> action batch`
+        (`None`: uniformly random actions in [-1, 1], the random-policy baseline).
 
         Returns `(metrics, (pipeline_states, goals))`: the means over envs of `success_rate` (the
         goal was reached at some step), `time_at_goal` (fraction of the episode's steps at the
@@ -309,9 +310,13 @@ class VecEnv:
         """
         length = self.env.episode_length
 
-        def step(carry, _):
+        def step(carry, k):
             state, alive, final_dist = carry
-            nxt = self.step(state, policy(state.obs))
+            if policy is None:
+                action = jax.random.uniform(k, (self.num_envs, self.env.action_size), minval=-1.0, maxval=1.0)
+            else:
+                action = policy(state.obs)
+            nxt = self.step(state, action)
             ended = jnp.logical_or(nxt.done > 0, nxt.info["truncation"] > 0)
             final_dist = jnp.where(alive * ended > 0, nxt.metrics["dist"], final_dist)
             out = (nxt.metrics["success"] * alive, nxt.reward * alive)
@@ -319,7 +324,8 @@ class VecEnv:
             return (nxt, alive * (1.0 - ended), final_dist), out + first_env
 
         start = (self.reset(key), jnp.ones(self.num_envs), jnp.zeros(self.num_envs))
-        (_, _, final_dist), (success, reward, frames, goals) = jax.lax.scan(step, start, None, length)
+        step_keys = jax.random.split(jax.random.fold_in(key, 1), length)  # used by policy None only
+        (_, _, final_dist), (success, reward, frames, goals) = jax.lax.scan(step, start, step_keys)
         metrics = {
             "success_rate": jnp.mean(jnp.max(success, axis=0)),
             "time_at_goal": jnp.mean(jnp.sum(success, axis=0) / length),

@@ -2,30 +2,42 @@
 
     python results/benchmark.py --preset cpu-smoke          # minutes on 2 CPU cores, tiny networks
     python results/benchmark.py --preset cpu-small          # about an hour on 2 CPU cores
+    python results/benchmark.py --preset cpu-suite          # crl_infonce on 14 envs: hours on 2 CPU cores
     python results/benchmark.py --preset gpu-paper          # the benchmark's envs, 10M-50M steps (GPU)
     python results/benchmark.py --preset cpu-small --algorithms crl_infonce --seeds 1 2 --env-ids reacher
 
 Each (algorithm, env, seed) is one subprocess `python algorithms/{algorithm}.py` with the
 preset's flags for that env (plus `--extra` flags, given as `--extra=--flag=value`), writing its
-TensorBoard run directory under `{out_dir}/runs`. A run whose event file already holds its
-final evaluation is not repeated, so an interrupted benchmark continues where it stopped.
-Afterwards the evaluation scalars are read back with TensorBoard's reader and written to
+TensorBoard run directory under `{out_dir}/runs`. The pseudo-algorithm `random` is
+`python results/random_policy.py` instead: the same evaluation protocol (the run's
+`--num-eval-envs` episodes of its episode length) with uniformly random actions, and the env-only
+throughput at the run's `--num-envs`, written to `{out_dir}/random/`. A run whose event file
+already holds its final evaluation is not repeated, so an interrupted benchmark continues where
+it stopped. Afterwards the evaluation scalars are read back with TensorBoard's reader and
+written to
 
 * `{out_dir}/evals.csv`: one row per evaluation (algorithm, env_id, seed, env_steps,
   success_rate, time_at_goal, final_distance, episodic_return, run_dir);
 * `{out_dir}/final.csv`: one row per run (its last evaluation, the mean training SPS, the
-  wall time of the subprocess, kept from the invocation that ran it, and the exact command);
+  wall time of the subprocess, its compile and training seconds as the run printed them, all
+  kept from the invocation that ran it, and the exact command); a `random` row has
+  env_steps 0 and, as mean_sps, the env-only rate;
 * `{out_dir}/summary.md`: per (env, algorithm) the final success rate and time at goal (IQM
-  over seeds, 95% bootstrap interval), training SPS and wall time;
+  over seeds, 95% bootstrap interval), training SPS and wall time; where the env has a `random`
+  row, the share of the wall time spent compiling, in the env (env steps / env-only rate, an
+  estimate: the env runs fused with the rest), in the rest of training (gradient steps and
+  the buffer) and outside training (evaluations, start-up);
 * `{out_dir}/curves.png`: learning curves (IQM over seeds with a 95% bootstrap interval, see
-  `results/plots.py`), unless `--no-plot`.
+  `results/plots.py`) with the random policy's success as a dashed line, unless `--no-plot`.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import os
 import pathlib
+import re
 import statistics
 import subprocess
 import sys
@@ -38,6 +50,7 @@ sys.path.insert(0, str(ROOT / "results"))
 import plots  # noqa: E402
 
 ALGORITHMS = ("crl_infonce", "crl_dpo", "sac_her", "td3_her")
+RANDOM = "random"  # the random-policy baseline: results/random_policy.py
 EVAL_TAGS = {
     "success_rate": "eval/success_rate",
     "time_at_goal": "eval/time_at_goal",
@@ -75,12 +88,13 @@ _MAZE_200 = ("--episode-length=200", "--unroll-length=50", "--learning-starts=20
 # num_envs * (episode_length - 1) / batch_size gradient steps per training step, follows it;
 # `--dry-run` prints both for every run.
 _EP_1001 = ("--episode-length=1001",)
+_SUITE_2M = ("--total-timesteps=2000000", "--num-evals=10")
 _PAPER_50M = ("--total-timesteps=50000000", "--num-evals=50", "--num-envs=512", *_EP_1001)
 _PAPER_10M = ("--total-timesteps=10000000", "--num-evals=50", "--num-envs=256", *_EP_1001)
 
 PRESETS = {
     "cpu-smoke": Preset(
-        algorithms=ALGORITHMS,
+        algorithms=(*ALGORITHMS, RANDOM),
         env_flags={"reacher": ()},
         seeds=(1,),
         common_flags=_TINY,
@@ -95,6 +109,34 @@ PRESETS = {
         },
         seeds=(1, 2, 3),
         note="the two cheapest envs that show learning, default networks, 3 seeds",
+    ),
+    "cpu-suite": Preset(
+        algorithms=(RANDOM, "crl_infonce"),
+        env_flags={
+            # crl_infonce at its defaults (256 envs, each env's default episode length, the
+            # default update ratio: episode_length - 1 gradient steps per training step). Budgets
+            # give each run about 10-15 minutes on 2 CPU cores, from the env-only rates in
+            # env_throughput.md and about 4 ms per gradient step.
+            "cheetah": _SUITE_2M,
+            "pusher_easy": _SUITE_2M,
+            "ant": _SUITE_2M,
+            "ant_ball": _SUITE_2M,
+            "ant_push": ("--total-timesteps=1500000", "--num-evals=10"),
+            "ant_u_maze": _SUITE_2M,
+            "ant_big_maze": _SUITE_2M,
+            "humanoid": _SUITE_2M,
+            "humanoid_u_maze": ("--total-timesteps=1500000", "--num-evals=10"),
+            "simple_big_maze": _SUITE_2M,
+            # The arm runs at 300-1,100 env-only SPS on this CPU: the default prefill of 1,000
+            # steps per env (256,000 env steps) would be half or more of these budgets, so
+            # it is 200 steps (two episodes of arm_reach) here.
+            "arm_reach": ("--total-timesteps=600000", "--num-evals=10", "--learning-starts=200"),
+            "arm_push_easy": ("--total-timesteps=500000", "--num-evals=10", "--learning-starts=200"),
+            "arm_grasp": ("--total-timesteps=500000", "--num-evals=10", "--learning-starts=200"),
+            "arm_binpick_easy": ("--total-timesteps=300000", "--num-evals=10", "--learning-starts=200"),
+        },
+        seeds=(1,),
+        note="crl_infonce at its defaults on every env family, one seed, 10-15 CPU minutes per env, beside a random policy",
     ),
     "gpu-paper": Preset(
         algorithms=ALGORITHMS,
@@ -125,7 +167,7 @@ PRESETS = {
 @dataclass(frozen=True)
 class Args:
     preset: str = "cpu-smoke"
-    """one of cpu-smoke, cpu-small, gpu-paper"""
+    """one of cpu-smoke, cpu-small, cpu-suite, gpu-paper"""
     algorithms: tuple[str, ...] = ()
     """restrict to these algorithms (default: the preset's)"""
     env_ids: tuple[str, ...] = ()
@@ -152,9 +194,9 @@ def plan(args: Args) -> tuple[Preset, list[tuple[str, str, int, list[str]]]]:
     preset = PRESETS[args.preset]
     algorithms = args.algorithms or preset.algorithms
     env_ids = args.env_ids or tuple(preset.env_flags)
-    unknown = [a for a in algorithms if a not in ALGORITHMS]
+    unknown = [a for a in algorithms if a not in (*ALGORITHMS, RANDOM)]
     if unknown:
-        raise BenchmarkError(f"unknown algorithm(s) {unknown}; choose from {', '.join(ALGORITHMS)}")
+        raise BenchmarkError(f"unknown algorithm(s) {unknown}; choose from {', '.join(ALGORITHMS)}, {RANDOM}")
     missing = [e for e in env_ids if e not in preset.env_flags]
     if missing:
         raise BenchmarkError(
@@ -208,80 +250,175 @@ def finished_run(run_root: str, algorithm: str, env_id: str, seed: int, total: i
     return run_dir if evals and max(evals) >= total else None
 
 
-def run_jobs(args: Args) -> tuple[list[dict], list[dict], str]:
+def random_command(flags: list[str], output: str) -> list[str]:
+    """random_policy.py's flags for a run's flags: its env, seed, episode length, evaluation
+    episodes and number of training envs."""
+    output = os.path.relpath(output, ROOT) if output.startswith(str(ROOT)) else output
+    command = [
+        f"--env-id={flag_value(flags, 'env-id')}",
+        f"--seed={flag_value(flags, 'seed')}",
+        f"--num-episodes={flag_value(flags, 'num-eval-envs') or 128}",
+        f"--num-envs={flag_value(flags, 'num-envs') or 256}",
+        f"--output={output}",
+    ]
+    length = flag_value(flags, "episode-length")
+    return command + ([f"--episode-length={length}"] if length else [])
+
+
+def printed_seconds(stdout: str) -> dict:
+    """Compile and training seconds from an algorithm's output: its 'compiled ... in X s' line and
+    its last line's env steps over its SPS."""
+    compiled = re.search(r"compiled training chunk and evaluation in ([0-9.]+) s", stdout)
+    trained = re.search(r"trained ([0-9,]+) env steps .*?([0-9,]+) SPS per seed", stdout)
+    return {
+        "compile_s": round(float(compiled.group(1)), 1) if compiled else "",
+        "train_s": round(int(trained.group(1).replace(",", "")) / int(trained.group(2).replace(",", "")), 1)
+        if trained
+        else "",
+    }
+
+
+def random_output(out_dir: str, env_id: str, seed: int) -> str:
+    return os.path.join(out_dir, RANDOM, f"{env_id}__{RANDOM}__{seed}.json")
+
+
+def run_random(env_id: str, seed: int, flags: list[str], out_dir: str, earlier: dict) -> tuple[dict, str | None]:
+    """The `random` row of one (env, seed); runs random_policy.py unless its JSON exists."""
+    path = random_output(out_dir, env_id, seed)
+    command = random_command(flags, path)
+    shown = " ".join(["python", "results/random_policy.py", *command])
+    wall, failure = None, None
+    if not os.path.exists(path):
+        start = time.perf_counter()
+        program = str(ROOT / "results" / "random_policy.py")
+        result = subprocess.run([sys.executable, program, *command], capture_output=True, text=True, cwd=ROOT)
+        wall = time.perf_counter() - start
+        if result.returncode != 0:
+            return {}, f"{shown}\n{result.stderr.strip()[-2000:]}"
+    else:
+        print(f"  already done: {path}", flush=True)
+    with open(path) as f:
+        measured = json.load(f)
+    run_dir = os.path.relpath(path, out_dir)
+    row = dict(algorithm=RANDOM, env_id=env_id, seed=seed, env_steps=0)
+    row.update({name: measured[name] for name in EVAL_TAGS})
+    row.update(mean_sps=measured["env_only_sps"], run_dir=run_dir, command=shown)
+    row["wall_s"] = round(wall, 1) if wall is not None else earlier.get(run_dir, {}).get("wall_s", "")
+    return row, failure
+
+
+def run_algorithm(
+    algorithm: str, env_id: str, seed: int, flags: list[str], out_dir: str, earlier: dict
+) -> tuple[list[dict], dict, str | None]:
+    """The evaluation rows and the final row of one algorithm run; runs it unless it finished."""
+    run_root = os.path.join(out_dir, "runs")
+    command = [sys.executable, str(ROOT / "algorithms" / f"{algorithm}.py"), *flags, f"--run-root={run_root}"]
+    shown = " ".join(["python", f"algorithms/{algorithm}.py", *flags])
+    total = int(flag_value(flags, "total-timesteps") or 1_000_000)
+    run_dir = finished_run(run_root, algorithm, env_id, seed, total)
+    timing = None
+    if run_dir is None:
+        start = time.perf_counter()
+        result = subprocess.run(command, capture_output=True, text=True)
+        timing = {"wall_s": round(time.perf_counter() - start, 1), **printed_seconds(result.stdout)}
+        if result.returncode != 0:
+            return [], {}, f"{shown}\n{result.stderr.strip()[-2000:]}"
+        run_dir = finished_run(run_root, algorithm, env_id, seed, total)
+        if run_dir is None:
+            return [], {}, f"{shown}\nfinished without a final evaluation in {run_root}"
+    else:
+        print(f"  already done: {run_dir}", flush=True)
+    relative = os.path.relpath(run_dir, out_dir)
+    if timing is None:  # kept from the invocation that ran it
+        timing = {k: earlier.get(relative, {}).get(k, "") for k in ("wall_s", "compile_s", "train_s")}
+    scalars = plots.read_scalars(run_dir, (*EVAL_TAGS.values(), "charts/SPS"))
+    evals = []
+    for step in sorted(scalars.get("eval/success_rate", {})):
+        row = dict(algorithm=algorithm, env_id=env_id, seed=seed, env_steps=step)
+        row.update({name: scalars.get(tag, {}).get(step, "") for name, tag in EVAL_TAGS.items()})
+        evals.append({**row, "run_dir": relative})
+    sps = list(scalars.get("charts/SPS", {}).values())
+    final = {
+        **{k: evals[-1][k] for k in ("algorithm", "env_id", "seed", "env_steps", *EVAL_TAGS)},
+        "mean_sps": round(statistics.mean(sps)) if sps else "",
+        "run_dir": relative,
+        "command": shown,
+        **timing,
+    }
+    return evals, final, None
+
+
+FINAL_COLUMNS = (
+    "algorithm", "env_id", "seed", "env_steps", *EVAL_TAGS, "mean_sps", "wall_s", "compile_s", "train_s", "run_dir",
+    "command",
+)  # fmt: skip
+
+
+def run_jobs(args: Args) -> tuple[list[dict], list[dict], str, list[str]]:
     preset, jobs = plan(args)
     out_dir = args.out_dir or str(ROOT / "results" / "benchmark" / args.preset)
-    run_root = os.path.join(out_dir, "runs")
     finals, evals, failures = [], [], []
-    earlier = {}  # wall times of runs made by an earlier invocation, from its final.csv
+    earlier = {}  # timings of runs made by an earlier invocation, from its final.csv
     if os.path.exists(os.path.join(out_dir, "final.csv")):
         with open(os.path.join(out_dir, "final.csv")) as f:
-            earlier = {row["run_dir"]: row.get("wall_s", "") for row in csv.DictReader(f)}
+            earlier = {row["run_dir"]: row for row in csv.DictReader(f)}
     for n, (algorithm, env_id, seed, flags) in enumerate(jobs, 1):
-        command = [sys.executable, str(ROOT / "algorithms" / f"{algorithm}.py"), *flags, f"--run-root={run_root}"]
-        shown = " ".join(["python", f"algorithms/{algorithm}.py", *flags])
-        print(f"[{n}/{len(jobs)}] {shown}\n  {schedule_line(flags)}", flush=True)
+        if algorithm == RANDOM:
+            shown = ["results/random_policy.py", *random_command(flags, random_output(out_dir, env_id, seed))]
+        else:
+            shown = [f"algorithms/{algorithm}.py", *flags]
+        print(f"[{n}/{len(jobs)}] python {' '.join(shown)}\n  {schedule_line(flags)}", flush=True)
         if args.dry_run:
             continue
-        total = int(flag_value(flags, "total-timesteps") or 1_000_000)
-        run_dir = finished_run(run_root, algorithm, env_id, seed, total)
-        wall = None
-        if run_dir is None:
-            start = time.perf_counter()
-            result = subprocess.run(command, capture_output=True, text=True)
-            wall = time.perf_counter() - start
-            if result.returncode != 0:
-                failures.append(f"{shown}\n{result.stderr.strip()[-2000:]}")
-                print(f"  failed (exit {result.returncode})", flush=True)
-                continue
-            run_dir = finished_run(run_root, algorithm, env_id, seed, total)
-            if run_dir is None:
-                failures.append(f"{shown}\nfinished without a final evaluation in {run_root}")
-                continue
+        if algorithm == RANDOM:
+            final, failure = run_random(env_id, seed, flags, out_dir, earlier)
         else:
-            print(f"  already done: {run_dir}", flush=True)
-        scalars = plots.read_scalars(run_dir, (*EVAL_TAGS.values(), "charts/SPS"))
-        steps = sorted(scalars.get("eval/success_rate", {}))
-        for step in steps:
-            row = dict(algorithm=algorithm, env_id=env_id, seed=seed, env_steps=step)
-            row.update({name: scalars.get(tag, {}).get(step, "") for name, tag in EVAL_TAGS.items()})
-            evals.append({**row, "run_dir": os.path.relpath(run_dir, out_dir)})
-        last = evals[-1]
-        sps = list(scalars.get("charts/SPS", {}).values())
-        finals.append(
-            {
-                **{k: last[k] for k in ("algorithm", "env_id", "seed", "env_steps", *EVAL_TAGS)},
-                "mean_sps": round(statistics.mean(sps)) if sps else "",
-                "wall_s": round(wall, 1) if wall is not None else earlier.get(last["run_dir"], ""),
-                "run_dir": last["run_dir"],
-                "command": shown,
-            }
-        )
+            run_evals, final, failure = run_algorithm(algorithm, env_id, seed, flags, out_dir, earlier)
+            evals.extend(run_evals)
+        if failure:
+            failures.append(failure)
+            print("  failed", flush=True)
+            continue
+        finals.append({k: final.get(k, "") for k in FINAL_COLUMNS})
         print(
-            f"  success_rate {last['success_rate']:.3f} time_at_goal {last['time_at_goal']:.3f}"
-            f" at {last['env_steps']:,} steps" + (f", {wall:.0f} s" if wall is not None else ""),
+            f"  success_rate {final['success_rate']:.3f} time_at_goal {final['time_at_goal']:.3f}"
+            f" at {final['env_steps']:,} steps, {final['wall_s']} s",
             flush=True,
         )
-    if failures:
-        raise BenchmarkError("run(s) failed:\n\n" + "\n\n".join(failures))
-    return evals, finals, out_dir
+    return evals, finals, out_dir, failures
+
+
+def time_shares(rows: list[dict], env_only_sps: float | None) -> str:
+    """'compile / env / rest of training / outside training' as % of the mean wall time, or ''."""
+    timed = [r for r in rows if all(r.get(k) not in ("", None) for k in ("wall_s", "compile_s", "train_s"))]
+    if not timed or not env_only_sps:
+        return ""
+    wall, compile_s, train = (statistics.mean(float(r[k]) for r in timed) for k in ("wall_s", "compile_s", "train_s"))
+    env = min(statistics.mean(int(r["env_steps"]) for r in timed) / env_only_sps, train)
+    shares = (compile_s, env, train - env, wall - compile_s - train)
+    return " / ".join(f"{100 * x / wall:.0f}" for x in shares)
 
 
 def summary_table(finals: list[dict], preset: str, samples: int = 2000) -> str:
     """Markdown: per (env, algorithm), the final success rate and time at goal (IQM over seeds
-    with a 95% bootstrap interval), mean training SPS and mean wall time per run."""
+    with a 95% bootstrap interval), mean training SPS (a `random` row: env-only SPS), mean wall
+    time per run and, where the env has a `random` row, where that wall time went."""
     import numpy as np
 
     rng = np.random.default_rng(0)
     lines = [
-        f"Preset `{preset}`. Final evaluation per run, IQM over seeds [95% bootstrap interval].",
+        f"Preset `{preset}`. Final evaluation per run, IQM over seeds [95% bootstrap interval]. A `random` row is"
+        " the random policy under the same evaluation, its SPS the env-only rate at the same number of envs.",
+        "Time split, % of wall time: compile / env (env steps at the env-only rate) / rest of training (gradient"
+        " steps, buffer) / outside training (evaluations, start-up).",
         "",
-        "| env | algorithm | seeds | env steps | success rate | time at goal | training SPS | wall s / run |",
-        "|---|---|---:|---:|---|---|---:|---:|",
+        "| env | algorithm | seeds | env steps | success rate | time at goal | SPS | wall s / run | time split % |",
+        "|---|---|---:|---:|---|---|---:|---:|---|",
     ]
     groups: dict[tuple[str, str], list[dict]] = {}
     for row in finals:
         groups.setdefault((row["env_id"], row["algorithm"]), []).append(row)
+    env_only = {env_id: float(rows[0]["mean_sps"]) for (env_id, a), rows in groups.items() if a == RANDOM}
     for (env_id, algorithm), rows in groups.items():
         cells = []
         for name in ("success_rate", "time_at_goal"):
@@ -290,17 +427,18 @@ def summary_table(finals: list[dict], preset: str, samples: int = 2000) -> str:
             cells.append(f"{plots.iqm(values):.3f} [{low:.3f}, {high:.3f}]")
         sps = [float(r["mean_sps"]) for r in rows if r["mean_sps"] != ""]
         walls = [float(r["wall_s"]) for r in rows if r["wall_s"] != ""]
+        shares = "" if algorithm == RANDOM else time_shares(rows, env_only.get(env_id))
         lines.append(
             f"| {env_id} | {algorithm} | {len(rows)} | {max(int(r['env_steps']) for r in rows):,} | {cells[0]} | "
             f"{cells[1]} | {statistics.mean(sps) if sps else float('nan'):,.0f} | "
             + (f"{statistics.mean(walls):.0f}" if walls else "")
-            + " |"
+            + f" | {shares} |"
         )
     return "\n".join(lines) + "\n"
 
 
 def main(args: Args) -> str:
-    evals, finals, out_dir = run_jobs(args)
+    evals, finals, out_dir, failures = run_jobs(args)
     if args.dry_run:
         return out_dir
     os.makedirs(out_dir, exist_ok=True)
@@ -309,16 +447,26 @@ def main(args: Args) -> str:
     table = summary_table(finals, args.preset)
     pathlib.Path(out_dir, "summary.md").write_text(table)
     print(table)
-    if args.plot:
+    if args.plot and evals:
         wanted = {(r["env_id"], r["algorithm"], r["seed"]) for r in finals}  # this invocation's runs only
         runs = {
             key: {seed: d for seed, d in by_seed.items() if (*key, seed) in wanted}
             for key, by_seed in plots.find_runs(os.path.join(out_dir, "runs")).items()
         }
         runs = {key: by_seed for key, by_seed in runs.items() if by_seed}
-        rows = plots.aggregate(runs, plots.DEFAULT_TAGS)
-        plots.plot(rows, plots.DEFAULT_TAGS, os.path.join(out_dir, "curves.png"), "iqm", 0.95)
-    print(f"wrote {out_dir}/evals.csv, final.csv, summary.md" + (", curves.png" if args.plot else ""))
+        many_envs = len({env_id for env_id, _ in runs}) > 5
+        tags = ("eval/success_rate",) if many_envs else plots.DEFAULT_TAGS
+        rows = plots.aggregate(runs, tags)
+        baselines = {}  # (env, tag) -> the random policy's mean over seeds
+        for tag in tags:
+            name = tag.split("/")[1]
+            for env_id in {r["env_id"] for r in finals if r["algorithm"] == RANDOM}:
+                values = [float(r[name]) for r in finals if r["algorithm"] == RANDOM and r["env_id"] == env_id]
+                baselines[env_id, tag] = statistics.mean(values)
+        plots.plot(rows, tags, os.path.join(out_dir, "curves.png"), "iqm", 0.95, baselines)
+    print(f"wrote {out_dir}/evals.csv, final.csv, summary.md" + (", curves.png" if args.plot and evals else ""))
+    if failures:
+        raise BenchmarkError("run(s) failed (the tables hold the others):\n\n" + "\n\n".join(failures))
     return out_dir
 
 

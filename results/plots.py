@@ -140,8 +140,18 @@ def aggregate(
 
 
 # ------------------------------------------------------------------ figure
-def plot(rows: list[dict], tags: tuple[str, ...], output: str, statistic: str, confidence: float) -> str:
-    """One column per env, one row per tag, one line per algorithm; written atomically."""
+def plot(
+    rows: list[dict],
+    tags: tuple[str, ...],
+    output: str,
+    statistic: str,
+    confidence: float,
+    baselines: dict[tuple[str, str], float] | None = None,
+    max_columns: int = 5,
+) -> str:
+    """One panel per (env, tag), one line per algorithm; envs run across at most `max_columns`
+    columns, each env's tags stacked below it. `baselines[(env, tag)]` (for example the random
+    policy's score) is drawn as a dashed grey line. Written atomically."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -152,12 +162,17 @@ def plot(rows: list[dict], tags: tuple[str, ...], output: str, statistic: str, c
     if not env_ids:
         raise ValueError("no evaluation points to plot")
     colors = {a: plt.get_cmap("tab10")(i % 10) for i, a in enumerate(algorithms)}
+    columns = min(len(env_ids), max_columns)
+    env_rows = -(-len(env_ids) // columns)
     fig, axes = plt.subplots(
-        len(tags), len(env_ids), figsize=(4.2 * len(env_ids), 3.2 * len(tags)), squeeze=False, sharex="col"
+        env_rows * len(tags), columns, figsize=(4.2 * columns, 3.2 * env_rows * len(tags)), squeeze=False
     )
-    for col, env_id in enumerate(env_ids):
-        for row, tag in enumerate(tags):
-            ax = axes[row][col]
+    for ax in axes.flat:
+        ax.set_visible(False)
+    for index, env_id in enumerate(env_ids):
+        for t, tag in enumerate(tags):
+            ax = axes[(index // columns) * len(tags) + t][index % columns]
+            ax.set_visible(True)
             for algorithm in algorithms:
                 points = [r for r in rows if r["env_id"] == env_id and r["algorithm"] == algorithm and r["tag"] == tag]
                 if not points:
@@ -168,14 +183,16 @@ def plot(rows: list[dict], tags: tuple[str, ...], output: str, statistic: str, c
                 ax.fill_between(
                     x, [p["low"] for p in points], [p["high"] for p in points], color=colors[algorithm], alpha=0.2
                 )
-            ax.set_title(env_id if row == 0 else "")
+            if baselines and (env_id, tag) in baselines:
+                ax.axhline(baselines[env_id, tag], color="grey", linestyle="--", linewidth=1, label="random policy")
+            ax.set_title(env_id if t == 0 else "")
             ax.set_ylabel(tag.split("/")[-1].replace("_", " "))
             ax.grid(alpha=0.3)
-            if row == len(tags) - 1:
-                ax.set_xlabel("env steps")
+            ax.set_xlabel("env steps")
             if "success" in tag or "time_at_goal" in tag:
                 ax.set_ylim(-0.02, 1.02)
-    axes[0][0].legend(fontsize=8, loc="upper left")
+            if index == 0 and t == 0:
+                ax.legend(fontsize=8, loc="upper left")
     fig.suptitle(
         f"{statistic.upper() if statistic == 'iqm' else 'mean'} over seeds, {confidence:.0%} bootstrap interval",
         fontsize=10,

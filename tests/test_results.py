@@ -102,22 +102,28 @@ def test_benchmark_cpu_smoke_end_to_end(tmp_path):
         "episodic_return",
         "run_dir",
     ]
-    assert sorted(r["algorithm"] for r in finals) == sorted(["crl_infonce", "crl_dpo", "sac_her", "td3_her"])
+    assert sorted(r["algorithm"] for r in finals) == sorted(["crl_infonce", "crl_dpo", "sac_her", "td3_her", "random"])
     for row in finals:
-        assert int(row["env_steps"]) >= 400 and 0.0 <= float(row["success_rate"]) <= 1.0
-        assert (
-            float(row["mean_sps"]) > 0 and float(row["wall_s"]) > 0 and row["command"].startswith("python algorithms/")
-        )
+        assert 0.0 <= float(row["success_rate"]) <= 1.0 and float(row["mean_sps"]) > 0 and float(row["wall_s"]) > 0
+        if row["algorithm"] == "random":  # the baseline: no training, the env-only rate as its SPS
+            assert int(row["env_steps"]) == 0 and row["command"].startswith("python results/random_policy.py")
+        else:
+            assert int(row["env_steps"]) >= 400 and row["command"].startswith("python algorithms/")
+            assert 0 < float(row["compile_s"]) < float(row["wall_s"]) and 0 < float(row["train_s"]) < float(
+                row["wall_s"]
+            )
     assert len(evals) == 4 * 3  # evaluations at 0, mid-way and the end
     summary = (tmp_path / "summary.md").read_text()
-    assert summary.count("| reacher |") == 4 and "success rate" in summary
+    assert summary.count("| reacher |") == 5 and "success rate" in summary
+    shares = [line.split("|")[-2] for line in summary.splitlines() if "| crl_infonce |" in line][0]
+    assert 99 <= sum(int(x) for x in shares.split(" / ")) <= 101  # compile / env / rest / outside training
     with Image.open(tmp_path / "curves.png") as image:
         pixels = np.asarray(image.convert("RGB"))
     assert pixels.shape[0] > 200 and pixels.shape[1] > 200
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 20  # lines, text, shading: not blank
     # a second invocation finds every run finished and only re-tabulates
     again = subprocess.run(command + ["--no-plot"], capture_output=True, text=True, timeout=600)
-    assert again.returncode == 0 and again.stdout.count("already done") == 4
+    assert again.returncode == 0 and again.stdout.count("already done") == 5
 
 
 def test_benchmark_rejects_an_unknown_preset_or_env_with_exit_2(tmp_path):
