@@ -88,7 +88,7 @@ _MAZE_200 = ("--episode-length=200", "--unroll-length=50", "--learning-starts=20
 # num_envs * (episode_length - 1) / batch_size gradient steps per training step, follows it;
 # `--dry-run` prints both for every run.
 _EP_1001 = ("--episode-length=1001",)
-_SUITE_2M = ("--total-timesteps=2000000", "--num-evals=10")
+_SUITE_1M = ("--total-timesteps=1000000", "--num-evals=10")
 _PAPER_50M = ("--total-timesteps=50000000", "--num-evals=50", "--num-envs=512", *_EP_1001)
 _PAPER_10M = ("--total-timesteps=10000000", "--num-evals=50", "--num-envs=256", *_EP_1001)
 
@@ -113,20 +113,21 @@ PRESETS = {
     "cpu-suite": Preset(
         algorithms=(RANDOM, "crl_infonce"),
         env_flags={
-            # crl_infonce at its defaults (256 envs, each env's default episode length, the
-            # default update ratio: episode_length - 1 gradient steps per training step). Budgets
-            # give each run about 10-15 minutes on 2 CPU cores, from the env-only rates in
-            # env_throughput.md and about 4 ms per gradient step.
-            "cheetah": _SUITE_2M,
-            "pusher_easy": _SUITE_2M,
-            "ant": _SUITE_2M,
-            "ant_ball": _SUITE_2M,
-            "ant_push": ("--total-timesteps=1500000", "--num-evals=10"),
-            "ant_u_maze": _SUITE_2M,
-            "ant_big_maze": _SUITE_2M,
-            "humanoid": _SUITE_2M,
-            "humanoid_u_maze": ("--total-timesteps=1500000", "--num-evals=10"),
-            "simple_big_maze": _SUITE_2M,
+            # crl_infonce at its defaults: 256 envs, each env's default episode length and the
+            # default update ratio (episode_length - 1 gradient steps per training step of
+            # 256 x 62 env steps). With 1000-step episodes that is about 1,500 training SPS on
+            # 2 CPU cores (measured on cheetah: 1,100-1,500 SPS while the cores were shared),
+            # so 1M env steps is 10-15 minutes. cheetah ran first, at 2M.
+            "cheetah": ("--total-timesteps=2000000", "--num-evals=10"),
+            "pusher_easy": _SUITE_1M,
+            "ant": _SUITE_1M,
+            "ant_ball": _SUITE_1M,
+            "ant_push": _SUITE_1M,
+            "ant_u_maze": _SUITE_1M,
+            "ant_big_maze": _SUITE_1M,
+            "humanoid": _SUITE_1M,
+            "humanoid_u_maze": _SUITE_1M,
+            "simple_big_maze": _SUITE_1M,
             # The arm runs at 300-1,100 env-only SPS on this CPU: the default prefill of 1,000
             # steps per env (256,000 env steps) would be half or more of these budgets, so
             # it is 200 steps (two episodes of arm_reach) here.

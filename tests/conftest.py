@@ -1,6 +1,17 @@
-"""Shared test setup: a persistent XLA compilation cache outside the repository, so that a
-second run of the suite on the same machine skips most compiles. (The headless GL backend is
-chosen by `envs` itself, as for a user; the rendering tests need one installed.)"""
+"""Shared test setup and helpers.
+
+Setup: a persistent XLA compilation cache outside the repository, so that a second run of the
+suite on the same machine skips most compiles (the algorithms' subprocesses use it too). The
+headless GL backend is chosen by `envs` itself, as for a user; the rendering tests need one
+installed.
+
+Helpers: the algorithm files (discovered in algorithms/), loading one as a module, the tiny
+training flags the fast tests use, TensorBoard's reader, the random-policy baseline and the
+learning tests' configuration.
+
+Markers: `slow` marks the tests that train to a success threshold or start fresh processes that
+compile a whole training run; `pytest -m "not slow"` is the quick subset (README, "Tests").
+"""
 
 import os
 
@@ -12,23 +23,197 @@ import os
 from envs.base import FUSION_FLAG, SCHEDULER_FLAG, set_cpu_xla_flags
 
 set_cpu_xla_flags("the test suite", (FUSION_FLAG, SCHEDULER_FLAG))
+CACHE_DIR = os.path.expanduser("~/.cache/gcrl-jax-tests")
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", CACHE_DIR)  # subprocesses inherit it
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1.0")
 
 import jax  # noqa: E402
 
-jax.config.update("jax_compilation_cache_dir", os.path.expanduser("~/.cache/gcrl-jax-tests"))
+jax.config.update("jax_compilation_cache_dir", CACHE_DIR)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
+import dataclasses  # noqa: E402
+import functools  # noqa: E402
 import importlib.util  # noqa: E402
 import pathlib  # noqa: E402
 import sys  # noqa: E402
 
+import numpy as np  # noqa: E402
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
+
+import envs  # noqa: E402
+
 REPO = pathlib.Path(__file__).resolve().parent.parent
+ALGORITHMS = tuple(sorted(path.stem for path in (REPO / "algorithms").glob("*.py")))
 
 
 def load_algorithm(name: str):
-    """Import algorithms/{name}.py as a module (the algorithm files are scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(f"algorithms_{name}", REPO / "algorithms" / f"{name}.py")
+    """Import algorithms/{name}.py as a module (the algorithm files are scripts, not a package);
+    each file is executed once per test process."""
+    module_name = f"algorithms_{name}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, REPO / "algorithms" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while the file executes
     spec.loader.exec_module(module)
     return module
+
+
+# A run small enough to compile and train in seconds; flags an algorithm does not have are
+# dropped by `tiny`.
+TINY = dict(
+    env_id="reacher",
+    num_envs=4,
+    num_eval_envs=2,
+    unroll_length=10,
+    batch_size=16,
+    buffer_size=100,
+    learning_starts=10,
+    width=16,
+    depth=1,
+    repr_dim=8,
+    updates_per_rollout=2,
+)
+
+
+def tiny(name: str, **changes) -> dict:
+    """TINY plus `changes`, as keyword arguments of algorithms/{name}.py's Args."""
+    known = {f.name for f in dataclasses.fields(load_algorithm(name).Args)}
+    return {k: v for k, v in {**TINY, **changes}.items() if k in known}
+
+
+def as_flags(kwargs: dict) -> list[str]:
+    """Args keyword arguments as command-line flags."""
+    return [f"--{k.replace('_', '-')}={v}" for k, v in kwargs.items()]
+
+
+def read_scalars(run_dir: str) -> EventAccumulator:
+    """A run directory's event files, read back with TensorBoard's own reader."""
+    accumulator = EventAccumulator(run_dir)
+    accumulator.Reload()
+    return accumulator
+
+
+def random_policy_success(env_id: str, episode_length: int, num_episodes: int, seed: int) -> float:
+    """The algorithms' evaluation protocol (first episode per env, reached the goal at least
+    once) with uniformly random actions in [-1, 1]."""
+    vec = envs.VecEnv(envs.make(env_id, episode_length=episode_length), num_episodes)
+    metrics, _ = jax.jit(vec.evaluate, static_argnums=0)(None, jax.random.PRNGKey(seed))
+    return float(metrics["success_rate"])
+
+
+# The learning tests: the point-mass U maze, 200-step episodes, 640k env steps on 256 envs.
+LEARNING = dict(
+    env_id="simple_u_maze",
+    episode_length=200,
+    num_envs=256,
+    unroll_length=50,
+    total_timesteps=640_000,
+    learning_starts=200,
+    num_evals=5,
+    num_eval_envs=256,
+    seed=1,
+)
+
+
+# ------------------------------------------------------------------ sac_her and td3_her
+def her_transitions(module, relabel_ratio: float = 0.5, size: int = 4000):
+    """(env, batch): a HER batch sampled from the buffer after six tiny rollouts of reacher."""
+    args = module.Args(**tiny(module.ALGORITHM), relabel_ratio=relabel_ratio)
+    env = module.make_env(args)
+    init, chunk, buffer, _ = module.make_train(args, env, module.make_schedule(args, env))
+    carry, _ = jax.jit(chunk)(jax.jit(init)(jax.random.PRNGKey(0)), jax.numpy.int32(6))  # 6 rollouts of 10 steps
+    return env, buffer.sample_her(carry[3], jax.random.PRNGKey(1), size, relabel_ratio, env.goal_reach_thresh)
+
+
+def relabel_gamma_of(module, **flags) -> float:
+    """The discount of the future-goal distribution the buffer of a tiny run gets from `flags`."""
+    args = module.Args(**tiny(module.ALGORITHM), **flags)
+    env = module.make_env(args)
+    return module.make_train(args, env, module.make_schedule(args, env))[2].gamma
+
+
+def random_update_inputs(module):
+    """(args, actor, critic, batch): tiny networks and 16 random transitions."""
+    from buffers import Batch
+
+    args = module.Args(**tiny(module.ALGORITHM))
+    obs_dim, action_dim = 6, 2
+    actor = module.Actor(obs_dim, action_dim, args, jax.random.PRNGKey(0))
+    critic = module.make_critic(obs_dim, action_dim, args, jax.random.PRNGKey(1))
+    keys = jax.random.split(jax.random.PRNGKey(2), 4)
+    batch = Batch(
+        obs=jax.random.normal(keys[0], (16, obs_dim)),
+        action=jax.random.uniform(keys[1], (16, action_dim), minval=-1, maxval=1),
+        next_obs=jax.random.normal(keys[2], (16, obs_dim)),
+        terminated=jax.numpy.zeros(16),
+        truncated=jax.numpy.zeros(16),
+        future_goal=jax.numpy.zeros((16, 2)),
+        reward=(jax.random.uniform(keys[3], (16,)) < 0.3).astype(jax.numpy.float32),
+        relabelled=jax.numpy.zeros(16, bool),
+    )
+    return args, actor, critic, batch
+
+
+def perturbed(tree, key, scale: float = 0.3):
+    """`tree` with Gaussian noise of std `scale` added to every leaf."""
+    leaves, treedef = jax.tree.flatten(tree)
+    keys = jax.random.split(key, len(leaves))
+    return jax.tree.unflatten(treedef, [x + scale * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys)])
+
+
+# ------------------------------------------------------------------ envs
+NUM_ENVS = 4
+NUM_STEPS = 100
+EPISODE_LENGTH = 10
+
+
+@functools.cache
+def make_env(env_id: str):
+    return envs.make(env_id, episode_length=EPISODE_LENGTH)
+
+
+@functools.cache
+def rollout(env_id: str):
+    """Reset NUM_ENVS envs and take NUM_STEPS uniformly random actions in [-1, 1]."""
+    env = make_env(env_id)
+    vec = envs.VecEnv(env, NUM_ENVS)
+
+    @jax.jit
+    def run(key):
+        reset_key, action_key = jax.random.split(key)
+        first = vec.reset(reset_key)
+
+        def body(state, k):
+            action = jax.random.uniform(k, (NUM_ENVS, env.action_size), minval=-1.0, maxval=1.0)
+            nxt = vec.step(state, action)
+            record = dict(
+                obs=state.obs,
+                goal=state.info["goal"],
+                episode_id=state.info["episode_id"],
+                next_obs=nxt.info["next_obs"],
+                new_obs=nxt.obs,
+                new_goal=nxt.info["goal"],
+                new_episode_id=nxt.info["episode_id"],
+                reward=nxt.reward,
+                done=nxt.done,
+                truncation=nxt.info["truncation"],
+                dist=nxt.metrics["dist"],
+                success=nxt.metrics["success"],
+            )
+            return nxt, record
+
+        _, records = jax.lax.scan(body, first, jax.random.split(action_key, NUM_STEPS))
+        return first, records
+
+    first, records = run(jax.random.PRNGKey(0))
+    return first, jax.tree.map(np.asarray, records)
+
+
+# ------------------------------------------------------------------ physical checks per family
+@functools.cache
+def jitted(env_id: str):
+    """(env, jitted reset, jitted step, jitted pipeline_init) of the cached test env."""
+    env = make_env(env_id)
+    return env, jax.jit(env.reset), jax.jit(env.step), jax.jit(env.pipeline_init)

@@ -11,8 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import REPO, load_algorithm
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from conftest import LEARNING, REPO, TINY, load_algorithm, random_policy_success, read_scalars
 
 crl = load_algorithm("crl_infonce")
 SCRIPT = str(REPO / "algorithms" / "crl_infonce.py")
@@ -157,22 +156,7 @@ def test_bad_flags_exit_2_with_a_readable_message(flags, expected, tmp_path):
     assert not os.listdir(tmp_path)  # nothing created for a run that cannot start
 
 
-# ------------------------------------------------------------------ compile once, smoke
-TINY = dict(
-    env_id="reacher",
-    num_envs=4,
-    num_eval_envs=2,
-    unroll_length=10,
-    batch_size=16,
-    buffer_size=100,
-    learning_starts=10,
-    width=16,
-    depth=1,
-    repr_dim=8,
-    updates_per_rollout=2,
-)
-
-
+# ------------------------------------------------------------------ compile once
 def test_training_chunk_compiles_once_across_chunks(tmp_path):
     args = crl.Args(**TINY, total_timesteps=4 * 10 * 7, num_evals=3, run_root=str(tmp_path))
     before = crl.CHUNK_TRACES[0]
@@ -180,103 +164,8 @@ def test_training_chunk_compiles_once_across_chunks(tmp_path):
     assert crl.CHUNK_TRACES[0] - before == 1  # chunks of 2, 2 and 3 training steps, one trace
 
 
-REQUIRED_TAGS = {
-    "charts/SPS",
-    "charts/episodic_return",
-    "eval/success_rate",
-    "eval/time_at_goal",
-    "eval/final_distance",
-    "eval/episodic_return",
-    *(
-        f"losses/{t}"
-        for t in [
-            "critic_loss",
-            "actor_loss",
-            "alpha",
-            "alpha_loss",
-            "entropy",
-            "categorical_accuracy",
-            "logits_pos",
-            "logits_neg",
-            "logsumexp",
-        ]
-    ),
-}
-
-
-def read_scalars(run_dir):
-    accumulator = EventAccumulator(run_dir)
-    accumulator.Reload()
-    return accumulator
-
-
-def test_smoke_subprocess_writes_every_tag_and_reaches_total_timesteps(tmp_path):
-    total = 1234
-    flags = [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()]
-    result = subprocess.run(
-        [
-            sys.executable,
-            SCRIPT,
-            *flags,
-            f"--total-timesteps={total}",
-            "--num-evals=2",
-            f"--run-root={tmp_path}",
-            "--save-model",
-            "--capture-video",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    (run_dir,) = glob.glob(str(tmp_path / "reacher__crl_infonce__1__*"))
-    events = read_scalars(run_dir)
-    tags = set(events.Tags()["scalars"])
-    assert REQUIRED_TAGS <= tags, REQUIRED_TAGS - tags
-    assert max(e.step for e in events.Scalars("eval/success_rate")) >= total
-    assert "hyperparameters/text_summary" in events.Tags()["tensors"]
-    assert os.path.getsize(os.path.join(run_dir, "crl_infonce.eqx")) > 0
-    assert glob.glob(os.path.join(run_dir, "videos", "*.gif"))
-    assert "+ 6 to finish the last training step" in result.stdout  # 31 x 40 = 1240 steps for 1234 asked
-
-
 # ------------------------------------------------------------------ learning
-def random_policy_success(env_id: str, episode_length: int, num_episodes: int, seed: int) -> float:
-    """Eval protocol of crl_infonce.py (first episode per env, reached the goal at least once)
-    with uniformly random actions in [-1, 1]."""
-    env = crl.envs.make(env_id, episode_length=episode_length)
-    vec = crl.envs.VecEnv(env, num_episodes)
-
-    @jax.jit
-    def run(key):
-        def step(carry, k):
-            state, alive = carry
-            nxt = vec.step(state, jax.random.uniform(k, (num_episodes, env.action_size), minval=-1.0, maxval=1.0))
-            ended = (nxt.done > 0) | (nxt.info["truncation"] > 0)
-            return (nxt, alive * (1.0 - ended)), nxt.metrics["success"] * alive
-
-        reset_key, action_key = jax.random.split(key)
-        _, success = jax.lax.scan(
-            step, (vec.reset(reset_key), jnp.ones(num_episodes)), jax.random.split(action_key, episode_length)
-        )
-        return success.max(axis=0).mean()
-
-    return float(run(jax.random.PRNGKey(seed)))
-
-
-LEARNING = dict(
-    env_id="simple_u_maze",
-    episode_length=200,
-    num_envs=256,
-    unroll_length=50,
-    total_timesteps=640_000,
-    learning_starts=200,
-    num_evals=5,
-    num_eval_envs=256,
-    seed=1,
-)
-
-
+@pytest.mark.slow
 def test_learns_to_reach_goals_well_above_a_random_policy(tmp_path):
     random_success = random_policy_success(LEARNING["env_id"], LEARNING["episode_length"], 256, seed=0)
     (run_dir,) = crl.main(crl.Args(**LEARNING, run_root=str(tmp_path)))

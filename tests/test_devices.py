@@ -16,10 +16,10 @@ import textwrap
 
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import ALGORITHMS, REPO
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-NAMES = ["crl_infonce", "crl_dpo", "sac_her", "td3_her"]
+pytestmark = pytest.mark.slow  # fresh processes with two devices compile every run
 
 # Runs inside the subprocess: {name}, {flags} and {root} are filled in.
 SCRIPT = textwrap.dedent(
@@ -87,7 +87,7 @@ def tiny(name: str) -> dict:
     return flags
 
 
-@pytest.fixture(scope="module", params=NAMES)
+@pytest.fixture(scope="module", params=ALGORITHMS)
 def two_devices(request, tmp_path_factory):
     name, root = request.param, str(tmp_path_factory.mktemp(request.param))
     code = SCRIPT.format(name=name, flags=tiny(name), root=root, tests=str(REPO / "tests"))

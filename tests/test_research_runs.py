@@ -1,12 +1,14 @@
-"""Checkpoints and exact resume, saved models and --eval-only, videos in TensorBoard and
---num-seeds, for each of the four algorithm files."""
+"""Checkpoints and exact resume, saved models and --eval-only, videos in TensorBoard, the logged
+tags and --num-seeds, for every algorithm file."""
 
 from __future__ import annotations
 
+import ast
 import glob
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,29 +17,18 @@ import time
 import jax
 import numpy as np
 import pytest
-from conftest import REPO, load_algorithm
+from conftest import ALGORITHMS, REPO, as_flags, load_algorithm, tiny
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from test_crl_infonce import TINY
 
-NAMES = ["crl_infonce", "crl_dpo", "sac_her", "td3_her"]
-MODULES = {name: load_algorithm(name) for name in NAMES}
 EPISODE = 20
 # 60 training steps of 40 env steps; a checkpoint every 10, an evaluation every 15
-RUN = {**TINY, "episode_length": EPISODE, "updates_per_rollout": 40, "total_timesteps": 2400, "num_evals": 4}
+RUN = {"episode_length": EPISODE, "updates_per_rollout": 40, "total_timesteps": 2400, "num_evals": 4}
 RESUME_FLAGS = ["--checkpoint-every=400", "--save-model", "--capture-video", "--video-every=2"]
 
 
-def tiny(name: str, **changes) -> dict:
-    flags = {**RUN, **changes}
-    if name in ("sac_her", "td3_her"):
-        flags.pop("repr_dim")
-    return flags
-
-
 def command(name: str, flags: dict, *extra: str) -> list[str]:
-    script = str(REPO / "algorithms" / f"{name}.py")
-    return [sys.executable, script, *(f"--{k.replace('_', '-')}={v}" for k, v in flags.items()), *extra]
+    return [sys.executable, str(REPO / "algorithms" / f"{name}.py"), *as_flags(flags), *extra]
 
 
 def run(cmd: list[str], expect: int = 0) -> subprocess.CompletedProcess:
@@ -58,13 +49,13 @@ def payload(path: str) -> bytes:
     return data[data.index(b"\n") + 1 :]
 
 
-@pytest.fixture(scope="module", params=NAMES)
+@pytest.fixture(scope="module", params=ALGORITHMS)
 def runs(request, tmp_path_factory):
     """The same run twice: once uninterrupted, once SIGKILLed after its first checkpoint and
     then resumed with --resume."""
     name = request.param
     root = tmp_path_factory.mktemp(name)
-    flags = tiny(name)
+    flags = tiny(name, **RUN)
     run(command(name, flags, f"--run-root={root / 'whole'}", *RESUME_FLAGS))
     (whole,) = glob.glob(str(root / "whole" / "*"))
 
@@ -96,6 +87,16 @@ def test_killed_and_resumed_run_ends_with_the_same_parameters_and_evaluations(ru
     assert steps == sorted(set(steps)) == [e.step for e in a.Scalars("charts/SPS")]
     # the last two checkpoints are kept
     assert sorted(os.listdir(os.path.join(whole, "checkpoints"))) == ["step_000000050.ckpt", "step_000000060.ckpt"]
+
+
+def test_the_run_logs_every_tag_its_docstring_lists(runs):
+    name, whole, _, _ = runs
+    docstring = ast.get_docstring(ast.parse((REPO / "algorithms" / f"{name}.py").read_text()))
+    listed = set(re.findall(r"(?:charts|eval|losses)/[A-Za-z_0-9]+", docstring[docstring.index("Logged") :]))
+    assert {"charts/SPS", "eval/success_rate", "losses/actor_loss"} <= listed
+    logged = events(whole)
+    assert listed <= set(logged.Tags()["scalars"]), listed - set(logged.Tags()["scalars"])
+    assert "hyperparameters/text_summary" in logged.Tags()["tensors"]
 
 
 def test_videos_reach_tensorboard_and_gifs_hold_one_frame_per_step(runs):
@@ -158,10 +159,10 @@ def test_bad_resume_and_model_inputs_exit_2_without_losing_anything(runs, tmp_pa
     assert "truncated or damaged" in result.stderr and "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", ALGORITHMS)
 def test_num_seeds_matches_separate_runs_with_those_seeds(name, tmp_path):
-    module = MODULES[name]
-    flags = tiny(name, total_timesteps=400, num_evals=2, save_model=True)
+    module = load_algorithm(name)
+    flags = tiny(name, **{**RUN, "total_timesteps": 400, "num_evals": 2, "save_model": True})
     together = module.main(module.Args(**flags, num_seeds=2, run_root=str(tmp_path / "together")))
     assert [os.path.basename(d).split("__")[2] for d in together] == ["1", "2"]
     for seed, run_dir in zip([1, 2], together):
@@ -185,7 +186,9 @@ def test_readme_example_drives_the_point_mass_to_the_chosen_cell():
 
 
 def test_load_policy_acts_on_one_state_or_a_batch_and_commands_any_goal():
-    act, env = MODULES["crl_infonce"].load_policy(str(REPO / "results" / "models" / "simple_u_maze_crl_infonce.eqx"))
+    act, env = load_algorithm("crl_infonce").load_policy(
+        str(REPO / "results" / "models" / "simple_u_maze_crl_infonce.eqx")
+    )
     state = env.reset(jax.random.PRNGKey(3))
     goals = np.stack([env.maze.cell_xy(1, 3), env.maze.cell_xy(3, 3)])
     commanded = [env.with_goal(state, g) for g in goals]

@@ -1,0 +1,71 @@
+"""Maze geometry: walls where the grid says, merged wall boxes, start and goal cells, a ball
+stopped by a wall."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import mujoco
+import numpy as np
+import pytest
+from conftest import make_env, rollout
+
+from envs.maze import LAYOUTS, Maze
+
+
+# ------------------------------------------------------------------ maze walls
+def _wall_contacts(env, qpos) -> int:
+    model = env.sys.mj_model
+    data = mujoco.MjData(model)
+    data.qpos[:] = qpos
+    mujoco.mj_forward(model, data)
+    wall_ids = {i for i in range(model.ngeom) if (model.geom(i).name or "").startswith("wall_")}
+    return sum(1 for c in data.contact[: data.ncon] if (c.geom1 in wall_ids or c.geom2 in wall_ids) and c.dist < 0)
+
+
+@pytest.mark.parametrize(
+    "env_id",
+    ["simple_u_maze", "simple_big_maze", "simple_hardest_maze", "ant_u_maze", "ant_big_maze", "ant_hardest_maze"],
+)
+def test_walls_sit_where_the_grid_says(env_id):
+    env = make_env(env_id)
+    maze = env.maze
+    init_q = np.asarray(env.sys.init_q)
+    for i, row in enumerate(maze.grid):
+        for j, cell in enumerate(row):
+            q = init_q.copy()
+            q[:2] = (i * maze.cell_size, j * maze.cell_size)
+            hits = _wall_contacts(env, q)
+            assert (hits > 0) == (cell == "1"), (env_id, i, j, cell, hits)
+
+
+def test_wall_boxes_cover_exactly_the_wall_cells():
+    for layout in LAYOUTS:
+        maze = Maze(layout, 4.0)
+        covered = np.zeros((len(maze.grid), len(maze.grid[0])), int)
+        for i0, j0, i1, j1 in maze.wall_boxes():
+            covered[i0 : i1 + 1, j0 : j1 + 1] += 1
+        walls = np.array([[c == "1" for c in row] for row in maze.grid])
+        np.testing.assert_array_equal(covered, walls.astype(int))
+        assert len(maze.wall_boxes()) < walls.sum()  # merged into fewer boxes
+
+
+def test_maze_starts_and_goals_use_the_grid_cells():
+    env = make_env("simple_big_maze")
+    first, _ = rollout("simple_big_maze")
+    goal_cells = {tuple(c) for c in env.maze.cells("G")}
+    for goal in np.asarray(first.info["goal"]):
+        assert env.maze.cell_of(goal) in goal_cells
+        np.testing.assert_allclose(goal % env.maze.cell_size, 0.0, atol=1e-5)  # a cell centre
+    for obs in np.asarray(first.obs):
+        assert env.maze.cell_of(obs[:2]) == tuple(env.maze.cells("R")[0])
+
+
+def test_point_mass_stops_at_a_wall():
+    env = make_env("simple_u_maze")
+    state = jax.jit(env.reset)(jax.random.PRNGKey(3))
+    step = jax.jit(env.step)
+    for _ in range(40):  # push +y along the top corridor towards the wall cell (1, 4) at y = 14..18
+        state = step(state, jnp.array([0.0, 1.0]))
+    y = float(state.obs[1])
+    assert 13.55 < y < 13.8  # ball radius 0.25: stops with its surface on the wall face at y = 14
