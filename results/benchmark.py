@@ -19,9 +19,10 @@ written to
 * `{out_dir}/evals.csv`: one row per evaluation (algorithm, env_id, seed, env_steps,
   success_rate, time_at_goal, final_distance, episodic_return, run_dir);
 * `{out_dir}/final.csv`: one row per run (its last evaluation, the mean training SPS, the
-  wall time of the subprocess, its compile and training seconds as the run printed them, all
-  kept from the invocation that ran it, and the exact command); a `random` row has
-  env_steps 0 and, as mean_sps, the env-only rate;
+  wall time of the subprocess, its compile and training seconds as the run printed them, and
+  the exact command); a `random` row has env_steps 0 and, as mean_sps, the env-only rate.
+  The timings of the invocation that ran each run are kept in `{out_dir}/timings.json`,
+  written after every run;
 * `{out_dir}/summary.md`: per (env, algorithm) the final success rate and time at goal (IQM
   over seeds, 95% bootstrap interval), training SPS and wall time; where the env has a `random`
   row, the share of the wall time spent compiling, in the env (env steps / env-only rate, an
@@ -33,7 +34,6 @@ written to
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import pathlib
@@ -283,8 +283,9 @@ def random_output(out_dir: str, env_id: str, seed: int) -> str:
     return os.path.join(out_dir, RANDOM, f"{env_id}__{RANDOM}__{seed}.json")
 
 
-def run_random(env_id: str, seed: int, flags: list[str], out_dir: str, earlier: dict) -> tuple[dict, str | None]:
-    """The `random` row of one (env, seed); runs random_policy.py unless its JSON exists."""
+def run_random(env_id: str, seed: int, flags: list[str], out_dir: str, timings: dict) -> tuple[dict, str | None]:
+    """The `random` row of one (env, seed); runs random_policy.py unless its JSON exists, and
+    records its wall time in `timings`."""
     path = random_output(out_dir, env_id, seed)
     command = random_command(flags, path)
     shown = " ".join(["python", "results/random_policy.py", *command])
@@ -304,14 +305,17 @@ def run_random(env_id: str, seed: int, flags: list[str], out_dir: str, earlier: 
     row = dict(algorithm=RANDOM, env_id=env_id, seed=seed, env_steps=0)
     row.update({name: measured[name] for name in EVAL_TAGS})
     row.update(mean_sps=measured["env_only_sps"], run_dir=run_dir, command=shown)
-    row["wall_s"] = round(wall, 1) if wall is not None else earlier.get(run_dir, {}).get("wall_s", "")
+    if wall is not None:
+        timings[run_dir] = {"wall_s": round(wall, 1)}
+    row["wall_s"] = timings.get(run_dir, {}).get("wall_s", "")
     return row, failure
 
 
 def run_algorithm(
-    algorithm: str, env_id: str, seed: int, flags: list[str], out_dir: str, earlier: dict
+    algorithm: str, env_id: str, seed: int, flags: list[str], out_dir: str, timings: dict
 ) -> tuple[list[dict], dict, str | None]:
-    """The evaluation rows and the final row of one algorithm run; runs it unless it finished."""
+    """The evaluation rows and the final row of one algorithm run; runs it unless it finished,
+    and records its wall, compile and training seconds in `timings`."""
     run_root = os.path.join(out_dir, "runs")
     command = [sys.executable, str(ROOT / "algorithms" / f"{algorithm}.py"), *flags, f"--run-root={run_root}"]
     shown = " ".join(["python", f"algorithms/{algorithm}.py", *flags])
@@ -330,8 +334,9 @@ def run_algorithm(
     else:
         print(f"  already done: {run_dir}", flush=True)
     relative = os.path.relpath(run_dir, out_dir)
-    if timing is None:  # kept from the invocation that ran it
-        timing = {k: earlier.get(relative, {}).get(k, "") for k in ("wall_s", "compile_s", "train_s")}
+    if timing is not None:
+        timings[relative] = timing
+    timing = {k: timings.get(relative, {}).get(k, "") for k in ("wall_s", "compile_s", "train_s")}
     scalars = plots.read_scalars(run_dir, (*EVAL_TAGS.values(), "charts/SPS"))
     evals = []
     for step in sorted(scalars.get("eval/success_rate", {})):
@@ -359,10 +364,12 @@ def run_jobs(args: Args) -> tuple[list[dict], list[dict], str, list[str]]:
     preset, jobs = plan(args)
     out_dir = args.out_dir or str(ROOT / "results" / "benchmark" / args.preset)
     finals, evals, failures = [], [], []
-    earlier = {}  # timings of runs made by an earlier invocation, from its final.csv
-    if os.path.exists(os.path.join(out_dir, "final.csv")):
-        with open(os.path.join(out_dir, "final.csv")) as f:
-            earlier = {row["run_dir"]: row for row in csv.DictReader(f)}
+    # run dir -> the timings of the invocation that ran it, kept in timings.json after every run
+    timings_path = os.path.join(out_dir, "timings.json")
+    timings = {}
+    if os.path.exists(timings_path):
+        with open(timings_path) as f:
+            timings = json.load(f)
     for n, (algorithm, env_id, seed, flags) in enumerate(jobs, 1):
         if algorithm == RANDOM:
             shown = ["results/random_policy.py", *random_command(flags, random_output(out_dir, env_id, seed))]
@@ -372,10 +379,14 @@ def run_jobs(args: Args) -> tuple[list[dict], list[dict], str, list[str]]:
         if args.dry_run:
             continue
         if algorithm == RANDOM:
-            final, failure = run_random(env_id, seed, flags, out_dir, earlier)
+            final, failure = run_random(env_id, seed, flags, out_dir, timings)
         else:
-            run_evals, final, failure = run_algorithm(algorithm, env_id, seed, flags, out_dir, earlier)
+            run_evals, final, failure = run_algorithm(algorithm, env_id, seed, flags, out_dir, timings)
             evals.extend(run_evals)
+        os.makedirs(out_dir, exist_ok=True)
+        with open(f"{timings_path}.tmp", "w") as f:
+            json.dump(timings, f, indent=1, sort_keys=True)
+        os.replace(f"{timings_path}.tmp", timings_path)
         if failure:
             failures.append(failure)
             print("  failed", flush=True)

@@ -9,8 +9,9 @@ Helpers: the algorithm files (discovered in algorithms/), loading one as a modul
 training flags the fast tests use, TensorBoard's reader, the random-policy baseline and the
 learning tests' configuration.
 
-Markers: `slow` marks the tests that train to a success threshold or start fresh processes that
-compile a whole training run; `pytest -m "not slow"` is the quick subset (README, "Tests").
+Markers: `slow` marks the tests that train to a success threshold, or start fresh processes that
+each compile a whole training run (resume, several devices, the results scripts end to end, the
+arm at 256 envs); `pytest -m "not slow"` is the quick subset (README, "Tests").
 """
 
 import os

@@ -75,6 +75,7 @@ def runs(request, tmp_path_factory):
     return name, whole, resumed, checkpoints_at_kill
 
 
+@pytest.mark.slow  # the runs fixture: three fresh processes per algorithm
 def test_killed_and_resumed_run_ends_with_the_same_parameters_and_evaluations(runs):
     name, whole, resumed, checkpoints_at_kill = runs
     assert checkpoints_at_kill[-1] != "step_000000060.ckpt"
@@ -89,6 +90,7 @@ def test_killed_and_resumed_run_ends_with_the_same_parameters_and_evaluations(ru
     assert sorted(os.listdir(os.path.join(whole, "checkpoints"))) == ["step_000000050.ckpt", "step_000000060.ckpt"]
 
 
+@pytest.mark.slow  # the runs fixture: three fresh processes per algorithm
 def test_the_run_logs_every_tag_its_docstring_lists(runs):
     name, whole, _, _ = runs
     docstring = ast.get_docstring(ast.parse((REPO / "algorithms" / f"{name}.py").read_text()))
@@ -99,6 +101,7 @@ def test_the_run_logs_every_tag_its_docstring_lists(runs):
     assert "hyperparameters/text_summary" in logged.Tags()["tensors"]
 
 
+@pytest.mark.slow  # the runs fixture: three fresh processes per algorithm
 def test_videos_reach_tensorboard_and_gifs_hold_one_frame_per_step(runs):
     _, whole, _, _ = runs
     images = events(whole).Images("videos/eval")
@@ -112,6 +115,7 @@ def test_videos_reach_tensorboard_and_gifs_hold_one_frame_per_step(runs):
             assert (gif.height, gif.width) == (image_event.height, image_event.width)
 
 
+@pytest.mark.slow  # the runs fixture: three fresh processes per algorithm
 def test_eval_only_evaluates_the_saved_model_and_refuses_another_env(runs, tmp_path):
     name, whole, _, _ = runs
     model = os.path.join(whole, f"{name}.eqx")
@@ -125,6 +129,7 @@ def test_eval_only_evaluates_the_saved_model_and_refuses_another_env(runs, tmp_p
     assert "trained on reacher" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow  # the runs fixture: three fresh processes per algorithm
 def test_bad_resume_and_model_inputs_exit_2_without_losing_anything(runs, tmp_path):
     name, whole, _, _ = runs
     if name != "crl_infonce":
@@ -159,6 +164,7 @@ def test_bad_resume_and_model_inputs_exit_2_without_losing_anything(runs, tmp_pa
     assert "truncated or damaged" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ALGORITHMS)
 def test_num_seeds_matches_separate_runs_with_those_seeds(name, tmp_path):
     module = load_algorithm(name)

@@ -74,6 +74,7 @@ def test_aggregate_reads_runs_back_from_event_files(tmp_path):
         assert row["low"] <= row["value"] <= row["high"] and row["seeds"] == 4
 
 
+@pytest.mark.slow
 def test_benchmark_cpu_smoke_end_to_end(tmp_path):
     from PIL import Image
 
@@ -135,6 +136,7 @@ def test_benchmark_rejects_an_unknown_preset_or_env_with_exit_2(tmp_path):
         assert result.returncode == 2 and "error:" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_throughput_prints_one_row_per_algorithm_and_env():
     tiny = ["--num-envs=4", "--unroll-length=10", "--batch-size=16", "--buffer-size=100", "--learning-starts=10",
             "--width=16", "--depth=1", "--updates-per-rollout=2", "--episode-length=20"]  # fmt: skip
