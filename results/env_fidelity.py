@@ -227,7 +227,7 @@ ANT_CONTACT = (
     "Walls stop the torso and the feet, not the four hip capsules: making the hips collide halves the "
     "env throughput, and thrown at a wall the legs get at most 2 cm less far into it (results/ant_contacts.md). "
     "The floor touches "
-    "only the feet in both, so a flipped ant terminates (tests/test_envs.py::test_flipped_ant_terminates)."
+    "only the feet in both, so a flipped ant terminates (tests/test_env_physics.py::test_flipped_ant_terminates)."
 )
 
 # Every difference and why, per env id (the family's list applies to each of its ids).
@@ -280,7 +280,7 @@ DIFFERENCES = {
         "The state leaves out the target's two joints (JaxGCRL leaks the goal into the state) and the "
         "actuator forces (a fixed function of the previous action): 223 entries against 268. The link "
         "inertia and centre-of-mass velocity features equal brax's own humanoid's "
-        "(tests/test_envs.py::test_humanoid_body_features_equal_brax_humanoids).",
+        "(tests/test_env_physics.py::test_humanoid_body_features_equal_brax_humanoids).",
         "Only the feet touch the floor (brax's humanoid XML); JaxGCRL's XML lets every body geom touch it. "
         "The episode terminates when the torso drops below 1.0 m, before the trunk can reach the floor.",
     ],

@@ -24,9 +24,8 @@ import os
 from envs.base import FUSION_FLAG, SCHEDULER_FLAG, set_cpu_xla_flags
 
 set_cpu_xla_flags("the test suite", (FUSION_FLAG, SCHEDULER_FLAG))
-CACHE_DIR = os.path.expanduser("~/.cache/gcrl-jax-tests")
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", CACHE_DIR)  # subprocesses inherit it
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1.0")
+CACHE_DIR = os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.expanduser("~/.cache/gcrl-jax-tests"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1.0")  # subprocesses inherit both
 
 import jax  # noqa: E402
 
@@ -45,7 +44,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 import envs  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
-ALGORITHMS = tuple(sorted(path.stem for path in (REPO / "algorithms").glob("*.py")))
+ALGORITHMS = tuple(
+    sorted(path.stem for path in (REPO / "algorithms").glob("*.py") if "\nALGORITHM = " in path.read_text())
+)  # the algorithm files: each names itself in ALGORITHM
 
 
 def load_algorithm(name: str):
@@ -79,9 +80,10 @@ TINY = dict(
 
 
 def tiny(name: str, **changes) -> dict:
-    """TINY plus `changes`, as keyword arguments of algorithms/{name}.py's Args."""
+    """TINY (without the flags this algorithm does not have) plus `changes`, as keyword
+    arguments of algorithms/{name}.py's Args."""
     known = {f.name for f in dataclasses.fields(load_algorithm(name).Args)}
-    return {k: v for k, v in {**TINY, **changes}.items() if k in known}
+    return {**{k: v for k, v in TINY.items() if k in known}, **changes}
 
 
 def as_flags(kwargs: dict) -> list[str]:

@@ -1,4 +1,4 @@
-"""algorithms/crl_dpo.py: preference objectives against NumPy, gradient signs, smoke, learning."""
+"""algorithms/crl_dpo.py: preference objectives against NumPy, gradient signs, bad flags, learning."""
 
 from __future__ import annotations
 

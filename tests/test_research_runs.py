@@ -1,5 +1,6 @@
-"""Checkpoints and exact resume, saved models and --eval-only, videos in TensorBoard, the logged
-tags and --num-seeds, for every algorithm file."""
+"""For every algorithm file: compile-once, the budget and the logged tags of a tiny run;
+checkpoints and exact resume, saved models and --eval-only, videos in TensorBoard and
+--num-seeds; the README's commanded-goal example and load_policy."""
 
 from __future__ import annotations
 
@@ -75,6 +76,26 @@ def runs(request, tmp_path_factory):
     return name, whole, resumed, checkpoints_at_kill
 
 
+@pytest.mark.parametrize("name", ALGORITHMS)
+def test_a_run_compiles_once_reaches_its_budget_and_logs_exactly_the_listed_tags(name, tmp_path, capsys):
+    """In process, 1234 env steps in training steps of 40: one trace of the training chunk for
+    chunks of different lengths, the budget rounded up to whole training steps (and said so),
+    and the scalars logged are exactly those the file's docstring lists."""
+    module = load_algorithm(name)
+    before = module.CHUNK_TRACES[0]
+    (run_dir,) = module.main(module.Args(**tiny(name), total_timesteps=1234, num_evals=3, run_root=str(tmp_path)))
+    assert module.CHUNK_TRACES[0] - before == 1
+    assert "+ 6 to finish the last training step" in capsys.readouterr().out  # 31 x 40 = 1240 steps
+    logged = events(run_dir)
+    assert max(e.step for e in logged.Scalars("eval/success_rate")) == 1240
+    docstring = ast.get_docstring(ast.parse((REPO / "algorithms" / f"{name}.py").read_text()))
+    paragraph = docstring.split("Logged (x axis = env steps):")[1].split("\n\n")[0]
+    listed = set(re.findall(r"(?:charts|eval|losses)/[A-Za-z_0-9]+", paragraph))
+    assert {"charts/SPS", "eval/success_rate", "losses/actor_loss"} <= listed
+    assert listed == set(logged.Tags()["scalars"])
+    assert "hyperparameters/text_summary" in logged.Tags()["tensors"]
+
+
 @pytest.mark.slow  # the runs fixture: three fresh processes per algorithm
 def test_killed_and_resumed_run_ends_with_the_same_parameters_and_evaluations(runs):
     name, whole, resumed, checkpoints_at_kill = runs
@@ -88,17 +109,6 @@ def test_killed_and_resumed_run_ends_with_the_same_parameters_and_evaluations(ru
     assert steps == sorted(set(steps)) == [e.step for e in a.Scalars("charts/SPS")]
     # the last two checkpoints are kept
     assert sorted(os.listdir(os.path.join(whole, "checkpoints"))) == ["step_000000050.ckpt", "step_000000060.ckpt"]
-
-
-@pytest.mark.slow  # the runs fixture: three fresh processes per algorithm
-def test_the_run_logs_every_tag_its_docstring_lists(runs):
-    name, whole, _, _ = runs
-    docstring = ast.get_docstring(ast.parse((REPO / "algorithms" / f"{name}.py").read_text()))
-    listed = set(re.findall(r"(?:charts|eval|losses)/[A-Za-z_0-9]+", docstring[docstring.index("Logged") :]))
-    assert {"charts/SPS", "eval/success_rate", "losses/actor_loss"} <= listed
-    logged = events(whole)
-    assert listed <= set(logged.Tags()["scalars"]), listed - set(logged.Tags()["scalars"])
-    assert "hyperparameters/text_summary" in logged.Tags()["tensors"]
 
 
 @pytest.mark.slow  # the runs fixture: three fresh processes per algorithm

@@ -1,5 +1,5 @@
 """algorithms/sac_her.py: the critic target by hand, soft target updates, HER relabelling on
-real transitions, compile-once, smoke, bad flags, and learning with and without HER."""
+real transitions, bad flags, and learning with and without HER."""
 
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ from conftest import (
     random_update_inputs,
     read_scalars,
     relabel_gamma_of,
-    tiny,
 )
 
 sac = load_algorithm("sac_her")
@@ -74,12 +73,6 @@ def test_relabelling_discount_is_its_own_flag():
     assert relabel_gamma_of(sac, relabel_gamma=1.0) == 1.0
     with pytest.raises(sac.ConfigError, match="--relabel-gamma"):
         relabel_gamma_of(sac, relabel_gamma=1.5)
-
-
-def test_training_chunk_compiles_once(tmp_path):
-    before = sac.CHUNK_TRACES[0]
-    sac.main(sac.Args(**tiny("sac_her"), total_timesteps=4 * 10 * 7, num_evals=3, run_root=str(tmp_path)))
-    assert sac.CHUNK_TRACES[0] - before == 1
 
 
 def test_bad_relabel_ratio_exits_2(tmp_path):

@@ -1,5 +1,5 @@
 """algorithms/td3_her.py: the critic target by hand, clipped target-policy smoothing, the delayed
-target policy, HER relabelling on real transitions, compile-once, smoke and bad flags."""
+target policy, HER relabelling on real transitions, and bad flags."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from conftest import (
     perturbed,
     random_update_inputs,
     relabel_gamma_of,
-    tiny,
 )
 
 td3 = load_algorithm("td3_her")
@@ -84,12 +83,6 @@ def test_relabelling_discount_is_its_own_flag():
     assert relabel_gamma_of(td3, relabel_gamma=1.0) == 1.0
     with pytest.raises(td3.ConfigError, match="--relabel-gamma"):
         relabel_gamma_of(td3, relabel_gamma=1.5)
-
-
-def test_training_chunk_compiles_once(tmp_path):
-    before = td3.CHUNK_TRACES[0]
-    td3.main(td3.Args(**tiny("td3_her"), total_timesteps=4 * 10 * 7, num_evals=3, run_root=str(tmp_path)))
-    assert td3.CHUNK_TRACES[0] - before == 1
 
 
 def test_bad_policy_frequency_exits_2(tmp_path):
