@@ -23,6 +23,22 @@ from conftest import EPISODE_LENGTH, NUM_ENVS, NUM_STEPS, make_env, rollout
 import envs
 
 ALL_IDS = envs.ENV_IDS
+# One env per family runs in the quick subset; the rest of a family shares its code and is
+# marked slow (each env is one compile: 20-60 s cold on 2 cores, the arm's the longest).
+FIRST_OF_FAMILY = {
+    "reacher",
+    "cheetah",
+    "pusher_easy",
+    "ant",
+    "ant_ball",
+    "ant_push",
+    "ant_u_maze",
+    "humanoid",
+    "humanoid_u_maze",
+    "simple_u_maze",
+    "arm_reach",
+}
+EVERY_ID = [pytest.param(i, marks=() if i in FIRST_OF_FAMILY else pytest.mark.slow) for i in ALL_IDS]
 
 
 def test_registry_lists_sorted_ids_and_aliases():
@@ -43,7 +59,7 @@ def test_unknown_env_id_lists_valid_ids_and_suggests_closest():
         envs.make("reacher", backend="bullet")
 
 
-@pytest.mark.parametrize("env_id", ALL_IDS)
+@pytest.mark.parametrize("env_id", EVERY_ID)
 def test_sizes_and_goal_indices(env_id):
     env = make_env(env_id)
     first, records = rollout(env_id)
@@ -54,14 +70,14 @@ def test_sizes_and_goal_indices(env_id):
     np.testing.assert_array_equal(records["obs"][..., env.state_dim :], records["goal"])
 
 
-@pytest.mark.parametrize("env_id", ALL_IDS)
+@pytest.mark.parametrize("env_id", EVERY_ID)
 def test_no_nan_or_inf_over_random_steps(env_id):
     _, records = rollout(env_id)
     for name in ("obs", "next_obs", "reward", "dist"):
         assert np.isfinite(records[name]).all(), name
 
 
-@pytest.mark.parametrize("env_id", ALL_IDS)
+@pytest.mark.parametrize("env_id", EVERY_ID)
 def test_metrics_are_post_step_and_success_is_dist_below_threshold(env_id):
     env = make_env(env_id)
     _, records = rollout(env_id)
@@ -78,7 +94,7 @@ def test_metrics_are_post_step_and_success_is_dist_below_threshold(env_id):
     np.testing.assert_array_equal(records["reward"], records["success"])  # sparse by default
 
 
-@pytest.mark.parametrize("env_id", ALL_IDS)
+@pytest.mark.parametrize("env_id", EVERY_ID)
 def test_success_flips_exactly_at_threshold(env_id):
     env = make_env(env_id)
     first, _ = rollout(env_id)
@@ -96,7 +112,7 @@ def test_success_flips_exactly_at_threshold(env_id):
         assert float(env._goal_metrics(state_part, achieved + 0.021 * opening)[1]) == 0.0
 
 
-@pytest.mark.parametrize("env_id", ALL_IDS)
+@pytest.mark.parametrize("env_id", EVERY_ID)
 def test_different_keys_give_different_goals(env_id):
     first, _ = rollout(env_id)
     goals = np.asarray(first.info["goal"])
@@ -107,7 +123,7 @@ def test_different_keys_give_different_goals(env_id):
     assert len({tuple(g) for g in goals.round(5)}) > 1  # NUM_ENVS resets from distinct keys
 
 
-@pytest.mark.parametrize("env_id", ALL_IDS)
+@pytest.mark.parametrize("env_id", EVERY_ID)
 def test_auto_reset_draws_fresh_goals_and_keeps_the_final_observation(env_id):
     env = make_env(env_id)
     _, r = rollout(env_id)
