@@ -39,6 +39,7 @@ import pathlib  # noqa: E402
 import sys  # noqa: E402
 
 import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 
 import envs  # noqa: E402
@@ -121,20 +122,38 @@ LEARNING = dict(
 
 
 # ------------------------------------------------------------------ sac_her and td3_her
-def her_transitions(module, relabel_ratio: float = 0.5, size: int = 4000):
-    """(env, batch): a HER batch sampled from the buffer after six tiny rollouts of reacher."""
-    args = module.Args(**tiny(module.ALGORITHM), relabel_ratio=relabel_ratio)
+def check_her_rewards_are_recomputed_on_real_transitions(module) -> None:
+    """A HER batch (relabel ratio 0.5) from the buffer after six tiny rollouts of reacher: half
+    the goals are relabelled to future states, every reward is the env's success for the
+    transition's next state and its goal, and hindsight goals are reached more often."""
+    args = module.Args(**tiny(module.ALGORITHM), relabel_ratio=0.5)
     env = module.make_env(args)
     init, chunk, buffer, _ = module.make_train(args, env, module.make_schedule(args, env))
     carry, _ = jax.jit(chunk)(jax.jit(init)(jax.random.PRNGKey(0)), jax.numpy.int32(6))  # 6 rollouts of 10 steps
-    return env, buffer.sample_her(carry[3], jax.random.PRNGKey(1), size, relabel_ratio, env.goal_reach_thresh)
+    batch = buffer.sample_her(carry[3], jax.random.PRNGKey(1), 4000, 0.5, env.goal_reach_thresh)
+    relabelled = np.asarray(batch.relabelled)
+    assert abs(relabelled.mean() - 0.5) < 4 * np.sqrt(0.25 / relabelled.size)
+    goal = batch.obs[:, env.state_dim :]
+    np.testing.assert_array_equal(goal[relabelled], batch.future_goal[relabelled])
+    success = jax.vmap(lambda s, g: env._goal_metrics(s, g)[1])(batch.next_obs[:, : env.state_dim], goal)
+    np.testing.assert_array_equal(batch.reward, success)
+    assert batch.reward[relabelled].mean() > batch.reward[~relabelled].mean()
 
 
-def relabel_gamma_of(module, **flags) -> float:
-    """The discount of the future-goal distribution the buffer of a tiny run gets from `flags`."""
-    args = module.Args(**tiny(module.ALGORITHM), **flags)
-    env = module.make_env(args)
-    return module.make_train(args, env, module.make_schedule(args, env))[2].gamma
+def check_relabelling_discount_is_its_own_flag(module) -> None:
+    """--gamma 0.9 (JaxGCRL's critic discount) leaves HER's goal distribution at 0.99 unless
+    --relabel-gamma says otherwise; gamma 1 (uniform) is accepted, beyond 1 is refused."""
+
+    def relabel_gamma_of(**flags) -> float:
+        args = module.Args(**tiny(module.ALGORITHM), **flags)
+        env = module.make_env(args)
+        return module.make_train(args, env, module.make_schedule(args, env))[2].gamma
+
+    assert relabel_gamma_of(gamma=0.9) == 0.99
+    assert relabel_gamma_of(gamma=0.9, relabel_gamma=0.5) == 0.5
+    assert relabel_gamma_of(relabel_gamma=1.0) == 1.0
+    with pytest.raises(module.ConfigError, match="--relabel-gamma"):
+        relabel_gamma_of(relabel_gamma=1.5)
 
 
 def random_update_inputs(module):

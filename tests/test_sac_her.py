@@ -13,13 +13,13 @@ import pytest
 from conftest import (
     LEARNING,
     REPO,
-    her_transitions,
+    check_her_rewards_are_recomputed_on_real_transitions,
+    check_relabelling_discount_is_its_own_flag,
     load_algorithm,
     perturbed,
     random_policy_success,
     random_update_inputs,
     read_scalars,
-    relabel_gamma_of,
 )
 
 sac = load_algorithm("sac_her")
@@ -55,24 +55,11 @@ def test_soft_updates_the_target_critics():
 
 
 def test_her_rewards_are_recomputed_from_the_next_state_on_real_transitions():
-    env, batch = her_transitions(sac, relabel_ratio=0.5)
-    relabelled = np.asarray(batch.relabelled)
-    assert abs(relabelled.mean() - 0.5) < 4 * np.sqrt(0.25 / relabelled.size)
-    goal = batch.obs[:, env.state_dim :]
-    np.testing.assert_array_equal(goal[relabelled], batch.future_goal[relabelled])
-    success = jax.vmap(lambda s, g: env._goal_metrics(s, g)[1])(batch.next_obs[:, : env.state_dim], goal)
-    np.testing.assert_array_equal(batch.reward, success)
-    assert batch.reward[relabelled].mean() > batch.reward[~relabelled].mean()  # hindsight goals are reached
+    check_her_rewards_are_recomputed_on_real_transitions(sac)
 
 
 def test_relabelling_discount_is_its_own_flag():
-    """--gamma 0.9 (JaxGCRL's critic discount) leaves HER's goal distribution at 0.99 unless
-    --relabel-gamma says otherwise; gamma 1 (uniform) is accepted, beyond 1 is refused."""
-    assert relabel_gamma_of(sac, gamma=0.9) == 0.99
-    assert relabel_gamma_of(sac, gamma=0.9, relabel_gamma=0.5) == 0.5
-    assert relabel_gamma_of(sac, relabel_gamma=1.0) == 1.0
-    with pytest.raises(sac.ConfigError, match="--relabel-gamma"):
-        relabel_gamma_of(sac, relabel_gamma=1.5)
+    check_relabelling_discount_is_its_own_flag(sac)
 
 
 def test_bad_relabel_ratio_exits_2(tmp_path):

@@ -9,14 +9,13 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 from conftest import (
     REPO,
-    her_transitions,
+    check_her_rewards_are_recomputed_on_real_transitions,
+    check_relabelling_discount_is_its_own_flag,
     load_algorithm,
     perturbed,
     random_update_inputs,
-    relabel_gamma_of,
 )
 
 td3 = load_algorithm("td3_her")
@@ -65,24 +64,11 @@ def test_target_policy_moves_from_the_previous_target_and_waits_for_the_delay():
 
 
 def test_her_rewards_are_recomputed_from_the_next_state_on_real_transitions():
-    env, batch = her_transitions(td3, relabel_ratio=0.5)
-    relabelled = np.asarray(batch.relabelled)
-    assert abs(relabelled.mean() - 0.5) < 4 * np.sqrt(0.25 / relabelled.size)
-    goal = batch.obs[:, env.state_dim :]
-    np.testing.assert_array_equal(goal[relabelled], batch.future_goal[relabelled])
-    success = jax.vmap(lambda s, g: env._goal_metrics(s, g)[1])(batch.next_obs[:, : env.state_dim], goal)
-    np.testing.assert_array_equal(batch.reward, success)
-    assert batch.reward[relabelled].mean() > batch.reward[~relabelled].mean()  # hindsight goals are reached
+    check_her_rewards_are_recomputed_on_real_transitions(td3)
 
 
 def test_relabelling_discount_is_its_own_flag():
-    """--gamma 0.9 leaves HER's goal distribution at 0.99 unless --relabel-gamma says otherwise;
-    gamma 1 (uniform) is accepted, beyond 1 is refused."""
-    assert relabel_gamma_of(td3, gamma=0.9) == 0.99
-    assert relabel_gamma_of(td3, gamma=0.9, relabel_gamma=0.5) == 0.5
-    assert relabel_gamma_of(td3, relabel_gamma=1.0) == 1.0
-    with pytest.raises(td3.ConfigError, match="--relabel-gamma"):
-        relabel_gamma_of(td3, relabel_gamma=1.5)
+    check_relabelling_discount_is_its_own_flag(td3)
 
 
 def test_bad_policy_frequency_exits_2(tmp_path):
