@@ -294,7 +294,12 @@ def run_random(env_id: str, seed: int, flags: list[str], out_dir: str, timings: 
     if not os.path.exists(path):
         start = time.perf_counter()
         program = str(ROOT / "results" / "random_policy.py")
-        result = subprocess.run([sys.executable, program, *command], capture_output=True, text=True, cwd=ROOT)
+        try:  # one evaluation and a throughput measurement: minutes, never hours
+            result = subprocess.run(
+                [sys.executable, program, *command], capture_output=True, text=True, cwd=ROOT, timeout=1800
+            )
+        except subprocess.TimeoutExpired:
+            return {}, f"{shown}\ndid not finish in 1800 s (a hang?)"
         wall = time.perf_counter() - start
         if result.returncode != 0:
             return {}, f"{shown}\n{result.stderr.strip()[-2000:]}"
