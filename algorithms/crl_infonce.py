@@ -16,6 +16,8 @@ Run (then `tensorboard --logdir runs`):
     python algorithms/crl_infonce.py --env-id reacher --total-timesteps 3000000
     python algorithms/crl_infonce.py --env-id ant_maze --num-envs 512 --total-timesteps 10000000
 
+The file reads top to bottom: the flags (`Args`), then the whole algorithm (networks, losses,
+update, training step, evaluation), then the RUN block, the same in all four algorithm files.
 Everything per training step runs in one compiled function: `unroll_length` steps of `num_envs`
 envs, the buffer insert, and `updates_per_rollout` gradient steps on future-goal batches;
 Python only loops over chunks of training steps to evaluate, log and print progress.
@@ -39,8 +41,6 @@ losses/logsumexp.
 
 from __future__ import annotations
 
-import functools
-import json
 import math
 import os
 import sys
@@ -61,6 +61,15 @@ from tensorboardX import SummaryWriter
 import buffers
 import envs
 from buffers import BufferMemoryError, CheckpointError, TrajectoryBuffer, Transition
+
+
+class ConfigError(ValueError):
+    """A flag combination that cannot run; the message names the flags to change."""
+
+
+def require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
 
 
 @dataclass(frozen=True)
@@ -152,9 +161,14 @@ class Args:
     target_entropy_scale: float = 0.5
     """target entropy = -target_entropy_scale * action_size"""
 
-
-class ConfigError(ValueError):
-    """A flag combination that cannot run; the message names the flags to change."""
+    def __post_init__(self):
+        """The algorithm's flags are checked here, as they are parsed; the run's flags are
+        checked in the RUN block (`make_schedule`)."""
+        for name in ("repr_dim", "width", "depth"):
+            value = getattr(self, name)
+            require(value >= 1, f"--{name.replace('_', '-')} must be at least 1 (got {value}).")
+        require(0.0 < self.gamma < 1.0, f"--gamma must be in (0, 1) (got {self.gamma}).")
+        require(self.batch_size >= 2, "--batch-size must be at least 2: the other goals are the negatives.")
 
 
 # ======================================================================= NETWORKS
@@ -242,6 +256,11 @@ class TrainState(eqx.Module):
     grad_steps: jax.Array
 
 
+def model_of(ts: TrainState):
+    """What --save-model writes and load_policy reads."""
+    return ts.actor, ts.critic, ts.log_alpha
+
+
 # ======================================================================= LOSSES
 def pairwise_logits(phi, psi, energy_fn):
     """l_ij = f(phi_i, psi_j) for every pair of the batch, (B, B)."""
@@ -316,11 +335,25 @@ def actor_loss_fn(actor, critic, alpha, state, goal, key, args: Args):
 
 
 # ======================================================================= UPDATE
-def make_update(args: Args, state_dim: int, target_entropy: float):
+def make_update(args: Args, env):
+    """init(key) -> a fresh TrainState, and update(ts, batch, key) -> (ts, metrics): one
+    gradient step."""
     actor_opt, critic_opt, alpha_opt = optax.adam(args.actor_lr), optax.adam(args.critic_lr), optax.adam(args.alpha_lr)
+    state_dim, target_entropy = env.state_dim, -args.target_entropy_scale * env.action_size
+
+    def init(key):
+        actor_key, critic_key = jax.random.split(key)
+        actor = Actor(env.observation_size, env.action_size, args, actor_key)
+        critic = Critic(state_dim, env.action_size, env.goal_dim, args, critic_key)
+        log_alpha, zero = jnp.zeros(()), jnp.zeros((), jnp.int32)
+        actor_opt_state = actor_opt.init(eqx.filter(actor, eqx.is_inexact_array))
+        critic_opt_state = critic_opt.init(eqx.filter(critic, eqx.is_inexact_array))
+        return TrainState(
+            actor, critic, log_alpha, actor_opt_state, critic_opt_state, alpha_opt.init(log_alpha), zero, zero
+        )
 
     def update(ts: TrainState, batch, key):
-        """One gradient step: actor and temperature, then critic (JaxGCRL's order)."""
+        """Actor and temperature first, then the critic (JaxGCRL's order)."""
         state, action, goal = batch.obs[:, :state_dim], batch.action, batch.future_goal
         alpha = jnp.exp(ts.log_alpha)
         (actor_loss, log_prob), actor_grads = eqx.filter_value_and_grad(actor_loss_fn, has_aux=True)(
@@ -342,6 +375,7 @@ def make_update(args: Args, state_dim: int, target_entropy: float):
         updates, critic_opt_state = critic_opt.update(critic_grads, ts.critic_opt_state, ts.critic)
         critic = eqx.apply_updates(ts.critic, updates)
 
+        # every entry is logged as losses/<name>: a new metric needs no other edit
         metrics = {
             "critic_loss": critic_loss,
             "actor_loss": actor_loss,
@@ -350,25 +384,19 @@ def make_update(args: Args, state_dim: int, target_entropy: float):
             "entropy": -jnp.mean(log_prob),
             **critic_metrics,
         }
-        ts = TrainState(actor, critic, log_alpha, actor_opt_state,
-                        critic_opt_state, alpha_opt_state, ts.env_steps, ts.grad_steps + 1)  # fmt: skip
-        return ts, metrics
+        opt_states = (actor_opt_state, critic_opt_state, alpha_opt_state)
+        return TrainState(actor, critic, log_alpha, *opt_states, ts.env_steps, ts.grad_steps + 1), metrics
 
-    return update, (actor_opt, critic_opt, alpha_opt)
-
-
-LOSS_TAGS = ("critic_loss", "actor_loss", "alpha", "alpha_loss", "entropy")
-LOSS_TAGS += ("categorical_accuracy", "logits_pos", "logits_neg", "logsumexp")  # critic_loss_fn's metrics
+    return init, update
 
 
-# ======================================================================= ROLLOUT
+# ======================================================================= TRAINING STEP
 def make_rollout(vec_env: envs.VecEnv, unroll_length: int):
-    def rollout(actor: Actor, env_state, episode_return, key):
-        """`unroll_length` steps of every env with stochastic actions; returns the transitions
-        (time-major) and the returns of the episodes that finished."""
+    def rollout(actor: Actor, env_state, key):
+        """`unroll_length` steps of every env with stochastic actions: the transitions
+        (time-major) and the (sum, count) of the returns of the episodes that ended."""
 
-        def step(carry, k):
-            env_state, episode_return = carry
+        def step(env_state, k):
             action, _ = jax.vmap(actor.sample)(env_state.obs, jax.random.split(k, vec_env.num_envs))
             nxt = vec_env.step(env_state, action)
             transition = Transition(
@@ -379,21 +407,80 @@ def make_rollout(vec_env: envs.VecEnv, unroll_length: int):
                 truncated=nxt.info["truncation"],
                 episode_id=env_state.info["episode_id"],
             )
-            episode_return = episode_return + nxt.reward
-            ended = jnp.logical_or(nxt.done > 0, nxt.info["truncation"] > 0)
-            finished = (jnp.sum(jnp.where(ended, episode_return, 0.0)), jnp.sum(ended))
-            return (nxt, jnp.where(ended, 0.0, episode_return)), (transition, finished)
+            return nxt, (transition, vec_env.ended_returns(env_state, nxt))
 
-        (env_state, episode_return), (transitions, finished) = jax.lax.scan(
-            step, (env_state, episode_return), jax.random.split(key, unroll_length)
-        )
-        return env_state, episode_return, transitions, (finished[0].sum(), finished[1].sum())
+        keys = jax.random.split(key, unroll_length)
+        env_state, (transitions, (return_sums, episodes)) = jax.lax.scan(step, env_state, keys)
+        return env_state, transitions, (return_sums.sum(), episodes.sum())
 
     return rollout
 
 
-# ======================================================================= TRAIN
-CHUNK_TRACES = [0]  # incremented each time the training chunk is traced (tests assert 1)
+def make_train(args: Args, env, schedule, spread=lambda batch: batch):
+    """init(key) -> carry, training_step(carry) -> (carry, metrics, learned, finished), the
+    VecEnv and the buffer. carry = (train state, env states, buffer state, key); `finished` is
+    the (sum, count) of the finished episodes' returns; `spread` places a batch on the devices."""
+    vec_env = envs.VecEnv(env, args.num_envs)
+    buffer = TrajectoryBuffer(
+        capacity=schedule.buffer_rows,
+        num_envs=args.num_envs,
+        unroll_length=args.unroll_length,
+        episode_length=schedule.episode_length,
+        goal_indices=env.goal_indices,
+        state_dim=env.state_dim,
+        gamma=args.gamma,
+    )
+    init_train_state, update = make_update(args, env)
+    rollout = make_rollout(vec_env, args.unroll_length)
+
+    def init(key):
+        ts_key, env_key, key = jax.random.split(key, 3)
+        example = Transition.example(env.observation_size, env.action_size)
+        return init_train_state(ts_key), vec_env.reset(env_key), buffer.init(example), key
+
+    def training_step(carry):
+        ts, env_state, buffer_state, key = carry
+        key, rollout_key, update_key = jax.random.split(key, 3)
+        env_state, transitions, finished = rollout(ts.actor, env_state, rollout_key)
+        buffer_state = buffer.insert(buffer_state, transitions)
+        ts = eqx.tree_at(lambda t: t.env_steps, ts, ts.env_steps + schedule.steps_per_training_step)
+
+        def gradient_steps(ts):
+            def one(ts, k):
+                sample_key, step_key = jax.random.split(k)
+                return update(ts, spread(buffer.sample(buffer_state, sample_key, args.batch_size)), step_key)
+
+            ts, metrics = jax.lax.scan(one, ts, jax.random.split(update_key, schedule.updates_per_rollout))
+            return ts, jax.tree.map(jnp.mean, metrics)
+
+        def no_steps(ts):  # before learning starts: zeros shaped like the update's metrics
+            metrics = jax.eval_shape(gradient_steps, ts)[1]
+            return ts, jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), metrics)
+
+        learn = jnp.logical_and(buffer_state.size >= schedule.learning_start_rows, schedule.updates_per_rollout > 0)
+        ts, metrics = jax.lax.cond(learn, gradient_steps, no_steps, ts)
+        return (ts, env_state, buffer_state, key), metrics, learn, finished
+
+    return init, training_step, vec_env, buffer
+
+
+# ======================================================================= EVALUATION
+def make_evaluate(args: Args, env):
+    eval_env = envs.VecEnv(env, args.num_eval_envs)
+
+    def evaluate(actor: Actor, key):
+        """One episode per eval env, deterministic actions, fresh goals: (metrics, env 0's episode)."""
+        return eval_env.evaluate(jax.vmap(actor.deterministic), key)
+
+    return evaluate
+
+
+# ======================================================================= RUN
+# Run directories, resume, seeds, devices, logging, checkpoints and `main`. This block is the
+# same, byte for byte, in all four algorithm files (tests/test_research_runs.py checks it): edit
+# it in one and copy it to the other three. From the algorithm above it uses Args, make_train,
+# make_evaluate, model_of and a train state's `actor` and `grad_steps`.
+ALGORITHM = os.path.basename(__file__)[: -len(".py")]
 
 
 @dataclass(frozen=True)
@@ -415,177 +502,51 @@ class Schedule:
 
 
 def make_schedule(args: Args, env) -> Schedule:
-    """Validate every flag combination before any compile; raise ConfigError naming the flags."""
-    positive = "num_envs num_eval_envs unroll_length batch_size buffer_size num_evals total_timesteps"
-    positive += " repr_dim width depth video_every num_seeds"
-    for name in positive.split():
-        if getattr(args, name) < 1:
-            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(args, name)}).")
-    if args.learning_starts < 0:
-        raise ConfigError(f"--learning-starts must be >= 0 (got {args.learning_starts}).")
-    if args.capture_video:
-        try:
-            envs.check_rendering()
-        except envs.RenderingUnavailable as error:
-            raise ConfigError(f"--capture-video: {error}") from None
-    if not 0.0 < args.gamma < 1.0:
-        raise ConfigError(f"--gamma must be in (0, 1) (got {args.gamma}).")
-    episode_length = env.episode_length
-    if episode_length < 2:
-        raise ConfigError("--episode-length must be at least 2: a future goal needs a later step.")
-    u = args.unroll_length
-    buffer_rows = math.ceil(args.buffer_size / u) * u
-    learning_start_rows = math.ceil(args.learning_starts / u) * u
-    if learning_start_rows > buffer_rows:
-        raise ConfigError(
-            f"--learning-starts ({args.learning_starts}) exceeds the buffer ({buffer_rows} rows per env): "
-            f"lower --learning-starts or raise --buffer-size to at least {learning_start_rows}."
-        )
-    rows_at_start = max(learning_start_rows, u)
-    if args.batch_size > rows_at_start * args.num_envs:
-        raise ConfigError(
-            f"--batch-size ({args.batch_size}) is larger than what the buffer holds when learning starts "
-            f"({rows_at_start} rows x {args.num_envs} envs = {rows_at_start * args.num_envs} transitions): lower "
-            f"--batch-size or raise --learning-starts / --num-envs."
-        )
-    if args.batch_size < 2:
-        raise ConfigError("--batch-size must be at least 2: the other goals of the batch are the negatives.")
+    """Check the run's flags (the algorithm's are checked in Args) before anything compiles."""
+    at_least_one = "num_envs num_eval_envs unroll_length batch_size buffer_size num_evals total_timesteps"
+    for name in (at_least_one + " video_every num_seeds").split():
+        value = getattr(args, name)
+        require(value >= 1, f"--{name.replace('_', '-')} must be at least 1 (got {value}).")
+    require(args.learning_starts >= 0, f"--learning-starts must be >= 0 (got {args.learning_starts}).")
     updates = args.updates_per_rollout
+    require(updates is None or updates >= 0, f"--updates-per-rollout must be >= 0 (got {updates}).")
+    every = args.checkpoint_every
+    require(every >= 0, f"--checkpoint-every must be >= 0 env steps (got {every}; 0 turns it off).")
+    require(
+        args.eval_only == (args.load_model is not None),
+        "--eval-only and --load-model go together: --eval-only --load-model PATH evaluates a model.",
+    )
+    require(not args.track or args.num_seeds == 1, "--track logs one run per process: drop --track or --num-seeds.")
+    require(env.episode_length >= 2, "--episode-length must be at least 2: a future goal needs a later step.")
+    try:
+        if args.capture_video:
+            envs.check_rendering()
+        buffer_rows, start_rows = buffers.rows_per_env(
+            args.buffer_size, args.learning_starts, args.batch_size, args.num_envs, args.unroll_length
+        )
+    except (envs.RenderingUnavailable, ValueError) as error:
+        raise ConfigError(f"--capture-video: {error}" if args.capture_video else str(error)) from None
     if updates is None:
-        updates = max(1, round(args.num_envs * (episode_length - 1) / args.batch_size))
-    elif updates < 0:
-        raise ConfigError(f"--updates-per-rollout must be >= 0 (got {updates}).")
-    per_step = args.num_envs * u
-    training_steps = math.ceil(args.total_timesteps / per_step)
-    if training_steps * u < learning_start_rows and updates > 0:
-        prefill = learning_start_rows * args.num_envs
-        raise ConfigError(
-            f"--total-timesteps ({args.total_timesteps:,}) ends before learning starts: --learning-starts "
-            f"{args.learning_starts} rows per env (whole rollouts: {learning_start_rows}) x --num-envs "
-            f"{args.num_envs} = {prefill:,} env steps are collected first. Raise --total-timesteps above "
-            f"{prefill:,}, or lower --learning-starts or --num-envs."
-        )
-    if args.num_evals > training_steps:
-        raise ConfigError(
-            f"--num-evals ({args.num_evals}) is more than the number of training steps ({training_steps} steps of "
-            f"--num-envs x --unroll-length = {per_step} env steps): lower --num-evals to at most {training_steps} "
-            f"or raise --total-timesteps."
-        )
-    boundaries = tuple(round(i * training_steps / args.num_evals) for i in range(args.num_evals + 1))
-    if args.checkpoint_every < 0:
-        raise ConfigError(f"--checkpoint-every must be >= 0 env steps (got {args.checkpoint_every}; 0 turns it off).")
-    every = math.ceil(args.checkpoint_every / per_step)
-    checkpoints = tuple(range(every, training_steps, every)) + (training_steps,) if every else ()
-    if args.eval_only != (args.load_model is not None):
-        raise ConfigError("--eval-only and --load-model go together: --eval-only --load-model PATH evaluates a model.")
-    if args.track and args.num_seeds > 1:
-        raise ConfigError("--track logs one run per process: drop --track or use --num-seeds 1.")
-    return Schedule(
-        episode_length, buffer_rows, learning_start_rows, updates, per_step, training_steps, boundaries, checkpoints
+        updates = max(1, round(args.num_envs * (env.episode_length - 1) / args.batch_size))
+    per_step = args.num_envs * args.unroll_length
+    steps = math.ceil(args.total_timesteps / per_step)
+    prefill = start_rows * args.num_envs
+    require(
+        steps * args.unroll_length >= start_rows or updates == 0,
+        f"--total-timesteps ({args.total_timesteps:,}) ends before learning starts: --learning-starts "
+        f"{args.learning_starts} rows per env (whole rollouts: {start_rows}) x --num-envs {args.num_envs} = "
+        f"{prefill:,} env steps are collected first. Raise --total-timesteps above {prefill:,}, or lower "
+        "--learning-starts or --num-envs.",
     )
-
-
-def make_train(args: Args, env, schedule: Schedule, mesh=None):
-    """Returns init(key) -> carry, chunk(carry, num_steps) -> (carry, stats), the buffer and an
-    example transition."""
-    vec_env = envs.VecEnv(env, args.num_envs)
-    state_dim, goal_dim, action_dim = env.state_dim, env.goal_dim, env.action_size
-    buffer = TrajectoryBuffer(
-        capacity=schedule.buffer_rows,
-        num_envs=args.num_envs,
-        unroll_length=args.unroll_length,
-        episode_length=schedule.episode_length,
-        goal_indices=env.goal_indices,
-        state_dim=state_dim,
-        gamma=args.gamma,
+    require(
+        args.num_evals <= steps,
+        f"--num-evals ({args.num_evals}) is more than the number of training steps ({steps} steps of --num-envs x "
+        f"--unroll-length = {per_step} env steps): lower --num-evals to at most {steps} or raise --total-timesteps.",
     )
-    example = Transition.example(env.observation_size, action_dim)
-    update, (actor_opt, critic_opt, alpha_opt) = make_update(args, state_dim, -args.target_entropy_scale * action_dim)
-    rollout = make_rollout(vec_env, args.unroll_length)
-    # several devices: each sampled batch is split over them, so XLA computes the loss data-parallel
-    # and all-reduces the gradients (still the mean over the whole batch, as on one device)
-    split = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data")) if mesh else None
-    spread = (lambda batch: jax.lax.with_sharding_constraint(batch, split)) if mesh else (lambda batch: batch)
-
-    def init(key):
-        actor_key, critic_key, env_key, train_key = jax.random.split(key, 4)
-        actor = Actor(env.observation_size, action_dim, args, actor_key)
-        critic = Critic(state_dim, action_dim, goal_dim, args, critic_key)
-        log_alpha = jnp.zeros(())
-        opt_states = [
-            o.init(eqx.filter(n, eqx.is_inexact_array)) for o, n in [(actor_opt, actor), (critic_opt, critic)]
-        ]
-        counter = jnp.zeros((), jnp.int32)
-        ts = TrainState(actor, critic, log_alpha, *opt_states, alpha_opt.init(log_alpha), counter, counter)
-        env_state = vec_env.reset(env_key)
-        return (ts, env_state, jnp.zeros(args.num_envs), buffer.init(example), train_key)
-
-    def training_step(carry):
-        ts, env_state, episode_return, buffer_state, key = carry
-        key, rollout_key, update_key = jax.random.split(key, 3)
-        env_state, episode_return, transitions, finished = rollout(ts.actor, env_state, episode_return, rollout_key)
-        buffer_state = buffer.insert(buffer_state, transitions)
-        ts = eqx.tree_at(lambda t: t.env_steps, ts, ts.env_steps + schedule.steps_per_training_step)
-
-        def gradient_steps(ts):
-            def one(ts, k):
-                sample_key, step_key = jax.random.split(k)
-                return update(ts, spread(buffer.sample(buffer_state, sample_key, args.batch_size)), step_key)
-
-            ts, metrics = jax.lax.scan(one, ts, jax.random.split(update_key, schedule.updates_per_rollout))
-            return ts, jax.tree.map(jnp.mean, metrics), jnp.ones(())
-
-        def no_steps(ts):
-            return ts, {tag: jnp.zeros(()) for tag in LOSS_TAGS}, jnp.zeros(())
-
-        learn = jnp.logical_and(buffer_state.size >= schedule.learning_start_rows, schedule.updates_per_rollout > 0)
-        ts, metrics, learned = jax.lax.cond(learn, gradient_steps, no_steps, ts)
-        return (ts, env_state, episode_return, buffer_state, key), metrics, learned, finished
-
-    def chunk(carry, num_steps):
-        """`num_steps` training steps (traced value: one compile serves every chunk length)."""
-        CHUNK_TRACES[0] += 1
-        stats = {
-            "losses": {tag: jnp.zeros(()) for tag in LOSS_TAGS},
-            "updated_steps": jnp.zeros(()),
-            "return_sum": jnp.zeros(()),
-            "episodes": jnp.zeros((), jnp.int32),
-        }
-
-        def body(_, loop):
-            carry, stats = loop
-            carry, metrics, learned, (return_sum, episodes) = training_step(carry)
-            stats = {
-                "losses": jax.tree.map(lambda s, m: s + learned * m, stats["losses"], metrics),
-                "updated_steps": stats["updated_steps"] + learned,
-                "return_sum": stats["return_sum"] + return_sum,
-                "episodes": stats["episodes"] + episodes,
-            }
-            return carry, stats
-
-        return jax.lax.fori_loop(0, num_steps, body, (carry, stats))
-
-    return init, chunk, buffer, example
-
-
-# ======================================================================= EVAL
-def make_evaluate(args: Args, env):
-    eval_env = envs.VecEnv(env, args.num_eval_envs)
-
-    def evaluate(actor: Actor, key):
-        """One episode per eval env, deterministic actions, fresh goals: (metrics, env 0's episode)."""
-        return eval_env.evaluate(jax.vmap(actor.deterministic), key)
-
-    return evaluate
-
-
-# ======================================================================= LOGGING
-ALGORITHM = os.path.basename(__file__)[: -len(".py")]
-
-
-def model_of(ts: TrainState):
-    """What --save-model writes and load_policy reads."""
-    return ts.actor, ts.critic, ts.log_alpha
+    evals = tuple(round(i * steps / args.num_evals) for i in range(args.num_evals + 1))
+    every = math.ceil(every / per_step)
+    checkpoints = tuple(range(every, steps, every)) + (steps,) if every else ()
+    return Schedule(env.episode_length, buffer_rows, start_rows, updates, per_step, steps, evals, checkpoints)
 
 
 def make_env(args: Args):
@@ -611,57 +572,61 @@ def make_mesh(args: Args):
     """A 1-D mesh (axis "data") over --num-devices devices, or None for one device."""
     devices = jax.devices()
     n = len(devices) if args.num_devices is None else args.num_devices
-    if not 1 <= n <= len(devices):
-        raise ConfigError(f"--num-devices {n}: {len(devices)} device(s) are visible ({devices[0].platform}).")
-    if args.num_envs % n or args.batch_size % n:
-        raise ConfigError(f"--num-envs ({args.num_envs}) and --batch-size ({args.batch_size}) must be multiples "
-                          f"of the {n} devices: set them so, or pass --num-devices.")  # fmt: skip
+    require(1 <= n <= len(devices), f"--num-devices {n}: {len(devices)} device(s) are visible ({devices[0].platform}).")
+    require(
+        args.num_envs % n == 0 and args.batch_size % n == 0,
+        f"--num-envs ({args.num_envs}) and --batch-size ({args.batch_size}) must be multiples of the {n} devices: "
+        "set them so, or pass --num-devices.",
+    )
     return jax.sharding.Mesh(np.array(devices[:n]), ("data",)) if n > 1 else None
 
 
-def carry_shardings(mesh, carry, num_envs: int):
-    """Env states and the buffer's env columns split over the mesh's "data" axis (after the
-    leading seed axis); networks, optimiser states, counters and keys replicated."""
-    P, replicated = jax.sharding.PartitionSpec, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+def spread_over(mesh):
+    """spread(batch): on several devices, each gradient step's batch split over them, so XLA
+    computes the loss data-parallel and all-reduces the gradients (still the whole batch's mean)."""
+    if mesh is None:
+        return lambda batch: batch
+    split = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+    return lambda batch: jax.lax.with_sharding_constraint(batch, split)
 
-    def split(axis):
-        shard = jax.sharding.NamedSharding(mesh, P(*[None] * axis, "data"))
-        return lambda x: shard if x.ndim > axis and x.shape[axis] == num_envs else replicated
 
-    ts, env_state, episode_return, buffer_state, key = carry
-    data = jax.tree.map(split(2), buffer_state.data)
-    return (jax.tree.map(lambda _: replicated, ts), jax.tree.map(split(1), env_state), split(1)(episode_return),
-            buffer_state._replace(data=data, insert_index=replicated, size=replicated), replicated)  # fmt: skip
+def carry_shardings(mesh, carry, vec_env: envs.VecEnv, buffer: TrajectoryBuffer):
+    """The env states and the buffer's env columns split over the mesh (after the seed axis);
+    networks, optimiser states, counters and keys replicated. None on one device."""
+    if mesh is None:
+        return None
+    ts, env_state, buffer_state, key = carry
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    return (
+        jax.tree.map(lambda _: replicated, ts),
+        vec_env.shardings(mesh, env_state, lead=1),
+        buffer.shardings(mesh, buffer_state, lead=1),
+        replicated,
+    )
 
 
 def make_run_dirs(args: Args) -> list[str]:
-    """CleanRL's runs/{env_id}__{exp_name}__{seed}__{unix_time}, one per seed, each with an
-    args.json; never reuses a directory."""
-    stamp, dirs = int(time.time()), []
-    for seed in range(args.seed, args.seed + args.num_seeds):
-        base = path = os.path.join(args.run_root, f"{args.env_id}__{args.exp_name}__{seed}__{stamp}")
-        while os.path.exists(path):
-            path = f"{base}_{len(dirs) + 1}_{time.time_ns() % 10**6}"
-        os.makedirs(path)
-        dirs.append(path)
-    for k, run_dir in enumerate(dirs):
-        record = {"algorithm": ALGORITHM, "args": asdict(args), "seed": args.seed + k,
-                  "run_names": [os.path.basename(d) for d in dirs]}  # fmt: skip
-        with open(os.path.join(run_dir, "args.json"), "w") as f:
-            json.dump(record, f, indent=1)
-    return dirs
+    """CleanRL's runs/{env_id}__{exp_name}__{seed}__{unix_time}, one per seed, each with an args.json."""
+    seeds, stamp = range(args.seed, args.seed + args.num_seeds), int(time.time())
+    names = [f"{args.env_id}__{args.exp_name}__{seed}__{stamp}" for seed in seeds]
+    records = [{"algorithm": ALGORITHM, "args": asdict(args), "seed": seed} for seed in seeds]
+    return buffers.make_run_dirs(args.run_root, names, records)
 
 
-def hyperparameter_table(args: Args, schedule: Schedule) -> str:
-    skip = ("eval_boundaries", "checkpoint_boundaries")
-    rows = {**asdict(args), **{f"(derived) {k}": v for k, v in asdict(schedule).items() if k not in skip}}
-    return "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in rows.items())
-
-
-def progress(env_steps, total, sps, eta_s, success):
-    eta = time.strftime("%H:%M:%S", time.gmtime(eta_s))
-    line = f"\r{env_steps:>12,}/{total:,} env steps | {sps:>9,.0f} SPS | ETA {eta} | eval success {success:.3f}"
-    print(line, end="" if sys.stdout.isatty() else "\n", flush=True)
+def resumed_args(cli: Args) -> Args:
+    """The flags of the run in `cli.resume`; flags given with --resume must agree with them."""
+    try:
+        record, first = buffers.read_run(cli.resume, ALGORITHM)
+        args = replace(Args(**record["args"]), resume=first)
+    except (CheckpointError, ConfigError, TypeError) as error:
+        raise ConfigError(f"--resume: {error}.") from None
+    resumable = os.path.normpath(first) == os.path.normpath(cli.resume)
+    require(resumable, f"--resume {cli.resume}: this seed belongs to a --num-seeds run; resume {first}.")
+    keep = ("resume", "num_devices", "distributed")  # the devices may change; the results do not depend on them
+    given = [f.name for f in fields(Args) if getattr(cli, f.name) != getattr(Args(), f.name) and f.name not in keep]
+    changed = [f"--{name.replace('_', '-')}" for name in given if getattr(cli, name) != getattr(args, name)]
+    require(not changed, f"--resume continues the run with its own flags; drop {', '.join(changed)}.")
+    return replace(args, num_devices=cli.num_devices, distributed=cli.distributed)
 
 
 def load_model(path: str, args: Args | None = None):
@@ -683,8 +648,8 @@ def load_model(path: str, args: Args | None = None):
 
 def load_policy(path: str):
     """Load a model saved with --save-model: returns (act, env), where act(state, goal) -> action
-    is the deterministic policy (tanh of the mean), jitted, for one state or a batch, and env
-    is the environment it was trained on (state = obs[..., :env.state_dim])."""
+    is the deterministic policy, jitted, for one state or a batch, and env is the environment it
+    was trained on (state = obs[..., :env.state_dim])."""
     (actor, *_), _, env, _ = load_model(path)
 
     @jax.jit
@@ -695,25 +660,69 @@ def load_policy(path: str):
     return act, env
 
 
-def resumed_args(cli: Args) -> Args:
-    """The flags of the run in `cli.resume`; flags given with --resume must agree with them."""
-    try:
-        with open(os.path.join(cli.resume, "args.json")) as f:
-            saved = json.load(f)
-        if saved["algorithm"] != ALGORITHM:
-            raise ValueError(f"it is a run of {saved['algorithm']}.py")
-        first = os.path.join(os.path.dirname(os.path.normpath(cli.resume)), saved["run_names"][0])
-        args = replace(Args(**saved["args"]), resume=first)
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise ConfigError(f"--resume {cli.resume}: not a run directory of {ALGORITHM}.py ({error}).") from None
-    if os.path.normpath(first) != os.path.normpath(cli.resume):
-        raise ConfigError(f"--resume {cli.resume}: this seed belongs to a --num-seeds run; resume {first}.")
-    keep = ("resume", "num_devices", "distributed")  # the devices may change; the results do not depend on them
-    changed = [f"--{f.name.replace('_', '-')}" for f in fields(Args) if f.name not in keep
-               and getattr(cli, f.name) not in (getattr(Args(), f.name), getattr(args, f.name))]  # fmt: skip
-    if changed:
-        raise ConfigError(f"--resume continues the run with its own flags; drop {', '.join(changed)}.")
-    return replace(args, num_devices=cli.num_devices, distributed=cli.distributed)
+class Logs:
+    """The TensorBoard writers of a run's seeds and its videos, rendered in a thread while
+    training goes on. `purge_step`: TensorBoard hides what a killed run logged from then on."""
+
+    def __init__(self, args: Args, env, run_dirs: list[str], purge_step: int | None = None):
+        self.args, self.env, self.run_dirs, self.videos = args, env, run_dirs, []
+        self.executor = ThreadPoolExecutor(max_workers=1)
+        self.writers = []
+        self.reopen(purge_step)
+
+    def reopen(self, purge_step: int | None = None) -> None:
+        """Close the writers (their queue drains to disk) and open new event files; tensorboardX
+        names them by the second, so a suffix keeps reopened writers apart."""
+        self.close()
+        suffix = f".{time.time_ns()}"
+        self.writers = [SummaryWriter(d, purge_step=purge_step, filename_suffix=suffix) for d in self.run_dirs]
+
+    def close(self) -> None:
+        for job in self.videos:
+            job.result()  # re-raises a rendering error
+        self.videos = []
+        for writer in self.writers:
+            writer.close()
+
+    def hyperparameters(self, schedule: Schedule) -> None:
+        derived = {f"(derived) {k}": v for k, v in asdict(schedule).items() if not k.endswith("boundaries")}
+        for k, writer in enumerate(self.writers):
+            rows = {**asdict(self.args), "seed": self.args.seed + k, **derived}
+            table = "\n".join(f"|{name}|{value}|" for name, value in rows.items())
+            writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + table)
+
+    def chunk(self, stats, sps: float, env_steps: int) -> None:
+        """charts/* and losses/* of one chunk, per seed; stops on a non-finite loss."""
+        for k, (writer, run_dir) in enumerate(zip(self.writers, self.run_dirs)):
+            writer.add_scalar("charts/SPS", sps, env_steps)
+            if stats["episodes"][k] > 0:
+                writer.add_scalar("charts/episodic_return", stats["return_sum"][k] / stats["episodes"][k], env_steps)
+            if stats["updated_steps"][k] == 0:
+                continue
+            losses = {name: float(v[k]) / stats["updated_steps"][k] for name, v in stats["losses"].items()}
+            bad = [f"losses/{name}" for name, v in losses.items() if not np.isfinite(v)]
+            if bad:
+                self.close()
+                raise FloatingPointError(
+                    f"non-finite {', '.join(bad)} in {run_dir} in the training steps up to env step {env_steps}; "
+                    "lower the learning rates or try --layer-norm."
+                )
+            for name, v in losses.items():
+                writer.add_scalar(f"losses/{name}", v, env_steps)
+
+    def evaluation(self, metrics, rollout, env_steps: int, index: int) -> dict:
+        """eval/* per seed, and a video of env 0's episode every --video-every evaluations and
+        at the last; returns the means over seeds."""
+        metrics = jax.device_get(metrics)
+        for k, writer in enumerate(self.writers):
+            for name, v in metrics.items():
+                writer.add_scalar(f"eval/{name}", float(v[k]), env_steps)
+        if self.args.capture_video and (index % self.args.video_every == 0 or index == self.args.num_evals):
+            rollout = jax.device_get(rollout)
+            for k, (writer, run_dir) in enumerate(zip(self.writers, self.run_dirs)):
+                one = jax.tree.map(lambda x, k=k: x[k], rollout)
+                self.videos.append(self.executor.submit(log_video, self.env, writer, run_dir, one, env_steps))
+        return {name: float(np.mean(v)) for name, v in metrics.items()}
 
 
 def log_video(env, writer, run_dir: str, rollout, env_steps: int) -> None:
@@ -723,49 +732,41 @@ def log_video(env, writer, run_dir: str, rollout, env_steps: int) -> None:
     envs.save_gif(frames, path, fps=1.0 / float(env.dt), writer=writer, step=env_steps, tag="videos/eval")
 
 
-def per_seed(init, chunk, evaluate, num_seeds: int):
-    """Give every function a leading seed axis: vmap for K > 1 seeds; one seed runs unbatched."""
-    if num_seeds > 1:
-        return jax.vmap(init), jax.vmap(chunk, in_axes=(0, None)), jax.vmap(evaluate)
-    add, first = (lambda t: jax.tree.map(lambda x: x[None], t)), (lambda t: jax.tree.map(lambda x: x[0], t))
-    return (
-        lambda keys: add(init(keys[0])),
-        lambda carry, n: add(chunk(first(carry), n)),
-        lambda actor, keys: add(evaluate(first(actor), keys[0])),
-    )
-
-
 def evaluate_model(args: Args) -> list[str]:
     """--eval-only: num_eval_envs episodes of a saved model, logged as eval/* at its env steps."""
     model, args, env, header = load_model(args.load_model, args)
-    metrics, rollout = jax.jit(make_evaluate(args, env))(model[0], jax.random.PRNGKey(args.seed))
-    run_dir = make_run_dirs(args)[0]
-    writer = SummaryWriter(run_dir)
-    for k, v in metrics.items():
-        writer.add_scalar(f"eval/{k}", float(v), header["env_steps"])
-    if args.capture_video:
-        log_video(env, writer, run_dir, jax.device_get(rollout), header["env_steps"])
-    writer.close()
-    print(f"{args.load_model} on {args.env_id}: " + ", ".join(f"{k} {float(v):.3f}" for k, v in metrics.items()))
-    return [run_dir]
+    evaluate = jax.jit(jax.vmap(make_evaluate(args, env)))
+    metrics, rollout = evaluate(jax.tree.map(lambda x: x[None], model[0]), jax.random.PRNGKey(args.seed)[None])
+    logs = Logs(args, env, make_run_dirs(args))
+    metrics = logs.evaluation(metrics, rollout, header["env_steps"], index=0)
+    logs.close()
+    print(f"{args.load_model} on {args.env_id}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+    return logs.run_dirs
 
 
-def log_chunk(writers, run_dirs, stats, sps: float, env_steps: int) -> None:
-    """charts/* and losses/* of one chunk, per seed; stops on a non-finite loss."""
-    for k, (writer, run_dir) in enumerate(zip(writers, run_dirs)):
-        writer.add_scalar("charts/SPS", sps, env_steps)
-        if stats["episodes"][k] > 0:
-            writer.add_scalar("charts/episodic_return", stats["return_sum"][k] / stats["episodes"][k], env_steps)
-        if stats["updated_steps"][k] > 0:
-            losses = {name: float(v[k]) / stats["updated_steps"][k] for name, v in stats["losses"].items()}
-            bad = [f"losses/{name}" for name, v in losses.items() if not np.isfinite(v)]
-            if bad:
-                for w in writers:
-                    w.close()
-                raise FloatingPointError(f"non-finite {', '.join(bad)} in {run_dir} in the training steps up to "
-                                         f"env step {env_steps}; lower the learning rates or try --layer-norm.")  # fmt: skip
-            for name, v in losses.items():
-                writer.add_scalar(f"losses/{name}", v, env_steps)
+def make_chunk(training_step):
+    """chunk(carry, num_steps) -> (carry, stats): `num_steps` training steps in one loop (a
+    traced count: one compile serves every chunk length), summing what the logs need."""
+
+    def chunk(carry, num_steps):
+        metrics = jax.eval_shape(training_step, carry)[1]  # the shapes of the update's metrics
+        zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), metrics)
+        stats = {"losses": zeros, "updated_steps": jnp.zeros(()), "return_sum": jnp.zeros(()), "episodes": 0}
+
+        def body(_, loop):
+            carry, stats = loop
+            carry, metrics, learned, (return_sum, episodes) = training_step(carry)
+            stats = {
+                "losses": jax.tree.map(lambda s, m: s + learned * m, stats["losses"], metrics),
+                "updated_steps": stats["updated_steps"] + learned,
+                "return_sum": stats["return_sum"] + return_sum,
+                "episodes": stats["episodes"] + episodes,
+            }
+            return carry, stats
+
+        return jax.lax.fori_loop(0, num_steps, body, (carry, stats))
+
+    return chunk
 
 
 def main(args: Args) -> list[str]:
@@ -775,80 +776,64 @@ def main(args: Args) -> list[str]:
         start_distributed(args.distributed)
     args = resumed_args(args) if args.resume is not None else args
     env = make_env(args)  # before anything starts JAX: an arm or pusher turns off XLA's fusion emitters
-    lead = jax.process_index() == 0
-    schedule = make_schedule(args, env)  # validates the flags before anything compiles
+    schedule = make_schedule(args, env)
     if args.eval_only:
         return evaluate_model(args)
-    mesh = make_mesh(args)
-    init, chunk, buffer, example = make_train(args, env, schedule, mesh)
-    buffer.check_memory(example, copies=args.num_seeds, devices=1 if mesh is None else mesh.size)
-    init, chunk, evaluate = per_seed(init, chunk, make_evaluate(args, env), args.num_seeds)
+    mesh, lead = make_mesh(args), jax.process_index() == 0
     if args.track:
         try:
             import wandb
-        except ImportError as error:
-            raise ConfigError("--track needs Weights & Biases: `pip install wandb` and `wandb login`.") from error
+        except ImportError:
+            raise ConfigError("--track needs Weights & Biases: `pip install wandb` and `wandb login`.") from None
 
-    # host arrays (numpy) where a multi-host run needs every process to pass the same value
-    seeds = np.stack([jax.random.split(jax.random.PRNGKey(args.seed + k)) for k in range(args.num_seeds)])
-    init_keys, eval_keys = seeds[:, 0], seeds[:, 1]
+    # every function takes a leading seed axis (one seed is a batch of one)
+    init, training_step, vec_env, buffer = make_train(args, env, schedule, spread_over(mesh))
+    example = Transition.example(env.observation_size, env.action_size)
+    buffer.check_memory(example, copies=args.num_seeds, devices=mesh.size if mesh else 1)
+    init, chunk = jax.vmap(init), jax.vmap(make_chunk(training_step), in_axes=(0, None))
+    evaluate = jax.vmap(make_evaluate(args, env))
+    # host arrays (numpy): a multi-host run needs every process to pass the same value
+    keys = np.stack([jax.random.split(jax.random.PRNGKey(args.seed + k)) for k in range(args.num_seeds)])
+    init_keys, eval_keys = keys[:, 0], keys[:, 1]
     like = jax.eval_shape(init, init_keys)
-    shardings = None if mesh is None else carry_shardings(mesh, like, args.num_envs)
+    shardings, per_step = carry_shardings(mesh, like, vec_env, buffer), schedule.steps_per_training_step
+
     if args.resume is None:
         run_dirs, start, train_time = make_run_dirs(args) if lead else [], 0, 0.0
-        carry = jax.jit(init, out_shardings=shardings)(init_keys) if mesh else jax.jit(init)(init_keys)
+        carry = jax.jit(init, out_shardings=shardings)(init_keys)
     else:
-        with open(os.path.join(args.resume, "args.json")) as f:
-            names = json.load(f)["run_names"] if lead else []
-        run_dirs = [os.path.join(os.path.dirname(os.path.normpath(args.resume)), name) for name in names]
+        names = buffers.read_run(args.resume, ALGORITHM)[0]["run_names"] if lead else []
+        run_dirs = [os.path.join(os.path.dirname(args.resume), name) for name in names]
         try:
             carry, header = buffers.load_checkpoint(os.path.join(args.resume, "checkpoints"), like, algorithm=ALGORITHM)
         except CheckpointError as error:
             raise CheckpointError(f"--resume {args.resume}: {error} (written with --checkpoint-every).") from None
         carry = jax.device_put(jax.tree.map(np.asarray, carry), shardings)  # host values: any process count
         start, train_time = header["step"], header["train_time"]
-        print(f"resuming {args.resume} after {start * schedule.steps_per_training_step:,} env steps")
+        print(f"resuming {args.resume} after {start * per_step:,} env steps")
     if args.track and lead:
         wandb.init(project=args.wandb_project_name, sync_tensorboard=True, config=asdict(args), name=run_dirs[0])
-    # purge_step: TensorBoard hides whatever a killed run logged after its last checkpoint;
-    # tensorboardX names event files by the second: a suffix keeps reopened writers apart
-    purge = start * schedule.steps_per_training_step + 1 if start else None
-    writers = [SummaryWriter(d, purge_step=purge, filename_suffix=f".{time.time_ns()}") for d in run_dirs]
-    for k, writer in enumerate(writers if not start else []):
-        writer.add_text("hyperparameters", hyperparameter_table(replace(args, seed=args.seed + k), schedule))
+    logs = Logs(args, env, run_dirs, purge_step=start * per_step + 1 if start else None)
+    if not start:
+        logs.hyperparameters(schedule)
     if lead:
         print("run directory: " + ", ".join(run_dirs) + (f" ({mesh.size} devices)" if mesh else ""))
-    fetch = (
-        jax.device_get if jax.process_count() == 1 else functools.partial(multihost_utils.process_allgather, tiled=True)
-    )
 
     compile_start = time.perf_counter()
-    out = {"out_shardings": (shardings, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))} if mesh else {}
-    chunk_fn = jax.jit(chunk, donate_argnums=0, **out).lower(carry, np.int32(0)).compile()
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()) if mesh else None
+    chunk = eqx.debug.assert_max_traces(chunk, max_traces=1)  # the training loop is compiled once
+    chunk_fn = jax.jit(chunk, donate_argnums=0, out_shardings=(shardings, replicated))
+    chunk_fn = chunk_fn.lower(carry, np.int32(0)).compile()
 
     def evaluate_at(actor, keys, index):
         return evaluate(actor, jax.vmap(jax.random.fold_in, (0, None))(keys, index))
 
     eval_fn = jax.jit(evaluate_at).lower(carry[0].actor, eval_keys, np.int32(0)).compile()
     print(f"compiled training chunk and evaluation in {time.perf_counter() - compile_start:.1f} s")
-    videos, pending = ThreadPoolExecutor(max_workers=1), []  # rendering overlaps the next chunk
-
-    def run_eval(actor, env_steps, index):
-        metrics, rollout = eval_fn(actor, eval_keys, np.int32(index))
-        metrics = jax.device_get(metrics)
-        for k, writer in enumerate(writers):
-            for name, v in metrics.items():
-                writer.add_scalar(f"eval/{name}", float(v[k]), env_steps)
-        if args.capture_video and (index % args.video_every == 0 or index == args.num_evals):
-            rollout = jax.device_get(rollout)
-            for k, (writer, run_dir) in enumerate(zip(writers, run_dirs)):
-                one = jax.tree.map(lambda x, k=k: x[k], rollout)
-                pending.append(videos.submit(log_video, env, writer, run_dir, one, env_steps))
-        return {name: float(np.mean(v)) for name, v in metrics.items()}
 
     loop_start = time.perf_counter()
-    eval_metrics = run_eval(carry[0].actor, 0, 0) if not start else {"success_rate": float("nan")}
-    evals, per_step = {b: i for i, b in enumerate(schedule.eval_boundaries)}, schedule.steps_per_training_step
+    success = logs.evaluation(*eval_fn(carry[0].actor, eval_keys, np.int32(0)), 0, 0) if not start else {}
+    evals = {boundary: i for i, boundary in enumerate(schedule.eval_boundaries)}
     boundaries = sorted(set(schedule.eval_boundaries) | set(schedule.checkpoint_boundaries))
     for lo, hi in [(lo, hi) for lo, hi in zip(boundaries, boundaries[1:]) if lo >= start]:
         begin = time.perf_counter()
@@ -856,43 +841,51 @@ def main(args: Args) -> list[str]:
         stats = jax.device_get(stats)
         elapsed = time.perf_counter() - begin
         train_time += elapsed
-        log_chunk(writers, run_dirs, stats, (hi - lo) * per_step / elapsed, hi * per_step)
+        logs.chunk(stats, (hi - lo) * per_step / elapsed, hi * per_step)
         if hi in evals:
-            eval_metrics = run_eval(carry[0].actor, hi * per_step, evals[hi])
+            success = logs.evaluation(
+                *eval_fn(carry[0].actor, eval_keys, np.int32(evals[hi])), hi * per_step, evals[hi]
+            )
         if hi in schedule.checkpoint_boundaries:
-            for job in pending:
-                job.result()
-            for writer in writers:
-                writer.close()  # drains tensorboardX's queue: what the checkpoint covers is on disk first
-            writers = [SummaryWriter(d, filename_suffix=f".{time.time_ns()}") for d in run_dirs]
-            header, snapshot = {"algorithm": ALGORITHM, "kind": "checkpoint", "train_time": train_time}, fetch(carry)
+            logs.reopen()  # what the checkpoint covers is on disk first
+            header = {"algorithm": ALGORITHM, "kind": "checkpoint", "train_time": train_time}
+            snapshot = fetch(carry)
             if lead:
                 buffers.save_checkpoint(os.path.join(run_dirs[0], "checkpoints"), hi, header, snapshot)
-        done = (hi - start) * per_step
-        eta = (schedule.final_env_steps - hi * per_step) * train_time / done
         if lead:
-            progress(hi * per_step, schedule.final_env_steps, done / train_time, eta, eval_metrics["success_rate"])
+            eta = (schedule.training_steps - hi) * train_time / (hi - start)
+            progress(hi * per_step, schedule.final_env_steps, (hi - start) * per_step / train_time, eta, success)
     print(f"\n{args.resume} had already finished" if start == schedule.training_steps else "")
     final = jax.device_get(carry[0])  # networks and counters (replicated over the devices)
     over = schedule.final_env_steps - args.total_timesteps
     exact = (
-        "exactly --total-timesteps" if over == 0 else f"--total-timesteps + {over:,} to finish the last training step"
+        "exactly --total-timesteps" if not over else f"--total-timesteps + {over:,} to finish the last training step"
     )
-    print(f"trained {schedule.final_env_steps:,} env steps ({exact}) x {args.num_seeds} seed(s), "
-          f"{int(final.grad_steps[0]):,} gradient steps each, {schedule.final_env_steps / max(train_time, 1e-9):,.0f} "
-          "SPS per seed; final eval (mean over seeds): " + ", ".join(f"{k} {v:.3f}" for k, v in eval_metrics.items()))  # fmt: skip
+    print(
+        f"trained {schedule.final_env_steps:,} env steps ({exact}) x {args.num_seeds} seed(s), "
+        f"{int(final.grad_steps[0]):,} gradient steps each, {schedule.final_env_steps / max(train_time, 1e-9):,.0f} "
+        "SPS per seed; final eval (mean over seeds): " + ", ".join(f"{k} {v:.3f}" for k, v in success.items())
+    )
     for k, run_dir in enumerate(run_dirs if args.save_model else []):
         path = os.path.join(run_dir, f"{args.exp_name}.eqx")
         header = {"algorithm": ALGORITHM, "kind": "model", "args": asdict(args), "env_steps": schedule.final_env_steps}
         buffers.save_tree(path, header, model_of(jax.tree.map(lambda x, k=k: x[k], final)))
         print(f"model saved to {path}")
-    videos.shutdown(wait=True)
-    for job in pending:
-        job.result()  # re-raises a rendering error
+    logs.close()
     print(f"training loop: {time.perf_counter() - loop_start:.1f} s wall (training, evaluations, checkpoints, videos)")
-    for writer in writers:
-        writer.close()
     return run_dirs
+
+
+def fetch(tree):
+    """The whole of `tree` on the host, gathered from every process in a multi-host run."""
+    return jax.device_get(tree) if jax.process_count() == 1 else multihost_utils.process_allgather(tree, tiled=True)
+
+
+def progress(env_steps: int, total: int, sps: float, eta_s: float, success: dict) -> None:
+    eta = time.strftime("%H:%M:%S", time.gmtime(eta_s))
+    line = f"\r{env_steps:>12,}/{total:,} env steps | {sps:>9,.0f} SPS | ETA {eta}"
+    line += f" | eval success {success['success_rate']:.3f}" if success else ""
+    print(line, end="" if sys.stdout.isatty() else "\n", flush=True)
 
 
 if __name__ == "__main__":

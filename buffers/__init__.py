@@ -1,374 +1,46 @@
-"""On-device trajectory replay buffer with future-state goal sampling.
+"""The two modules the algorithms share besides `envs`: the replay buffer and run files.
 
-    from buffers import Transition, TrajectoryBuffer
-    buffer = TrajectoryBuffer(capacity=10_000, num_envs=256, unroll_length=62,
-                              episode_length=1000, goal_indices=env.goal_indices,
-                              state_dim=env.state_dim, gamma=0.99)
-    buffer.check_memory(example_transition)       # prints bytes, clear error if it will not fit
-    state = buffer.init(example_transition)       # one env's Transition, no leading axes
-    state = buffer.insert(state, rollout)         # rollout leaves: (unroll_length, num_envs, ...)
-    batch = buffer.sample(state, key, 256)        # Batch with a future goal per transition
-    batch = buffer.sample_her(state, key, 256, relabel_ratio=0.8, goal_reach_thresh=0.5)
+* `buffers/trajectory.py`: `TrajectoryBuffer`, the on-device trajectory replay buffer that
+  samples future states as goals (and HER batches), with `Transition`, `Batch`, `BufferState`.
+* `buffers/files.py`: what a run writes: its directories (`make_run_dirs`, `read_run`),
+  checkpoints and saved models (`save_tree`, `load_tree`, `read_header`, `save_checkpoint`,
+  `load_checkpoint`), and `CheckpointError`.
 
-    save_checkpoint("run/checkpoints", step, header, carry)   # any pytree: whole training state
-    carry, header = load_checkpoint("run/checkpoints", like)  # the newest; `like` from eval_shape
-
-Storage is a pytree of preallocated arrays, time-major per env, `(capacity, num_envs, ...)`, each
-field in its own dtype. `insert` writes a whole rollout at the ring index with
-`lax.dynamic_update_slice` (so `capacity` must be a multiple of `unroll_length`); `init`,
-`insert` and the samplers are pure functions of a `BufferState` and jit as they are.
-
-Future goals. A sampled transition t (uniform over the written rows and envs) gets the achieved
-goal of s_{t+k}, k >= 1, with P(k) proportional to gamma^(k-1) over the steps t+k of the same
-episode that are in the buffer (a truncated geometric, renormalised). Row j stores s_j and the
-true next state s_{j+1} (`next_obs`, taken before any auto-reset), so s_{t+k} is `next_obs` of
-row t+k-1 and the last state of an episode is reachable too. Rows of one episode share an
-`episode_id`, and the search runs over at most `episode_length` rows forward in time order,
-never past the newest row (the ring's seam), so goals never come from another episode, from
-an unwritten row or from across the seam. Since an env's episode ids only grow, the rows of
-an episode are contiguous in time: a binary search counts them (O(B log episode_length) per
-batch), and k is drawn by inverting the truncated geometric's CDF.
-
-Files (`save_tree`, `read_header`, `load_tree`, `save_checkpoint`, `load_checkpoint`). A buffer
-state, or a whole training state around it, is stored as one JSON header line, the leaves in
-Equinox's serialisation, then `\\nsha256:` and the 64 hex digits of the leaf bytes' sha256.
-Writes go to a temp file that is synced and then renamed, so a crash never leaves a half-written
-file under the final name; reads check the checksum before deserialising, then every leaf's
-shape and dtype against a skeleton (`jax.eval_shape` of the init function is enough). Each
-failure raises `CheckpointError` with a one-line reason.
+Everything is re-exported here: `from buffers import TrajectoryBuffer, save_checkpoint`.
 """
 
-from __future__ import annotations
+from buffers.files import (
+    CheckpointError,
+    load_checkpoint,
+    load_tree,
+    make_run_dirs,
+    read_header,
+    read_run,
+    save_checkpoint,
+    save_tree,
+)
+from buffers.trajectory import (
+    Batch,
+    BufferMemoryError,
+    BufferState,
+    TrajectoryBuffer,
+    Transition,
+    rows_per_env,
+)
 
-import glob
-import hashlib
-import json
-import math
-import os
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, NamedTuple
-
-import equinox as eqx
-import jax
-import jax.numpy as jnp
-import numpy as np
-
-
-class Transition(NamedTuple):
-    """One env step as stored: s_t (with its commanded goal), a_t, s_{t+1} (pre-reset)."""
-
-    obs: jax.Array
-    action: jax.Array
-    next_obs: jax.Array
-    terminated: jax.Array  # the episode ended by termination at this step (no bootstrap)
-    truncated: jax.Array  # the episode hit its time limit at this step (bootstrap)
-    episode_id: jax.Array  # per-env episode counter; rows of one episode share it
-
-    @classmethod
-    def example(cls, observation_size: int, action_size: int) -> Transition:
-        """One env's all-zero transition: the shapes and dtypes `init` and `check_memory` take."""
-        obs, flag = jnp.zeros(observation_size), jnp.zeros(())
-        return cls(obs, jnp.zeros(action_size), obs, flag, flag, jnp.zeros((), jnp.int32))
-
-
-class Batch(NamedTuple):
-    obs: jax.Array  # (B, state_dim + goal_dim); `sample_her` relabels its goal part
-    action: jax.Array
-    next_obs: jax.Array
-    terminated: jax.Array
-    truncated: jax.Array
-    future_goal: jax.Array  # (B, goal_dim): achieved goal of s_{t+k}, k >= 1, same episode
-    reward: jax.Array  # (B,): success of s_{t+1} under the batch's goal (set by `sample_her`)
-    relabelled: jax.Array  # (B,) bool: the goal was replaced by `future_goal`
-
-
-class BufferState(NamedTuple):
-    data: Transition  # leaves: (capacity, num_envs, ...)
-    insert_index: jax.Array  # next row to write
-    size: jax.Array  # rows written so far, at most capacity
-
-
-class BufferMemoryError(ValueError):
-    """The buffer would not fit in the device's free memory."""
-
-
-@dataclass(frozen=True)
-class TrajectoryBuffer:
-    capacity: int  # time rows per env
-    num_envs: int
-    unroll_length: int  # rows written per insert
-    episode_length: int  # longest possible episode: the future-goal search window
-    goal_indices: tuple[int, ...]  # achieved goal = state[goal_indices]
-    state_dim: int
-    gamma: float = 0.99
-
-    def __post_init__(self):
-        if self.unroll_length < 1 or self.capacity < self.unroll_length:
-            raise ValueError(f"buffer capacity ({self.capacity}) must be at least unroll_length ({self.unroll_length})")
-        if self.capacity % self.unroll_length:
-            rounded = math.ceil(self.capacity / self.unroll_length) * self.unroll_length
-            raise ValueError(
-                f"buffer capacity ({self.capacity}) must be a multiple of unroll_length "
-                f"({self.unroll_length}); use {rounded}"
-            )
-        if not 0.0 < self.gamma <= 1.0:
-            raise ValueError(f"gamma must be in (0, 1], got {self.gamma}")
-
-    @property
-    def window(self) -> int:
-        return min(self.episode_length, self.capacity)
-
-    # ------------------------------------------------------------------ memory
-    def nbytes(self, example: Transition) -> int:
-        """Bytes the storage takes for one env's example transition."""
-        row = sum(np.dtype(x.dtype).itemsize * math.prod(np.shape(x)) for x in jax.tree.leaves(example))
-        return int(row) * self.capacity * self.num_envs
-
-    def check_memory(
-        self, example: Transition, device: Any = None, verbose: bool = True, copies: int = 1, devices: int = 1
-    ) -> int:
-        """Print the footprint and raise `BufferMemoryError` when it exceeds free memory.
-        `copies` buffers of this size are needed (one per seed with --num-seeds), their env
-        columns split evenly over `devices` devices; the check is per device."""
-        need = self.nbytes(example) * copies // devices
-        free = _free_device_memory(device or jax.devices()[0])
-        seeds = f" x {copies} seeds" if copies > 1 else ""
-        per_device = f", {need / 2**20:.1f} MiB on each of {devices} devices" if devices > 1 else ""
-        if verbose:
-            row = self.nbytes(example) // (self.capacity * self.num_envs)
-            total = need * devices / 2**20
-            print(
-                f"replay buffer: {total:.1f} MiB ({self.capacity} rows x {self.num_envs} envs x {row} B{seeds}{per_device})"
-            )
-        if free is not None and need > free:
-            fits = max(
-                self.unroll_length, int(free // (need // self.capacity)) // self.unroll_length * self.unroll_length
-            )
-            raise BufferMemoryError(
-                f"The replay buffer needs {need / 2**30:.2f} GiB per device ({self.capacity} rows x {self.num_envs} "
-                f"envs{seeds}{f' over {devices} devices' if devices > 1 else ''}) "
-                f"but only {free / 2**30:.2f} GiB of device memory is free. Lower --buffer-size "
-                f"(at most {fits} fits with this --num-envs) or lower --num-envs."
-            )
-        return need
-
-    def init(self, example: Transition) -> BufferState:
-        data = jax.tree.map(
-            lambda x: jnp.zeros((self.capacity, self.num_envs) + jnp.shape(x), jnp.asarray(x).dtype), example
-        )
-        return BufferState(data, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
-
-    def insert(self, state: BufferState, rollout: Transition) -> BufferState:
-        """Write a rollout with leaves (unroll_length, num_envs, ...) at the ring index."""
-        for x in jax.tree.leaves(rollout):
-            if x.shape[:2] != (self.unroll_length, self.num_envs):
-                raise ValueError(f"rollout leaves must start with {(self.unroll_length, self.num_envs)}, got {x.shape}")
-
-        def write(buf, x):
-            start = (state.insert_index,) + (0,) * (buf.ndim - 1)
-            return jax.lax.dynamic_update_slice(buf, x.astype(buf.dtype), start)
-
-        data = jax.tree.map(write, state.data, rollout)
-        return BufferState(
-            data,
-            (state.insert_index + self.unroll_length) % self.capacity,
-            jnp.minimum(state.size + self.unroll_length, self.capacity),
-        )
-
-    # ------------------------------------------------------------------ sampling
-    def _sample_rows(self, state: BufferState, key: jax.Array, batch_size: int):
-        """Rows, env columns and future-goal rows of `batch_size` transitions."""
-        position_key, env_key, future_key = jax.random.split(key, 3)
-        oldest = (state.insert_index - state.size) % self.capacity
-        position = jax.random.randint(position_key, (batch_size,), 0, jnp.maximum(state.size, 1))
-        env = jax.random.randint(env_key, (batch_size,), 0, self.num_envs)
-        episode = state.data.episode_id[(oldest + position) % self.capacity, env]
-
-        def same_episode(offset):  # rows of one episode are contiguous in time (ids only grow)
-            later = position + offset
-            row = (oldest + later) % self.capacity
-            return (later < state.size) & (state.data.episode_id[row, env] == episode)
-
-        # count = how many rows, from the sampled one on, belong to its episode (at most the
-        # window): a binary search, O(B log window) instead of reading the whole window
-        low, high = jnp.ones(batch_size, jnp.int32), jnp.full(batch_size, self.window, jnp.int32)
-        for _ in range(max(1, math.ceil(math.log2(self.window)))):
-            mid = (low + high + 1) // 2
-            inside = same_episode(mid - 1)
-            low, high = jnp.where(inside, mid, low), jnp.where(inside, high, mid - 1)
-        # offset = k - 1 with P(offset) ~ gamma^offset on 0..count-1, by inverting its CDF
-        # F(o) = (1 - gamma^(o+1)) / (1 - gamma^count); gamma = 1 is the uniform limit
-        u = jax.random.uniform(future_key, (batch_size,))
-        if self.gamma == 1.0:
-            offset = jnp.floor(u * low).astype(jnp.int32)
-        else:
-            log_gamma = math.log(self.gamma)
-            offset = jnp.floor(jnp.log1p(-u * -jnp.expm1(low * log_gamma)) / log_gamma).astype(jnp.int32)
-        offset = jnp.clip(offset, 0, low - 1)
-        row = (oldest + position) % self.capacity
-        return row, env, (oldest + position + offset) % self.capacity
-
-    def sample(self, state: BufferState, key: jax.Array, batch_size: int) -> Batch:
-        """`batch_size` transitions with a future goal each (reward left as zeros)."""
-        row, env, future_row = self._sample_rows(state, key, batch_size)
-        picked = jax.tree.map(lambda x: x[row, env], state.data)
-        future_state = state.data.next_obs[future_row, env]
-        return Batch(
-            obs=picked.obs,
-            action=picked.action,
-            next_obs=picked.next_obs,
-            terminated=picked.terminated,
-            truncated=picked.truncated,
-            future_goal=future_state[:, jnp.array(self.goal_indices)],
-            reward=jnp.zeros(batch_size, jnp.float32),
-            relabelled=jnp.zeros(batch_size, bool),
-        )
-
-    def sample_her(
-        self,
-        state: BufferState,
-        key: jax.Array,
-        batch_size: int,
-        relabel_ratio: float,
-        goal_reach_thresh: float,
-        success_fn: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
-    ) -> Batch:
-        """Hindsight relabelling ("future" strategy): with probability `relabel_ratio` the
-        commanded goal of obs and next_obs becomes the future goal; the reward is the success
-        of s_{t+1} under the (possibly new) goal: ||achieved(s_{t+1}) - g|| < goal_reach_thresh,
-        or `success_fn(next_state_part, goal)` (batched) for envs with composite goals."""
-        sample_key, relabel_key = jax.random.split(key)
-        batch = self.sample(state, sample_key, batch_size)
-        relabel = jax.random.uniform(relabel_key, (batch_size,)) < relabel_ratio
-        goal = jnp.where(relabel[:, None], batch.future_goal, batch.obs[:, self.state_dim :])
-        obs = batch.obs.at[:, self.state_dim :].set(goal)
-        next_obs = batch.next_obs.at[:, self.state_dim :].set(goal)
-        next_state = batch.next_obs[:, : self.state_dim]
-        if success_fn is None:
-            achieved = next_state[:, jnp.array(self.goal_indices)]
-            reward = (jnp.linalg.norm(achieved - goal, axis=-1) < goal_reach_thresh).astype(jnp.float32)
-        else:
-            reward = success_fn(next_state, goal).astype(jnp.float32)
-        return batch._replace(obs=obs, next_obs=next_obs, reward=reward, relabelled=relabel)
-
-
-def _free_device_memory(device: Any) -> int | None:
-    """Free bytes on `device`: the allocator's figure on accelerators, MemAvailable on CPU."""
-    stats = None
-    try:
-        stats = device.memory_stats()
-    except Exception:  # some backends do not implement it
-        stats = None
-    if stats and "bytes_limit" in stats:
-        return int(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
-    if os.path.exists("/proc/meminfo"):
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    return None
-
-
-# ---------------------------------------------------------------------- files
-_MARK = b"\nsha256:"
-_FOOTER = len(_MARK) + 64
-
-
-class CheckpointError(ValueError):
-    """A run directory, checkpoint or model file that cannot be used; the message says why."""
-
-
-class _Hashing:
-    """Writes through to a file and feeds the same bytes to a sha256."""
-
-    def __init__(self, file, digest):
-        self.file, self.digest = file, digest
-
-    def write(self, data):
-        self.digest.update(data)
-        return self.file.write(data)
-
-
-def save_tree(path: str, header: dict, tree: Any) -> None:
-    """Write `header` (JSON-serialisable) and the leaves of `tree` atomically to `path`."""
-    tmp, digest = f"{path}.tmp", hashlib.sha256()
-    with open(tmp, "wb") as f:
-        f.write(json.dumps(header).encode() + b"\n")
-        eqx.tree_serialise_leaves(_Hashing(f, digest), tree)
-        f.write(_MARK + digest.hexdigest().encode())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def read_header(path: str, **expected: Any) -> dict:
-    """The header of `path`; every keyword must equal the header's field of that name."""
-    try:
-        with open(path, "rb") as f:
-            try:
-                header = json.loads(f.readline())
-            except ValueError:
-                raise ValueError("it is not a model or checkpoint file of this project") from None
-        if not isinstance(header, dict):
-            raise ValueError("it is not a model or checkpoint file of this project")
-        for name, value in expected.items():
-            if header.get(name) != value:
-                raise ValueError(f"its {name} is {header.get(name)!r}, not {value!r}")
-        return header
-    except (OSError, ValueError) as error:
-        raise CheckpointError(f"cannot use {path}: {error}.") from None
-
-
-def load_tree(path: str, like: Any) -> Any:
-    """The leaves stored in `path`, in the structure of `like`, after checking the checksum
-    and that every leaf has the shape and dtype of `like`'s."""
-
-    def leaf(f, x):
-        value = eqx.default_deserialise_filter_spec(f, x)
-        if hasattr(x, "shape") and (value.shape != x.shape or value.dtype != x.dtype):
-            raise ValueError(
-                f"it holds a {value.dtype}{list(value.shape)} leaf where {x.dtype}{list(x.shape)} is expected"
-            )
-        return value
-
-    try:
-        size = os.path.getsize(path)
-        with open(path, "rb") as f:
-            f.readline()
-            start, digest = f.tell(), hashlib.sha256()
-            for offset in range(start, size - _FOOTER, 2**24):
-                digest.update(f.read(min(2**24, size - _FOOTER - offset)))
-            if f.read() != _MARK + digest.hexdigest().encode():
-                raise ValueError("its checksum does not match (truncated or damaged)")
-            f.seek(start)
-            tree = eqx.tree_deserialise_leaves(f, like, filter_spec=leaf)
-            if f.tell() != size - _FOOTER:
-                raise ValueError("it holds more data than this configuration's networks")
-        return tree
-    except (OSError, ValueError, EOFError) as error:
-        raise CheckpointError(f"cannot load {path}: {error}.") from None
-
-
-def save_checkpoint(folder: str, step: int, header: dict, tree: Any, keep: int = 2) -> str:
-    """Write `folder/step_{step:09d}.ckpt` and delete all but the `keep` newest checkpoints."""
-    os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, f"step_{step:09d}.ckpt")
-    save_tree(path, {**header, "step": step}, tree)
-    for old in sorted(glob.glob(os.path.join(folder, "step_*.ckpt")))[:-keep]:
-        os.remove(old)
-    return path
-
-
-def load_checkpoint(folder: str, like: Any, **expected: Any) -> tuple[Any, dict]:
-    """(tree, header) of the newest checkpoint in `folder`. If it cannot be read, the error
-    names the older one to fall back to."""
-    paths = sorted(glob.glob(os.path.join(folder, "step_*.ckpt")))
-    if not paths:
-        raise CheckpointError(f"no checkpoint in {folder}")
-    try:
-        header = read_header(paths[-1], **expected)
-        return load_tree(paths[-1], like), header
-    except CheckpointError as error:
-        older = f"; delete it to resume from {paths[-2]}" if len(paths) > 1 else ""
-        raise CheckpointError(f"{error}{older}") from None
+__all__ = [
+    "Batch",
+    "BufferMemoryError",
+    "BufferState",
+    "CheckpointError",
+    "TrajectoryBuffer",
+    "Transition",
+    "load_checkpoint",
+    "load_tree",
+    "make_run_dirs",
+    "read_header",
+    "read_run",
+    "rows_per_env",
+    "save_checkpoint",
+    "save_tree",
+]

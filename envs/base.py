@@ -239,17 +239,21 @@ class GoalEnv(PipelineEnv):
 class VecEnv:
     """A batch of `num_envs` copies of a `GoalEnv` with auto-reset to a fresh start and goal.
 
-    `reset(key)` returns a batched `State`; `step(state, action)` steps every env and, for
-    envs whose episode ended (terminated or truncated), draws a new start and goal from that
-    env's own key. After the step:
+        `reset(key)` returns a batched `State`; `step(state, action)` steps every env and, for
+        envs whose episode ended (terminated or truncated), draws a new start and goal from that
+        env's own key. After the step:
 
-    * `obs` is the observation to act on next (the new episode's first one after a reset);
-    * `info["next_obs"]` is the true post-step observation s_{t+1} (before any reset);
-    * `reward`, `done` (termination), `info["truncation"]` and `metrics` describe the step;
-    * `info["episode_id"]` numbers the episode that `obs` belongs to, per env.
+        * `obs` is the observation to act on next (the new episode's first one after a reset);
+        * `info["next_obs"]` is the true post-step observation s_{t+1} (before any reset);
+        * `reward`, `done` (termination), `info["truncation"]` and `metrics` describe the step;
+        * `info["episode_id"]` numbers the episode that `obs` belongs to, per env, and
+          `info["episode_return"]` is that episode's return so far (0 on its first step);
+          `ended_returns(state, next_state)` sums the returns of the episodes that ended in a step.
 
-    The reset runs under one `lax.cond` for the whole batch, so the (rare) steps on which no
-    episode ends pay nothing for it.
+    `shardings(mesh, state)` splits a batched state's env axis over a device mesh.
+
+        The reset runs under one `lax.cond` for the whole batch, so the (rare) steps on which no
+        episode ends pay nothing for it.
     """
 
     def __init__(self, env: GoalEnv, num_envs: int):
@@ -273,11 +277,14 @@ class VecEnv:
         return getattr(self.env, name)
 
     def reset(self, key: jax.Array) -> State:
-        return jax.vmap(self.env.reset)(jax.random.split(key, self.num_envs))
+        state = jax.vmap(self.env.reset)(jax.random.split(key, self.num_envs))
+        return state.replace(info={**state.info, "episode_return": jnp.zeros(self.num_envs)})
 
     def step(self, state: State, action: jax.Array) -> State:
         stepped = jax.vmap(self.env.step)(state, action)
         ended = jnp.logical_or(stepped.done > 0, stepped.info["truncation"] > 0)
+        episode_return = jnp.where(ended, 0.0, state.info["episode_return"] + stepped.reward)
+        stepped = stepped.replace(info={**stepped.info, "episode_return": episode_return})
 
         def reset_ended(s: State) -> State:
             keys = jax.vmap(jax.random.split)(s.info["rng"])  # (num_envs, 2, key)
@@ -296,6 +303,27 @@ class VecEnv:
             return s.replace(pipeline_state=pipeline_state, obs=pick(fresh.obs, s.obs), info=info)
 
         return jax.lax.cond(jnp.any(ended), reset_ended, lambda s: s, stepped)
+
+    @staticmethod
+    def ended_returns(state: State, next_state: State) -> tuple[jax.Array, jax.Array]:
+        """(sum of returns, count) of the episodes that ended in the step from `state` to
+        `next_state` (terminated or truncated)."""
+        ended = jnp.logical_or(next_state.done > 0, next_state.info["truncation"] > 0)
+        returns = state.info["episode_return"] + next_state.reward
+        return jnp.sum(jnp.where(ended, returns, 0.0)), jnp.sum(ended)
+
+    def shardings(self, mesh: jax.sharding.Mesh, state: State, lead: int = 0) -> State:
+        """Shardings for a batched state (or its `jax.eval_shape`) with `lead` leading axes (a
+        seed axis): every leaf's env axis split over the mesh's "data" axis (the model's
+        constants, which have no env axis, replicated)."""
+        P = jax.sharding.PartitionSpec
+        split = jax.sharding.NamedSharding(mesh, P(*[None] * lead, "data"))
+        replicated = jax.sharding.NamedSharding(mesh, P())
+
+        def spec(x):
+            return split if x.ndim > lead and x.shape[lead] == self.num_envs else replicated
+
+        return jax.tree.map(spec, state)
 
     def evaluate(self, policy: Callable[[jax.Array], jax.Array] | None, key: jax.Array) -> tuple[dict, tuple]:
         """One full episode per env from `reset(key)` with `policy(obs batch) -> action batch`

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import inspect
 import pathlib
 import platform
 import statistics
@@ -103,11 +102,11 @@ def measure(algorithm: str, argv: list[str], steps: int, repeats: int) -> tuple[
     args = tyro.cli(algo.Args, args=argv)
     env = algo.envs.make(args.env_id, backend=args.backend, episode_length=args.episode_length)
     schedule = algo.make_schedule(args, env)
-    init, chunk, buffer, _ = algo.make_train(args, env, schedule)
+    init, training_step, vec, buffer = algo.make_train(args, env, schedule)
     per_step = schedule.steps_per_training_step
 
     # training: fill the buffer to learning_starts, then time chunks of `steps` training steps
-    chunk_fn = jax.jit(chunk)
+    chunk_fn = jax.jit(algo.make_chunk(training_step))
     carry = jax.jit(init)(jax.random.PRNGKey(args.seed))
     warmup = max(1, schedule.learning_start_rows // args.unroll_length)
     start = time.perf_counter()
@@ -122,8 +121,6 @@ def measure(algorithm: str, argv: list[str], steps: int, repeats: int) -> tuple[
     train_s = statistics.median(train_times)
 
     # env-only
-    vec = algo.envs.VecEnv(env, args.num_envs)
-
     @jax.jit
     def env_only(state, key):
         def body(state, k):
@@ -136,11 +133,7 @@ def measure(algorithm: str, argv: list[str], steps: int, repeats: int) -> tuple[
     env_s, _ = timed(env_only, env_state, jax.random.PRNGKey(2), repeats=repeats)
 
     # update-only, on a synthetic batch
-    known = {"args": args, "state_dim": env.state_dim}
-    if hasattr(args, "target_entropy_scale"):
-        known["target_entropy"] = -args.target_entropy_scale * env.action_size
-    wanted = inspect.signature(algo.make_update).parameters
-    update, _ = algo.make_update(**{k: v for k, v in known.items() if k in wanted})
+    _, update = algo.make_update(args, env)
     keys = jax.random.split(jax.random.PRNGKey(3), 3)
     batch = Batch(
         obs=jax.random.normal(keys[0], (args.batch_size, env.observation_size)),
@@ -162,12 +155,12 @@ def measure(algorithm: str, argv: list[str], steps: int, repeats: int) -> tuple[
 
     # diagnostics: the policy's own rollout (network inference + env) and buffer sampling alone
     rollout = algo.make_rollout(vec, args.unroll_length)
-    ts, _, episode_return, buffer_state, _ = carry
+    ts, _, buffer_state, _ = carry
 
     @jax.jit
     def policy_rollouts(env_state, key):
         def body(env_state, k):
-            return rollout(ts.actor, env_state, episode_return, k)[0], ()
+            return rollout(ts.actor, env_state, k)[0], ()
 
         return jax.lax.scan(body, env_state, jax.random.split(key, steps))[0]
 

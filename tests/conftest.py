@@ -37,6 +37,7 @@ import functools  # noqa: E402
 import importlib.util  # noqa: E402
 import pathlib  # noqa: E402
 import sys  # noqa: E402
+import types  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -128,9 +129,10 @@ def check_her_rewards_are_recomputed_on_real_transitions(module) -> None:
     transition's next state and its goal, and hindsight goals are reached more often."""
     args = module.Args(**tiny(module.ALGORITHM), relabel_ratio=0.5)
     env = module.make_env(args)
-    init, chunk, buffer, _ = module.make_train(args, env, module.make_schedule(args, env))
-    carry, _ = jax.jit(chunk)(jax.jit(init)(jax.random.PRNGKey(0)), jax.numpy.int32(6))  # 6 rollouts of 10 steps
-    batch = buffer.sample_her(carry[3], jax.random.PRNGKey(1), 4000, 0.5, env.goal_reach_thresh)
+    init, training_step, _, buffer = module.make_train(args, env, module.make_schedule(args, env))
+    chunk = jax.jit(module.make_chunk(training_step))
+    carry, _ = chunk(jax.jit(init)(jax.random.PRNGKey(0)), jax.numpy.int32(6))  # 6 rollouts of 10 steps
+    batch = buffer.sample_her(carry[2], jax.random.PRNGKey(1), 4000, 0.5, env.goal_reach_thresh)
     relabelled = np.asarray(batch.relabelled)
     assert abs(relabelled.mean() - 0.5) < 4 * np.sqrt(0.25 / relabelled.size)
     goal = batch.obs[:, env.state_dim :]
@@ -147,7 +149,7 @@ def check_relabelling_discount_is_its_own_flag(module) -> None:
     def relabel_gamma_of(**flags) -> float:
         args = module.Args(**tiny(module.ALGORITHM), **flags)
         env = module.make_env(args)
-        return module.make_train(args, env, module.make_schedule(args, env))[2].gamma
+        return module.make_train(args, env, module.make_schedule(args, env))[3].gamma
 
     assert relabel_gamma_of(gamma=0.9) == 0.99
     assert relabel_gamma_of(gamma=0.9, relabel_gamma=0.5) == 0.5
@@ -157,13 +159,14 @@ def check_relabelling_discount_is_its_own_flag(module) -> None:
 
 
 def random_update_inputs(module):
-    """(args, actor, critic, batch): tiny networks and 16 random transitions."""
+    """(args, init, update, batch): `module.make_update` for tiny networks on a 4-d state with a
+    2-d goal and a 2-d action, and 16 random transitions."""
     from buffers import Batch
 
     args = module.Args(**tiny(module.ALGORITHM))
     obs_dim, action_dim = 6, 2
-    actor = module.Actor(obs_dim, action_dim, args, jax.random.PRNGKey(0))
-    critic = module.make_critic(obs_dim, action_dim, args, jax.random.PRNGKey(1))
+    env = types.SimpleNamespace(observation_size=obs_dim, state_dim=4, goal_dim=2, action_size=action_dim)
+    init, update = module.make_update(args, env)
     keys = jax.random.split(jax.random.PRNGKey(2), 4)
     batch = Batch(
         obs=jax.random.normal(keys[0], (16, obs_dim)),
@@ -175,7 +178,7 @@ def random_update_inputs(module):
         reward=(jax.random.uniform(keys[3], (16,)) < 0.3).astype(jax.numpy.float32),
         relabelled=jax.numpy.zeros(16, bool),
     )
-    return args, actor, critic, batch
+    return args, init, update, batch
 
 
 def perturbed(tree, key, scale: float = 0.3):

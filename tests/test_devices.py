@@ -39,12 +39,12 @@ SCRIPT = textwrap.dedent(
     env = module.make_env(args)
     schedule = module.make_schedule(args, env)
     mesh = module.make_mesh(args)
-    init, chunk, _, _ = module.make_train(args, env, schedule, mesh)
-    init, chunk, _ = module.per_seed(init, chunk, lambda a, k: None, 1)
+    init, training_step, vec_env, buffer = module.make_train(args, env, schedule, module.spread_over(mesh))
+    init, chunk = jax.vmap(init), jax.vmap(module.make_chunk(training_step), in_axes=(0, None))
     keys = jax.random.split(jax.random.PRNGKey(0), 1)
-    shardings = module.carry_shardings(mesh, jax.eval_shape(init, keys), args.num_envs)
+    shardings = module.carry_shardings(mesh, jax.eval_shape(init, keys), vec_env, buffer)
     carry = jax.jit(init, out_shardings=shardings)(keys)
-    obs = carry[3].data.obs
+    obs = carry[2].data.obs
     out["buffer_shards"] = sorted(str(s.device) for s in obs.addressable_shards)
     out["buffer_shard_shape"] = list(obs.addressable_shards[0].data.shape)
     out["env_shard_shape"] = list(carry[1].obs.addressable_shards[0].data.shape)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -40,14 +41,12 @@ def test_target_policy_smoothing_noise_is_clipped():
 
 
 def test_target_policy_moves_from_the_previous_target_and_waits_for_the_delay():
-    args, actor, critic, batch = random_update_inputs(td3)
-    update, (actor_opt, critic_opt) = td3.make_update(args)
+    args, init, update, batch = random_update_inputs(td3)
+    ts = init(jax.random.PRNGKey(0))
+    actor = ts.actor
     old_target_actor = perturbed(actor, jax.random.PRNGKey(7))
-    old_target_critic = perturbed(critic, jax.random.PRNGKey(8))
-    ts = td3.TrainState(
-        actor, old_target_actor, critic, old_target_critic,
-        actor_opt.init(actor), critic_opt.init(critic), jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32),
-    )  # fmt: skip
+    old_target_critic = perturbed(ts.critic, jax.random.PRNGKey(8))
+    ts = eqx.tree_at(lambda t: (t.target_actor, t.target_critic), ts, (old_target_actor, old_target_critic))
     first, metrics = update(ts, batch, jax.random.PRNGKey(9))  # grad step 0: a delayed-update step
     assert float(metrics["actor_updated"]) == 1.0
     expected = jax.tree.map(lambda a, t: args.tau * a + (1 - args.tau) * t, first.actor, old_target_actor)
@@ -57,8 +56,10 @@ def test_target_policy_moves_from_the_previous_target_and_waits_for_the_delay():
     assert any(not np.allclose(g, b) for g, b in zip(jax.tree.leaves(first.target_actor), jax.tree.leaves(wrong)))
     second, metrics = update(first, batch, jax.random.PRNGKey(10))  # grad step 1: critic only
     assert float(metrics["actor_updated"]) == 0.0
-    for a, b in zip(jax.tree.leaves((second.actor, second.target_actor, second.target_critic)),
-                    jax.tree.leaves((first.actor, first.target_actor, first.target_critic))):  # fmt: skip
+    unchanged = (second.actor, second.target_actor, second.target_critic)
+    for a, b in zip(
+        jax.tree.leaves(unchanged), jax.tree.leaves((first.actor, first.target_actor, first.target_critic))
+    ):
         np.testing.assert_array_equal(a, b)
     assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(second.critic), jax.tree.leaves(first.critic)))
 
@@ -72,8 +73,6 @@ def test_relabelling_discount_is_its_own_flag():
 
 
 def test_bad_policy_frequency_exits_2(tmp_path):
-    result = subprocess.run(
-        [sys.executable, SCRIPT, "--policy-frequency", "0", "--run-root", str(tmp_path)],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    command = [sys.executable, SCRIPT, "--policy-frequency", "0", "--run-root", str(tmp_path)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "--policy-frequency" in result.stderr and "Traceback" not in result.stderr

@@ -1,0 +1,162 @@
+"""Files of a run: its directories, checkpoints (the whole training state) and saved models.
+
+    save_tree("run/model.eqx", header, tree)                  # any pytree, one JSON header
+    header = read_header("run/model.eqx", kind="model")      # checks the header's fields
+    tree = load_tree("run/model.eqx", like)                   # `like` from jax.eval_shape
+    save_checkpoint("run/checkpoints", step, header, carry)   # keeps the two newest
+    carry, header = load_checkpoint("run/checkpoints", like)  # the newest
+    dirs = make_run_dirs("runs", names, records)              # one args.json each, never reused
+    record, first = read_run("runs/NAME", algorithm)          # a run's args.json
+
+A file is one JSON header line, the leaves in Equinox's serialisation, then `\\nsha256:` and
+the 64 hex digits of the leaf bytes' sha256. Writes go to a temp file that is synced and then
+renamed, so a crash never leaves a half-written file under the final name; reads check the
+checksum before deserialising, then every leaf's shape and dtype against a skeleton
+(`jax.eval_shape` of the init function is enough). Each failure raises `CheckpointError` with a
+one-line reason.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+import time
+from typing import Any
+
+import equinox as eqx
+
+_MARK = b"\nsha256:"
+_FOOTER = len(_MARK) + 64
+
+
+class CheckpointError(ValueError):
+    """A run directory, checkpoint or model file that cannot be used; the message says why."""
+
+
+class _Hashing:
+    """Writes through to a file and feeds the same bytes to a sha256."""
+
+    def __init__(self, file, digest):
+        self.file, self.digest = file, digest
+
+    def write(self, data):
+        self.digest.update(data)
+        return self.file.write(data)
+
+
+def save_tree(path: str, header: dict, tree: Any) -> None:
+    """Write `header` (JSON-serialisable) and the leaves of `tree` atomically to `path`."""
+    tmp, digest = f"{path}.tmp", hashlib.sha256()
+    with open(tmp, "wb") as f:
+        f.write(json.dumps(header).encode() + b"\n")
+        eqx.tree_serialise_leaves(_Hashing(f, digest), tree)
+        f.write(_MARK + digest.hexdigest().encode())
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_header(path: str, **expected: Any) -> dict:
+    """The header of `path`; every keyword must equal the header's field of that name."""
+    try:
+        with open(path, "rb") as f:
+            try:
+                header = json.loads(f.readline())
+            except ValueError:
+                raise ValueError("it is not a model or checkpoint file of this project") from None
+        if not isinstance(header, dict):
+            raise ValueError("it is not a model or checkpoint file of this project")
+        for name, value in expected.items():
+            if header.get(name) != value:
+                raise ValueError(f"its {name} is {header.get(name)!r}, not {value!r}")
+        return header
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"cannot use {path}: {error}.") from None
+
+
+def load_tree(path: str, like: Any) -> Any:
+    """The leaves stored in `path`, in the structure of `like`, after checking the checksum
+    and that every leaf has the shape and dtype of `like`'s."""
+
+    def leaf(f, x):
+        value = eqx.default_deserialise_filter_spec(f, x)
+        if hasattr(x, "shape") and (value.shape != x.shape or value.dtype != x.dtype):
+            raise ValueError(
+                f"it holds a {value.dtype}{list(value.shape)} leaf where {x.dtype}{list(x.shape)} is expected"
+            )
+        return value
+
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            f.readline()
+            start, digest = f.tell(), hashlib.sha256()
+            for offset in range(start, size - _FOOTER, 2**24):
+                digest.update(f.read(min(2**24, size - _FOOTER - offset)))
+            if f.read() != _MARK + digest.hexdigest().encode():
+                raise ValueError("its checksum does not match (truncated or damaged)")
+            f.seek(start)
+            tree = eqx.tree_deserialise_leaves(f, like, filter_spec=leaf)
+            if f.tell() != size - _FOOTER:
+                raise ValueError("it holds more data than this configuration's networks")
+        return tree
+    except (OSError, ValueError, EOFError) as error:
+        raise CheckpointError(f"cannot load {path}: {error}.") from None
+
+
+def save_checkpoint(folder: str, step: int, header: dict, tree: Any, keep: int = 2) -> str:
+    """Write `folder/step_{step:09d}.ckpt` and delete all but the `keep` newest checkpoints."""
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, f"step_{step:09d}.ckpt")
+    save_tree(path, {**header, "step": step}, tree)
+    for old in sorted(glob.glob(os.path.join(folder, "step_*.ckpt")))[:-keep]:
+        os.remove(old)
+    return path
+
+
+def load_checkpoint(folder: str, like: Any, **expected: Any) -> tuple[Any, dict]:
+    """(tree, header) of the newest checkpoint in `folder`. If it cannot be read, the error
+    names the older one to fall back to."""
+    paths = sorted(glob.glob(os.path.join(folder, "step_*.ckpt")))
+    if not paths:
+        raise CheckpointError(f"no checkpoint in {folder}")
+    try:
+        header = read_header(paths[-1], **expected)
+        return load_tree(paths[-1], like), header
+    except CheckpointError as error:
+        older = f"; delete it to resume from {paths[-2]}" if len(paths) > 1 else ""
+        raise CheckpointError(f"{error}{older}") from None
+
+
+# ---------------------------------------------------------------------- run directories
+def make_run_dirs(root: str, names: list[str], records: list[dict]) -> list[str]:
+    """Create `root/name` for every name, each with an `args.json` holding its record plus
+    "run_names" (every directory's name, so that any of them leads to the others). A name that
+    is taken gets a suffix: a directory is never reused."""
+    dirs = []
+    for name in names:
+        base = path = os.path.join(root, name)
+        while os.path.exists(path):
+            path = f"{base}_{len(dirs) + 1}_{time.time_ns() % 10**6}"
+        os.makedirs(path)
+        dirs.append(path)
+    run_names = [os.path.basename(d) for d in dirs]
+    for run_dir, record in zip(dirs, records):
+        with open(os.path.join(run_dir, "args.json"), "w") as f:
+            json.dump({**record, "run_names": run_names}, f, indent=1)
+    return dirs
+
+
+def read_run(run_dir: str, algorithm: str) -> tuple[dict, str]:
+    """(the record in `run_dir/args.json`, the path of the run's first directory) of a run of
+    `algorithm`; raises CheckpointError saying why it is not one."""
+    try:
+        with open(os.path.join(run_dir, "args.json")) as f:
+            record = json.load(f)
+        if record["algorithm"] != algorithm:
+            raise ValueError(f"it is a run of {record['algorithm']}.py")
+        return record, os.path.join(os.path.dirname(os.path.normpath(run_dir)), record["run_names"][0])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise CheckpointError(f"{run_dir} is not a run directory of {algorithm}.py ({error})") from None
