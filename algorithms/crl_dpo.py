@@ -791,6 +791,32 @@ def make_chunk(training_step):
     return chunk
 
 
+def start_or_resume(args: Args, init, keys, shardings, lead: bool):
+    """(run directories, carry, first training step, training seconds so far): a fresh run, or
+    the newest checkpoint of --resume."""
+    if args.resume is None:
+        return make_run_dirs(args) if lead else [], jax.jit(init, out_shardings=shardings)(keys), 0, 0.0
+    names = buffers.read_run(args.resume, ALGORITHM)[0]["run_names"] if lead else []
+    run_dirs = [os.path.join(os.path.dirname(args.resume), name) for name in names]
+    try:
+        like = jax.eval_shape(init, keys)
+        carry, header = buffers.load_checkpoint(os.path.join(args.resume, "checkpoints"), like, algorithm=ALGORITHM)
+    except CheckpointError as error:
+        raise CheckpointError(f"--resume {args.resume}: {error} (written with --checkpoint-every).") from None
+    carry = jax.device_put(jax.tree.map(np.asarray, carry), shardings)  # host values: any process count
+    print(f"resuming {args.resume} after {header['step'] * args.num_envs * args.unroll_length:,} env steps")
+    return run_dirs, carry, header["step"], header["train_time"]
+
+
+def save_models(args: Args, run_dirs: list[str], final, env_steps: int) -> None:
+    """--save-model: each seed's networks as run_dir/{exp_name}.eqx (see load_policy)."""
+    for k, run_dir in enumerate(run_dirs):
+        path = os.path.join(run_dir, f"{args.exp_name}.eqx")
+        header = {"algorithm": ALGORITHM, "kind": "model", "args": asdict(args), "env_steps": env_steps}
+        buffers.save_tree(path, header, model_of(jax.tree.map(lambda x, k=k: x[k], final)))
+        print(f"model saved to {path}")
+
+
 def main(args: Args) -> list[str]:
     """Train (or with --eval-only evaluate) and return the run directories (in a multi-host
     run, the first process writes them and returns them; the others return [])."""
@@ -817,22 +843,10 @@ def main(args: Args) -> list[str]:
     # host arrays (numpy): a multi-host run needs every process to pass the same value
     keys = np.stack([jax.random.split(jax.random.PRNGKey(args.seed + k)) for k in range(args.num_seeds)])
     init_keys, eval_keys = keys[:, 0], keys[:, 1]
-    like = jax.eval_shape(init, init_keys)
-    shardings, per_step = carry_shardings(mesh, like, vec_env, buffer), schedule.steps_per_training_step
+    shardings = carry_shardings(mesh, jax.eval_shape(init, init_keys), vec_env, buffer)
+    per_step = schedule.steps_per_training_step
 
-    if args.resume is None:
-        run_dirs, start, train_time = make_run_dirs(args) if lead else [], 0, 0.0
-        carry = jax.jit(init, out_shardings=shardings)(init_keys)
-    else:
-        names = buffers.read_run(args.resume, ALGORITHM)[0]["run_names"] if lead else []
-        run_dirs = [os.path.join(os.path.dirname(args.resume), name) for name in names]
-        try:
-            carry, header = buffers.load_checkpoint(os.path.join(args.resume, "checkpoints"), like, algorithm=ALGORITHM)
-        except CheckpointError as error:
-            raise CheckpointError(f"--resume {args.resume}: {error} (written with --checkpoint-every).") from None
-        carry = jax.device_put(jax.tree.map(np.asarray, carry), shardings)  # host values: any process count
-        start, train_time = header["step"], header["train_time"]
-        print(f"resuming {args.resume} after {start * per_step:,} env steps")
+    run_dirs, carry, start, train_time = start_or_resume(args, init, init_keys, shardings, lead)
     if args.track and lead:
         wandb.init(project=args.wandb_project_name, sync_tensorboard=True, config=asdict(args), name=run_dirs[0])
     logs = Logs(args, env, run_dirs, purge_step=start * per_step + 1 if start else None)
@@ -888,11 +902,8 @@ def main(args: Args) -> list[str]:
         f"{int(final.grad_steps[0]):,} gradient steps each, {schedule.final_env_steps / max(train_time, 1e-9):,.0f} "
         "SPS per seed; final eval (mean over seeds): " + ", ".join(f"{k} {v:.3f}" for k, v in success.items())
     )
-    for k, run_dir in enumerate(run_dirs if args.save_model else []):
-        path = os.path.join(run_dir, f"{args.exp_name}.eqx")
-        header = {"algorithm": ALGORITHM, "kind": "model", "args": asdict(args), "env_steps": schedule.final_env_steps}
-        buffers.save_tree(path, header, model_of(jax.tree.map(lambda x, k=k: x[k], final)))
-        print(f"model saved to {path}")
+    if args.save_model:
+        save_models(args, run_dirs, final, schedule.final_env_steps)
     logs.close()
     print(f"training loop: {time.perf_counter() - loop_start:.1f} s wall (training, evaluations, checkpoints, videos)")
     return run_dirs
