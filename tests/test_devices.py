@@ -40,7 +40,7 @@ SCRIPT = textwrap.dedent(
     schedule = module.make_schedule(args, env)
     mesh = module.make_mesh(args)
     init, training_step, vec_env, buffer = module.make_train(args, env, schedule, module.spread_over(mesh))
-    init, chunk = jax.vmap(init), jax.vmap(module.make_chunk(training_step), in_axes=(0, None))
+    init, chunk = module.seed_axis(init, 1), module.seed_axis(module.make_chunk(training_step), 1, in_axes=(0, None))
     keys = jax.random.split(jax.random.PRNGKey(0), 1)
     shardings = module.carry_shardings(mesh, jax.eval_shape(init, keys), vec_env, buffer)
     carry = jax.jit(init, out_shardings=shardings)(keys)
