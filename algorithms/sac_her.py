@@ -17,8 +17,9 @@ Run (then `tensorboard --logdir runs`):
     python algorithms/sac_her.py --env-id simple_u_maze --episode-length 200 --total-timesteps 1000000
     python algorithms/sac_her.py --env-id ant_maze --num-envs 512 --total-timesteps 10000000
 
-The file reads top to bottom: the flags (`Args`), then the whole algorithm (networks, losses,
-update, training step, evaluation), then the RUN block, the same in all four algorithm files.
+The file reads top to bottom: the flags (`Args`; the run flags every algorithm shares are
+`buffers.RunArgs`), then the whole algorithm (networks, losses, update, training step,
+evaluation), then the RUN block, the same in all four algorithm files.
 Everything per training step runs in one compiled function: `unroll_length` steps of `num_envs`
 envs, the buffer insert, and `updates_per_rollout` gradient steps on relabelled batches;
 Python only loops over chunks of training steps to evaluate, log and print progress.
@@ -41,12 +42,10 @@ losses/actor_loss, losses/alpha, losses/alpha_loss, losses/entropy.
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 
 import equinox as eqx
 import jax
@@ -54,85 +53,19 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import tyro
-from jax.experimental import multihost_utils
-from tensorboardX import SummaryWriter
 
 import buffers
 import envs
-from buffers import BufferMemoryError, CheckpointError, TrajectoryBuffer, Transition
-
-
-class ConfigError(ValueError):
-    """A flag combination that cannot run; the message names the flags to change."""
-
-
-def require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ConfigError(message)
+from buffers import BufferMemoryError, CheckpointError, ConfigError, RunArgs, TrajectoryBuffer, Transition, require
 
 
 @dataclass(frozen=True)
-class Args:
+class Args(RunArgs):
+    """The algorithm's flags; the run's (--env-id, --num-envs, --total-timesteps, --seed, ...)
+    come first, from buffers/flags.py. `--help` lists both."""
+
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
     """the name of this experiment (part of the run directory's name)"""
-    seed: int = 1
-    """seed of the experiment"""
-    track: bool = False
-    """also log to Weights & Biases (needs `pip install wandb` and a login)"""
-    wandb_project_name: str = "gcrl-jax"
-    """the Weights & Biases project, with --track"""
-    capture_video: bool = False
-    """log evaluation episodes as animated images (TensorBoard tag videos/eval) and GIFs in the run directory"""
-    video_every: int = 5
-    """with --capture-video: record every N-th evaluation and the last one"""
-    save_model: bool = False
-    """save the final model into the run directory as {exp_name}.eqx (see load_policy)"""
-    checkpoint_every: int = 0
-    """write the whole training state every N env steps (rounded up to training steps; 0: never); keeps two"""
-    resume: str | None = None
-    """continue the run in this run directory from its newest checkpoint; its other flags come from the run"""
-    eval_only: bool = False
-    """evaluate the model of --load-model (num_eval_envs episodes) and stop"""
-    load_model: str | None = None
-    """a model file written by --save-model, for --eval-only"""
-    num_seeds: int = 1
-    """train seeds seed, seed+1, ..., seed+K-1 through one compile (vmap), one run directory each"""
-    num_devices: int | None = None
-    """devices to split the envs and the buffer over, gradients averaged (default: all visible)"""
-    distributed: str | None = None
-    """multi-host: "auto" (cluster detected by jax.distributed) or HOST:PORT,NUM_PROCESSES,PROCESS_ID"""
-    run_root: str = "runs"
-    """directory that holds the run directories"""
-
-    # Environment
-    env_id: str = "reacher"
-    """environment id (see envs.ENV_IDS)"""
-    backend: str | None = None
-    """physics backend (generalized, spring, positional, mjx); default: the env's own"""
-    episode_length: int | None = None
-    """steps per episode; default: the env's own"""
-    num_envs: int = 256
-    """parallel training envs"""
-    num_eval_envs: int = 128
-    """evaluation episodes per evaluation, one per env, deterministic actions"""
-
-    # Schedule
-    total_timesteps: int = 1_000_000
-    """env steps to train for (rounded up to whole training steps of num_envs x unroll_length)"""
-    unroll_length: int = 62
-    """env steps per env collected in one training step"""
-    batch_size: int = 256
-    """transitions per gradient step"""
-    buffer_size: int = 10_000
-    """replay capacity in time rows per env (rounded up to a multiple of --unroll-length)"""
-    learning_starts: int = 1_000
-    """time rows per env collected before gradient steps start (whole rollouts)"""
-    updates_per_rollout: int | None = None
-    """gradient steps per training step; default num_envs * (episode_length - 1) / batch_size"""
-    num_evals: int = 20
-    """evaluations during training (plus one before it)"""
-
-    # Algorithm
     actor_lr: float = 1e-4
     """actor learning rate"""
     critic_lr: float = 1e-4
@@ -446,70 +379,20 @@ def make_evaluate(args: Args, env):
 ALGORITHM = os.path.basename(__file__)[: -len(".py")]
 
 
-@dataclass(frozen=True)
-class Schedule:
-    """Sizes decided in Python before anything is traced."""
-
-    episode_length: int
-    buffer_rows: int
-    learning_start_rows: int
-    updates_per_rollout: int
-    steps_per_training_step: int
-    training_steps: int
-    eval_boundaries: tuple[int, ...]  # training-step counts at which to evaluate
-    checkpoint_boundaries: tuple[int, ...]  # training-step counts after which to write a checkpoint
-
-    @property
-    def final_env_steps(self) -> int:
-        return self.training_steps * self.steps_per_training_step
-
-
-def make_schedule(args: Args, env) -> Schedule:
-    """Check the run's flags (the algorithm's are checked in Args) before anything compiles."""
-    at_least_one = "num_envs num_eval_envs unroll_length batch_size buffer_size num_evals total_timesteps"
-    for name in (at_least_one + " video_every num_seeds").split():
-        value = getattr(args, name)
-        require(value >= 1, f"--{name.replace('_', '-')} must be at least 1 (got {value}).")
-    require(args.learning_starts >= 0, f"--learning-starts must be >= 0 (got {args.learning_starts}).")
-    updates = args.updates_per_rollout
-    require(updates is None or updates >= 0, f"--updates-per-rollout must be >= 0 (got {updates}).")
-    every = args.checkpoint_every
-    require(every >= 0, f"--checkpoint-every must be >= 0 env steps (got {every}; 0 turns it off).")
+def make_schedule(args: Args, env) -> buffers.Schedule:
+    """The run's flags checked and turned into sizes (buffers/schedule.py) before anything
+    compiles; the algorithm's flags are checked in Args."""
     require(
         args.eval_only == (args.load_model is not None),
         "--eval-only and --load-model go together: --eval-only --load-model PATH evaluates a model.",
     )
     require(not args.track or args.num_seeds == 1, "--track logs one run per process: drop --track or --num-seeds.")
-    require(env.episode_length >= 2, "--episode-length must be at least 2: a future goal needs a later step.")
-    try:
-        if args.capture_video:
+    if args.capture_video:
+        try:
             envs.check_rendering()
-        buffer_rows, start_rows = buffers.rows_per_env(
-            args.buffer_size, args.learning_starts, args.batch_size, args.num_envs, args.unroll_length
-        )
-    except (envs.RenderingUnavailable, ValueError) as error:
-        raise ConfigError(f"--capture-video: {error}" if args.capture_video else str(error)) from None
-    if updates is None:
-        updates = max(1, round(args.num_envs * (env.episode_length - 1) / args.batch_size))
-    per_step = args.num_envs * args.unroll_length
-    steps = math.ceil(args.total_timesteps / per_step)
-    prefill = start_rows * args.num_envs
-    require(
-        steps * args.unroll_length >= start_rows or updates == 0,
-        f"--total-timesteps ({args.total_timesteps:,}) ends before learning starts: --learning-starts "
-        f"{args.learning_starts} rows per env (whole rollouts: {start_rows}) x --num-envs {args.num_envs} = "
-        f"{prefill:,} env steps are collected first. Raise --total-timesteps above {prefill:,}, or lower "
-        "--learning-starts or --num-envs.",
-    )
-    require(
-        args.num_evals <= steps,
-        f"--num-evals ({args.num_evals}) is more than the number of training steps ({steps} steps of --num-envs x "
-        f"--unroll-length = {per_step} env steps): lower --num-evals to at most {steps} or raise --total-timesteps.",
-    )
-    evals = tuple(round(i * steps / args.num_evals) for i in range(args.num_evals + 1))
-    every = math.ceil(every / per_step)
-    checkpoints = tuple(range(every, steps, every)) + (steps,) if every else ()
-    return Schedule(env.episode_length, buffer_rows, start_rows, updates, per_step, steps, evals, checkpoints)
+        except envs.RenderingUnavailable as error:
+            raise ConfigError(f"--capture-video: {error}") from None
+    return buffers.make_schedule(args, env.episode_length)
 
 
 def make_env(args: Args):
@@ -517,40 +400,6 @@ def make_env(args: Args):
         return envs.make(args.env_id, backend=args.backend, episode_length=args.episode_length)
     except ValueError as error:
         raise ConfigError(str(error)) from None
-
-
-def start_distributed(spec: str) -> None:
-    """--distributed: join the other processes of a multi-host run, before JAX touches a device."""
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU hosts; GPUs use NCCL
-    if spec == "auto":
-        return jax.distributed.initialize()  # SLURM, Open MPI, Kubernetes, ... as JAX detects them
-    try:
-        address, num_processes, process_id = spec.split(",")
-        jax.distributed.initialize(address, int(num_processes), int(process_id))
-    except ValueError as error:
-        raise ConfigError(f"--distributed {spec}: {error} (use auto or HOST:PORT,NUM_PROCESSES,PROCESS_ID).") from None
-
-
-def make_mesh(args: Args):
-    """A 1-D mesh (axis "data") over --num-devices devices, or None for one device."""
-    devices = jax.devices()
-    n = len(devices) if args.num_devices is None else args.num_devices
-    require(1 <= n <= len(devices), f"--num-devices {n}: {len(devices)} device(s) are visible ({devices[0].platform}).")
-    require(
-        args.num_envs % n == 0 and args.batch_size % n == 0,
-        f"--num-envs ({args.num_envs}) and --batch-size ({args.batch_size}) must be multiples of the {n} devices: "
-        "set them so, or pass --num-devices.",
-    )
-    return jax.sharding.Mesh(np.array(devices[:n]), ("data",)) if n > 1 else None
-
-
-def spread_over(mesh):
-    """spread(batch): on several devices, each gradient step's batch split over them, so XLA
-    computes the loss data-parallel and all-reduces the gradients (still the whole batch's mean)."""
-    if mesh is None:
-        return lambda batch: batch
-    split = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
-    return lambda batch: jax.lax.with_sharding_constraint(batch, split)
 
 
 def carry_shardings(mesh, carry, vec_env: envs.VecEnv, buffer: TrajectoryBuffer):
@@ -574,22 +423,6 @@ def make_run_dirs(args: Args) -> list[str]:
     names = [f"{args.env_id}__{args.exp_name}__{seed}__{stamp}" for seed in seeds]
     records = [{"algorithm": ALGORITHM, "args": asdict(args), "seed": seed} for seed in seeds]
     return buffers.make_run_dirs(args.run_root, names, records)
-
-
-def resumed_args(cli: Args) -> Args:
-    """The flags of the run in `cli.resume`; flags given with --resume must agree with them."""
-    try:
-        record, first = buffers.read_run(cli.resume, ALGORITHM)
-        args = replace(Args(**record["args"]), resume=first)
-    except (CheckpointError, ConfigError, TypeError) as error:
-        raise ConfigError(f"--resume: {error}.") from None
-    resumable = os.path.normpath(first) == os.path.normpath(cli.resume)
-    require(resumable, f"--resume {cli.resume}: this seed belongs to a --num-seeds run; resume {first}.")
-    keep = ("resume", "num_devices", "distributed")  # the devices may change; the results do not depend on them
-    given = [f.name for f in fields(Args) if getattr(cli, f.name) != getattr(Args(), f.name) and f.name not in keep]
-    changed = [f"--{name.replace('_', '-')}" for name in given if getattr(cli, name) != getattr(args, name)]
-    require(not changed, f"--resume continues the run with its own flags; drop {', '.join(changed)}.")
-    return replace(args, num_devices=cli.num_devices, distributed=cli.distributed)
 
 
 def load_model(path: str, args: Args | None = None):
@@ -623,69 +456,11 @@ def load_policy(path: str):
     return act, env
 
 
-class Logs:
-    """The TensorBoard writers of a run's seeds and its videos, rendered in a thread while
-    training goes on. `purge_step`: TensorBoard hides what a killed run logged from then on."""
-
-    def __init__(self, args: Args, env, run_dirs: list[str], purge_step: int | None = None):
-        self.args, self.env, self.run_dirs, self.videos = args, env, run_dirs, []
-        self.executor = ThreadPoolExecutor(max_workers=1)
-        self.writers = []
-        self.reopen(purge_step)
-
-    def reopen(self, purge_step: int | None = None) -> None:
-        """Close the writers (their queue drains to disk) and open new event files; tensorboardX
-        names them by the second, so a suffix keeps reopened writers apart."""
-        self.close()
-        suffix = f".{time.time_ns()}"
-        self.writers = [SummaryWriter(d, purge_step=purge_step, filename_suffix=suffix) for d in self.run_dirs]
-
-    def close(self) -> None:
-        for job in self.videos:
-            job.result()  # re-raises a rendering error
-        self.videos = []
-        for writer in self.writers:
-            writer.close()
-
-    def hyperparameters(self, schedule: Schedule) -> None:
-        derived = {f"(derived) {k}": v for k, v in asdict(schedule).items() if not k.endswith("boundaries")}
-        for k, writer in enumerate(self.writers):
-            rows = {**asdict(self.args), "seed": self.args.seed + k, **derived}
-            table = "\n".join(f"|{name}|{value}|" for name, value in rows.items())
-            writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + table)
-
-    def chunk(self, stats, sps: float, env_steps: int) -> None:
-        """charts/* and losses/* of one chunk, per seed; stops on a non-finite loss."""
-        for k, (writer, run_dir) in enumerate(zip(self.writers, self.run_dirs)):
-            writer.add_scalar("charts/SPS", sps, env_steps)
-            if stats["episodes"][k] > 0:
-                writer.add_scalar("charts/episodic_return", stats["return_sum"][k] / stats["episodes"][k], env_steps)
-            if stats["updated_steps"][k] == 0:
-                continue
-            losses = {name: float(v[k]) / stats["updated_steps"][k] for name, v in stats["losses"].items()}
-            bad = [f"losses/{name}" for name, v in losses.items() if not np.isfinite(v)]
-            if bad:
-                self.close()
-                raise FloatingPointError(
-                    f"non-finite {', '.join(bad)} in {run_dir} in the training steps up to env step {env_steps}; "
-                    "lower the learning rates or try --layer-norm."
-                )
-            for name, v in losses.items():
-                writer.add_scalar(f"losses/{name}", v, env_steps)
-
-    def evaluation(self, metrics, rollout, env_steps: int, index: int) -> dict:
-        """eval/* per seed, and a video of env 0's episode every --video-every evaluations and
-        at the last; returns the means over seeds."""
-        metrics = jax.device_get(metrics)
-        for k, writer in enumerate(self.writers):
-            for name, v in metrics.items():
-                writer.add_scalar(f"eval/{name}", float(v[k]), env_steps)
-        if self.args.capture_video and (index % self.args.video_every == 0 or index == self.args.num_evals):
-            rollout = jax.device_get(rollout)
-            for k, (writer, run_dir) in enumerate(zip(self.writers, self.run_dirs)):
-                one = jax.tree.map(lambda x, k=k: x[k], rollout)
-                self.videos.append(self.executor.submit(log_video, self.env, writer, run_dir, one, env_steps))
-        return {name: float(np.mean(v)) for name, v in metrics.items()}
+def make_logs(args: Args, env, run_dirs: list[str], purge_step: int | None = None) -> buffers.Logs:
+    """TensorBoard writers for the run's seeds (buffers/logs.py), with videos of evaluation
+    episodes every --video-every evaluations and at the last when --capture-video is on."""
+    video = (lambda *a: log_video(env, *a)) if args.capture_video else None
+    return buffers.Logs(run_dirs, purge_step, video, args.video_every, last_eval=args.num_evals)
 
 
 def log_video(env, writer, run_dir: str, rollout, env_steps: int) -> None:
@@ -700,27 +475,11 @@ def evaluate_model(args: Args) -> list[str]:
     model, args, env, header = load_model(args.load_model, args)
     evaluate = jax.jit(jax.vmap(make_evaluate(args, env)))
     metrics, rollout = evaluate(jax.tree.map(lambda x: x[None], model[0]), jax.random.PRNGKey(args.seed)[None])
-    logs = Logs(args, env, make_run_dirs(args))
+    logs = make_logs(args, env, make_run_dirs(args))
     metrics = logs.evaluation(metrics, rollout, header["env_steps"], index=0)
     logs.close()
     print(f"{args.load_model} on {args.env_id}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
     return logs.run_dirs
-
-
-def seed_axis(fn, num_seeds: int, in_axes=0):
-    """`fn` with a leading seed axis on its inputs (those of `in_axes` 0) and outputs: a vmap for
-    several seeds; one seed runs unbatched between an added and a removed axis, since a vmap
-    of size one turns the buffer's writes into scatters and costs about 25% of the SPS
-    (results/layout.md)."""
-    if num_seeds > 1:
-        return jax.vmap(fn, in_axes=in_axes)
-    axes = in_axes if isinstance(in_axes, tuple) else None
-
-    def one_seed(*inputs):
-        inputs = [x if axes and axes[i] is None else jax.tree.map(lambda y: y[0], x) for i, x in enumerate(inputs)]
-        return jax.tree.map(lambda y: y[None], fn(*inputs))
-
-    return one_seed
 
 
 def make_chunk(training_step):
@@ -778,13 +537,14 @@ def main(args: Args) -> list[str]:
     """Train (or with --eval-only evaluate) and return the run directories (in a multi-host
     run, the first process writes them and returns them; the others return [])."""
     if args.distributed and not args.eval_only:
-        start_distributed(args.distributed)
-    args = resumed_args(args) if args.resume is not None else args
+        buffers.start_distributed(args.distributed)
+    args = buffers.resumed_args(args, ALGORITHM) if args.resume is not None else args
     env = make_env(args)  # before anything starts JAX: an arm or pusher turns off XLA's fusion emitters
     schedule = make_schedule(args, env)
     if args.eval_only:
         return evaluate_model(args)
-    mesh, lead = make_mesh(args), jax.process_index() == 0
+    mesh = buffers.make_mesh(args.num_devices, args.num_envs, args.batch_size)
+    lead = jax.process_index() == 0
     if args.track:
         try:
             import wandb
@@ -792,11 +552,14 @@ def main(args: Args) -> list[str]:
             raise ConfigError("--track needs Weights & Biases: `pip install wandb` and `wandb login`.") from None
 
     # every function takes a leading seed axis
-    init, training_step, vec_env, buffer = make_train(args, env, schedule, spread_over(mesh))
+    init, training_step, vec_env, buffer = make_train(args, env, schedule, buffers.spread_over(mesh))
     example = Transition.example(env.observation_size, env.action_size)
     buffer.check_memory(example, copies=args.num_seeds, devices=mesh.size if mesh else 1)
-    init, evaluate = seed_axis(init, args.num_seeds), seed_axis(make_evaluate(args, env), args.num_seeds)
-    chunk = seed_axis(make_chunk(training_step), args.num_seeds, in_axes=(0, None))
+    init, evaluate = (
+        buffers.seed_axis(init, args.num_seeds),
+        buffers.seed_axis(make_evaluate(args, env), args.num_seeds),
+    )
+    chunk = buffers.seed_axis(make_chunk(training_step), args.num_seeds, in_axes=(0, None))
     # host arrays (numpy): a multi-host run needs every process to pass the same value
     keys = np.stack([jax.random.split(jax.random.PRNGKey(args.seed + k)) for k in range(args.num_seeds)])
     init_keys, eval_keys = keys[:, 0], keys[:, 1]
@@ -806,9 +569,9 @@ def main(args: Args) -> list[str]:
     run_dirs, carry, start, train_time = start_or_resume(args, init, init_keys, shardings, lead)
     if args.track and lead:
         wandb.init(project=args.wandb_project_name, sync_tensorboard=True, config=asdict(args), name=run_dirs[0])
-    logs = Logs(args, env, run_dirs, purge_step=start * per_step + 1 if start else None)
+    logs = make_logs(args, env, run_dirs, purge_step=start * per_step + 1 if start else None)
     if not start:
-        logs.hyperparameters(schedule)
+        logs.hyperparameters(asdict(args), {k: v for k, v in asdict(schedule).items() if "boundaries" not in k})
     if lead:
         print("run directory: " + ", ".join(run_dirs) + (f" ({mesh.size} devices)" if mesh else ""))
 
@@ -842,12 +605,14 @@ def main(args: Args) -> list[str]:
         if hi in schedule.checkpoint_boundaries:
             logs.reopen()  # what the checkpoint covers is on disk first
             header = {"algorithm": ALGORITHM, "kind": "checkpoint", "train_time": train_time}
-            snapshot = fetch(carry)
+            snapshot = buffers.fetch(carry)
             if lead:
                 buffers.save_checkpoint(os.path.join(run_dirs[0], "checkpoints"), hi, header, snapshot)
         if lead:
             eta = (schedule.training_steps - hi) * train_time / (hi - start)
-            progress(hi * per_step, schedule.final_env_steps, (hi - start) * per_step / train_time, eta, success)
+            buffers.progress(
+                hi * per_step, schedule.final_env_steps, (hi - start) * per_step / train_time, eta, success
+            )
     print(f"\n{args.resume} had already finished" if start == schedule.training_steps else "")
     final = jax.device_get(carry[0])  # networks and counters (replicated over the devices)
     over = schedule.final_env_steps - args.total_timesteps
@@ -864,18 +629,6 @@ def main(args: Args) -> list[str]:
     logs.close()
     print(f"training loop: {time.perf_counter() - loop_start:.1f} s wall (training, evaluations, checkpoints, videos)")
     return run_dirs
-
-
-def fetch(tree):
-    """The whole of `tree` on the host, gathered from every process in a multi-host run."""
-    return jax.device_get(tree) if jax.process_count() == 1 else multihost_utils.process_allgather(tree, tiled=True)
-
-
-def progress(env_steps: int, total: int, sps: float, eta_s: float, success: dict) -> None:
-    eta = time.strftime("%H:%M:%S", time.gmtime(eta_s))
-    line = f"\r{env_steps:>12,}/{total:,} env steps | {sps:>9,.0f} SPS | ETA {eta}"
-    line += f" | eval success {success['success_rate']:.3f}" if success else ""
-    print(line, end="" if sys.stdout.isatty() else "\n", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,24 @@
-"""The two modules the algorithms share besides `envs`: the replay buffer and run files.
+"""What the algorithms share besides `envs`: the replay buffer and what a run writes.
 
 * `buffers/trajectory.py`: `TrajectoryBuffer`, the on-device trajectory replay buffer that
   samples future states as goals (and HER batches), with `Transition`, `Batch`, `BufferState`.
 * `buffers/files.py`: what a run writes: its directories (`make_run_dirs`, `read_run`),
   checkpoints and saved models (`save_tree`, `load_tree`, `read_header`, `save_checkpoint`,
   `load_checkpoint`), and `CheckpointError`.
+* `buffers/schedule.py`: `make_schedule`, a run's flags checked and turned into a `Schedule`
+  (buffer rows, gradient steps per training step, training steps, evaluation and checkpoint
+  boundaries).
+* `buffers/flags.py`: `RunArgs`, the flags every algorithm shares (each `Args` extends it), and
+  `ConfigError`/`require` for flags that cannot run, `resumed_args` for --resume.
+* `buffers/devices.py`: `seed_axis`, `make_mesh`, `spread_over`, `start_distributed` and
+  `fetch`, for runs over several seeds, devices and hosts.
+* `buffers/logs.py`: `Logs`, a run's TensorBoard writers (one per seed) and evaluation videos;
+  `progress`, the progress line.
 
 Everything is re-exported here: `from buffers import TrajectoryBuffer, save_checkpoint`.
 """
 
+from buffers.devices import fetch, make_mesh, seed_axis, spread_over, start_distributed
 from buffers.files import (
     CheckpointError,
     load_checkpoint,
@@ -19,6 +29,9 @@ from buffers.files import (
     save_checkpoint,
     save_tree,
 )
+from buffers.flags import ConfigError, RunArgs, require, resumed_args
+from buffers.logs import Logs, progress
+from buffers.schedule import Schedule, make_schedule
 from buffers.trajectory import (
     Batch,
     BufferMemoryError,
@@ -33,14 +46,27 @@ __all__ = [
     "BufferMemoryError",
     "BufferState",
     "CheckpointError",
+    "ConfigError",
+    "Logs",
+    "RunArgs",
+    "Schedule",
     "TrajectoryBuffer",
     "Transition",
+    "fetch",
     "load_checkpoint",
     "load_tree",
+    "make_mesh",
     "make_run_dirs",
+    "make_schedule",
+    "progress",
     "read_header",
     "read_run",
+    "require",
+    "resumed_args",
     "rows_per_env",
     "save_checkpoint",
     "save_tree",
+    "seed_axis",
+    "spread_over",
+    "start_distributed",
 ]

@@ -44,10 +44,10 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "results"))
+import plots  # results/plots.py: a script's own folder is the first entry of its import path
+import tyro
 
-import plots  # noqa: E402
+ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 ALGORITHMS = ("crl_infonce", "crl_dpo", "sac_her", "td3_her")
 RANDOM = "random"  # the random-policy baseline: results/random_policy.py
@@ -489,8 +489,6 @@ def main(args: Args) -> str:
 
 
 if __name__ == "__main__":
-    import tyro
-
     try:
         main(tyro.cli(Args))
     except BenchmarkError as error:

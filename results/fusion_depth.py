@@ -1,6 +1,6 @@
 """Time of MJX forward kinematics against kinematic-chain depth, for XLA's CPU fusion emitters.
 
-    python results/fusion_depth.py                                                    # XLA's default
+    python results/fusion_depth.py --depths 6 7 8 9                                   # XLA's default
     XLA_FLAGS=--xla_cpu_use_fusion_emitters=false python results/fusion_depth.py      # emitters off
 
 Builds a chain of `depth` hinged capsules (each body rotated 90 degrees about x), jits
@@ -10,11 +10,12 @@ Run it once per XLA_FLAGS setting (XLA reads the flag once per process).
 
 import os
 import statistics
-import sys
 import time
+from dataclasses import dataclass
 
 import jax
 import mujoco
+import tyro
 from mujoco import mjx
 from mujoco.mjx._src import smooth
 
@@ -28,9 +29,15 @@ def chain_xml(depth: int) -> str:
     return f"<mujoco><worldbody>{bodies}{'</body>' * depth}</worldbody></mujoco>"
 
 
-def main(depths=(6, 7, 8, 9)) -> None:
+@dataclass(frozen=True)
+class Args:
+    depths: tuple[int, ...] = (6, 7, 8, 9)
+    """kinematic-chain depths to time"""
+
+
+def main(args: Args) -> None:
     print(f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}, jax {jax.__version__}")
-    for depth in depths:
+    for depth in args.depths:
         model = mjx.put_model(mujoco.MjModel.from_xml_string(chain_xml(depth)))
         data = mjx.make_data(model)
         kinematics = jax.jit(lambda d, m=model: smooth.kinematics(m, d))
@@ -44,4 +51,4 @@ def main(depths=(6, 7, 8, 9)) -> None:
 
 
 if __name__ == "__main__":
-    main(tuple(int(a) for a in sys.argv[1:]) or (6, 7, 8, 9))
+    main(tyro.cli(Args))

@@ -12,7 +12,6 @@ per-seed values) plus the mean training SPS is printed and, with `--output`, wri
 
 from __future__ import annotations
 
-import argparse
 import glob
 import os
 import pathlib
@@ -20,10 +19,26 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 
+import tyro
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Args:
+    algorithms: tuple[str, ...] = ("crl_infonce",)
+    """algorithm files to run (names in algorithms/)"""
+    seeds: tuple[int, ...] = (1, 2, 3)
+    """seeds, one run each per algorithm"""
+    tag: str = "eval/success_rate"
+    """the scalar tabulated per evaluation step"""
+    run_root: str = field(default_factory=lambda: os.path.join("runs", f"curves_{int(time.time())}"))
+    """directory for the runs (default: a new directory in runs/)"""
+    output: str = ""
+    """also write the table to this markdown file"""
 
 
 def read(run_dir: str, tag: str) -> dict[int, float]:
@@ -32,24 +47,13 @@ def read(run_dir: str, tag: str) -> dict[int, float]:
     return {e.step: e.value for e in events.Scalars(tag)} if tag in events.Tags()["scalars"] else {}
 
 
-def main() -> None:
-    argv = sys.argv[1:]
-    passthrough = argv[argv.index("--") + 1 :] if "--" in argv else []
-    own = argv[: argv.index("--")] if "--" in argv else argv
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--algorithms", nargs="+", default=["crl_infonce"])
-    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
-    parser.add_argument("--tag", default="eval/success_rate")
-    parser.add_argument("--run-root", default=os.path.join("runs", f"curves_{int(time.time())}"))
-    parser.add_argument("--output", default="")
-    args = parser.parse_args(own)
-
+def main(args: Args, passthrough: list[str]) -> None:
     curves, sps = {}, {}
     for algorithm in args.algorithms:
         for seed in args.seeds:
             root = os.path.join(args.run_root, algorithm, str(seed))
-            command = [sys.executable, str(ROOT / "algorithms" / f"{algorithm}.py"), *passthrough,
-                       f"--seed={seed}", f"--run-root={root}"]  # fmt: skip
+            script = str(ROOT / "algorithms" / f"{algorithm}.py")
+            command = [sys.executable, script, *passthrough, f"--seed={seed}", f"--run-root={root}"]
             print("$", " ".join(command[1:]), flush=True)
             subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
             (run_dir,) = glob.glob(os.path.join(root, "*"))
@@ -80,4 +84,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # this script's flags come before `--`, the algorithm flags every run gets after it
+    argv = sys.argv[1:]
+    split = argv.index("--") if "--" in argv else len(argv)
+    main(tyro.cli(Args, args=argv[:split], description=__doc__), argv[split + 1 :])

@@ -51,13 +51,13 @@ ALGORITHMS = tuple(
 )  # the algorithm files: each names itself in ALGORITHM
 
 
-def load_algorithm(name: str):
-    """Import algorithms/{name}.py as a module (the algorithm files are scripts, not a package);
-    each file is executed once per test process."""
-    module_name = f"algorithms_{name}"
+def load_algorithm(name: str, folder: str = "algorithms"):
+    """Import {folder}/{name}.py as a module (the algorithm files and results/ are scripts, not
+    a package); each file is executed once per test process."""
+    module_name = f"{folder}_{name}"
     if module_name in sys.modules:
         return sys.modules[module_name]
-    spec = importlib.util.spec_from_file_location(module_name, REPO / "algorithms" / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(module_name, REPO / folder / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while the file executes
     spec.loader.exec_module(module)

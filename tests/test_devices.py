@@ -28,6 +28,7 @@ SCRIPT = textwrap.dedent(
     sys.path.insert(0, {tests!r})
     import jax, numpy as np
     from conftest import load_algorithm
+    import buffers
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     module = load_algorithm({name!r})
@@ -38,9 +39,9 @@ SCRIPT = textwrap.dedent(
     args = module.Args(**flags, run_root={root!r})
     env = module.make_env(args)
     schedule = module.make_schedule(args, env)
-    mesh = module.make_mesh(args)
-    init, training_step, vec_env, buffer = module.make_train(args, env, schedule, module.spread_over(mesh))
-    init, chunk = module.seed_axis(init, 1), module.seed_axis(module.make_chunk(training_step), 1, in_axes=(0, None))
+    mesh = buffers.make_mesh(args.num_devices, args.num_envs, args.batch_size)
+    init, training_step, vec_env, buffer = module.make_train(args, env, schedule, buffers.spread_over(mesh))
+    init, chunk = buffers.seed_axis(init, 1), buffers.seed_axis(module.make_chunk(training_step), 1, in_axes=(0, None))
     keys = jax.random.split(jax.random.PRNGKey(0), 1)
     shardings = module.carry_shardings(mesh, jax.eval_shape(init, keys), vec_env, buffer)
     carry = jax.jit(init, out_shardings=shardings)(keys)
@@ -67,8 +68,9 @@ SCRIPT = textwrap.dedent(
     errors = []
     for bad in (dict(num_devices=3), dict(num_envs=5, batch_size=16), dict(num_devices=0)):
         try:
-            module.make_mesh(module.Args(**{{**flags, **bad}}))
-        except module.ConfigError as error:
+            args = module.Args(**{{**flags, **bad}})
+            buffers.make_mesh(args.num_devices, args.num_envs, args.batch_size)
+        except buffers.ConfigError as error:
             errors.append(str(error))
     out["errors"] = errors
     print("RESULT" + json.dumps(out))

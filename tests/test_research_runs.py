@@ -218,7 +218,7 @@ def test_readme_example_drives_the_point_mass_to_the_chosen_cell():
 
 def test_load_policy_acts_on_one_state_or_a_batch_and_commands_any_goal():
     act, env = load_algorithm("crl_infonce").load_policy(
-        str(REPO / "results" / "models" / "simple_u_maze_crl_infonce.eqx")
+        str(REPO / "tests" / "fixtures" / "simple_u_maze_crl_infonce.eqx")
     )
     state = env.reset(jax.random.PRNGKey(3))
     goals = np.stack([env.maze.cell_xy(1, 3), env.maze.cell_xy(3, 3)])

@@ -10,12 +10,11 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import load_algorithm
 from scipy import stats
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "results"))
-
-import plots  # noqa: E402
+plots = load_algorithm("plots", folder="results")
 
 
 @pytest.mark.parametrize("n", range(1, 13))
@@ -174,3 +173,12 @@ def test_gpu_paper_dry_run_states_each_runs_episode_length_and_update_ratio():
             assert schedule == f"episode length 150, {298 if envs_512 else 149} gradient steps per training step"
         else:
             assert schedule == f"episode length 1001, {2000 if envs_512 else 1000} gradient steps per training step"
+
+
+def test_every_results_script_is_in_the_readme_table_and_parses_its_flags_with_tyro():
+    table = (ROOT / "results" / "README.md").read_text()
+    for script in sorted((ROOT / "results").glob("*.py")):
+        source = script.read_text()
+        assert f"| `{script.name}` |" in table, f"{script.name} is missing from results/README.md's table"
+        assert "tyro.cli(" in source and "argparse" not in source, f"{script.name}: flags are parsed with tyro"
+        assert "sys.path" not in source, f"{script.name} edits sys.path"

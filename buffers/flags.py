@@ -1,0 +1,109 @@
+"""The flags every algorithm shares, and the error a flag that cannot run raises.
+
+Each algorithm file's `Args` extends `RunArgs` with its own flags (learning rates, network
+sizes, loss options), so `python algorithms/crl_infonce.py --help` lists both: first these
+(the run, the environment, the schedule), then the algorithm's. The run flags are checked in
+`make_schedule` (buffers/schedule.py) and `make_mesh` (buffers/devices.py), the algorithm's in
+its `Args.__post_init__`, with `require`; a `ConfigError` stops a run with exit code 2 and its
+one-paragraph message, before anything compiles. `resumed_args` gives a --resume run its own
+flags back.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+
+from buffers.files import CheckpointError, read_run
+
+
+class ConfigError(ValueError):
+    """A flag combination that cannot run; the message names the flags to change."""
+
+
+def require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+@dataclass(frozen=True)
+class RunArgs:
+    """The run's flags: seeds, logging, checkpoints, devices, the environment and the schedule."""
+
+    exp_name: str = "run"
+    """the name of this experiment (part of the run directory's name); each algorithm's default is its file's name"""
+    seed: int = 1
+    """seed of the experiment"""
+    track: bool = False
+    """also log to Weights & Biases (needs `pip install wandb` and a login)"""
+    wandb_project_name: str = "gcrl-jax"
+    """the Weights & Biases project, with --track"""
+    capture_video: bool = False
+    """log evaluation episodes as animated images (TensorBoard tag videos/eval) and GIFs in the run directory"""
+    video_every: int = 5
+    """with --capture-video: record every N-th evaluation and the last one"""
+    save_model: bool = False
+    """save the final model into the run directory as {exp_name}.eqx (see load_policy)"""
+    checkpoint_every: int = 0
+    """write the whole training state every N env steps (rounded up to training steps; 0: never); keeps two"""
+    resume: str | None = None
+    """continue the run in this run directory from its newest checkpoint; its other flags come from the run"""
+    eval_only: bool = False
+    """evaluate the model of --load-model (num_eval_envs episodes) and stop"""
+    load_model: str | None = None
+    """a model file written by --save-model, for --eval-only"""
+    num_seeds: int = 1
+    """train seeds seed, seed+1, ..., seed+K-1 through one compile (vmap), one run directory each"""
+    num_devices: int | None = None
+    """devices to split the envs and the buffer over, gradients averaged (default: all visible)"""
+    distributed: str | None = None
+    """multi-host: "auto" (cluster detected by jax.distributed) or HOST:PORT,NUM_PROCESSES,PROCESS_ID"""
+    run_root: str = "runs"
+    """directory that holds the run directories"""
+
+    # Environment
+    env_id: str = "reacher"
+    """environment id (see envs.ENV_IDS)"""
+    backend: str | None = None
+    """physics backend (generalized, spring, positional, mjx); default: the env's own"""
+    episode_length: int | None = None
+    """steps per episode; default: the env's own"""
+    num_envs: int = 256
+    """parallel training envs"""
+    num_eval_envs: int = 128
+    """evaluation episodes per evaluation, one per env, deterministic actions"""
+
+    # Schedule
+    total_timesteps: int = 1_000_000
+    """env steps to train for (rounded up to whole training steps of num_envs x unroll_length)"""
+    unroll_length: int = 62
+    """env steps per env collected in one training step"""
+    batch_size: int = 256
+    """transitions per gradient step (for the contrastive critics, also the goals each state is scored against)"""
+    buffer_size: int = 10_000
+    """replay capacity in time rows per env (rounded up to a multiple of --unroll-length)"""
+    learning_starts: int = 1_000
+    """time rows per env collected before gradient steps start (whole rollouts)"""
+    updates_per_rollout: int | None = None
+    """gradient steps per training step; default num_envs * (episode_length - 1) / batch_size"""
+    num_evals: int = 20
+    """evaluations during training (plus one before it)"""
+
+
+def resumed_args(cli: RunArgs, algorithm: str) -> RunArgs:
+    """The flags of the run in `cli.resume` (a run of `algorithm`, as an instance of `cli`'s
+    class); flags given on the command line with --resume must agree with them, except the
+    devices, which may change: the results do not depend on them."""
+    Args = type(cli)
+    try:
+        record, first = read_run(cli.resume, algorithm)
+        args = replace(Args(**record["args"]), resume=first)
+    except (CheckpointError, ConfigError, TypeError) as error:
+        raise ConfigError(f"--resume: {error}.") from None
+    resumable = os.path.normpath(first) == os.path.normpath(cli.resume)
+    require(resumable, f"--resume {cli.resume}: this seed belongs to a --num-seeds run; resume {first}.")
+    keep = ("resume", "num_devices", "distributed")
+    given = [f.name for f in fields(Args) if getattr(cli, f.name) != getattr(Args(), f.name) and f.name not in keep]
+    changed = [f"--{name.replace('_', '-')}" for name in given if getattr(cli, name) != getattr(args, name)]
+    require(not changed, f"--resume continues the run with its own flags; drop {', '.join(changed)}.")
+    return replace(args, num_devices=cli.num_devices, distributed=cli.distributed)

@@ -1,0 +1,82 @@
+"""A run's schedule: its flags checked and turned into the sizes every algorithm needs, in
+Python, before anything is traced.
+
+    schedule = make_schedule(args, episode_length)   # args: an algorithm's Args (the run flags)
+    schedule.training_steps, schedule.eval_boundaries, schedule.final_env_steps
+
+A training step is `num_envs` envs stepped `unroll_length` times, the rollout inserted into the
+buffer, then `updates_per_rollout` gradient steps once the buffer holds `learning_start_rows`
+rows per env. The run is `training_steps` of them; evaluations and checkpoints fall between
+training steps, at the counts in `eval_boundaries` and `checkpoint_boundaries`.
+
+Bad flags raise `ConfigError` (buffers/flags.py) with a message that names the flags to change.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from buffers.flags import ConfigError, RunArgs, require
+from buffers.trajectory import rows_per_env
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Sizes decided in Python before anything is traced."""
+
+    episode_length: int
+    buffer_rows: int
+    learning_start_rows: int
+    updates_per_rollout: int
+    steps_per_training_step: int
+    training_steps: int
+    eval_boundaries: tuple[int, ...]  # training-step counts at which to evaluate
+    checkpoint_boundaries: tuple[int, ...]  # training-step counts after which to write a checkpoint
+
+    @property
+    def final_env_steps(self) -> int:
+        return self.training_steps * self.steps_per_training_step
+
+
+def make_schedule(args: RunArgs, episode_length: int) -> Schedule:
+    """Check the run flags of `args` that set sizes (buffers/flags.py) and derive the schedule. `updates_per_rollout`
+    None means num_envs * (episode_length - 1) / batch_size: every transition of a rollout is
+    sampled about once."""
+    at_least_one = "num_envs num_eval_envs unroll_length batch_size buffer_size num_evals total_timesteps"
+    for name in (at_least_one + " video_every num_seeds").split():
+        value = getattr(args, name)
+        require(value >= 1, f"--{name.replace('_', '-')} must be at least 1 (got {value}).")
+    require(args.learning_starts >= 0, f"--learning-starts must be >= 0 (got {args.learning_starts}).")
+    updates = args.updates_per_rollout
+    require(updates is None or updates >= 0, f"--updates-per-rollout must be >= 0 (got {updates}).")
+    every = args.checkpoint_every
+    require(every >= 0, f"--checkpoint-every must be >= 0 env steps (got {every}; 0 turns it off).")
+    require(episode_length >= 2, "--episode-length must be at least 2: a future goal needs a later step.")
+    try:
+        buffer_rows, start_rows = rows_per_env(
+            args.buffer_size, args.learning_starts, args.batch_size, args.num_envs, args.unroll_length
+        )
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    if updates is None:
+        updates = max(1, round(args.num_envs * (episode_length - 1) / args.batch_size))
+    per_step = args.num_envs * args.unroll_length
+    steps = math.ceil(args.total_timesteps / per_step)
+    prefill = start_rows * args.num_envs
+    require(
+        steps * args.unroll_length >= start_rows or updates == 0,
+        f"--total-timesteps ({args.total_timesteps:,}) ends before learning starts: --learning-starts "
+        f"{args.learning_starts} rows per env (whole rollouts: {start_rows}) x --num-envs {args.num_envs} = "
+        f"{prefill:,} env steps are collected first. Raise --total-timesteps above {prefill:,}, or lower "
+        "--learning-starts or --num-envs.",
+    )
+    require(
+        args.num_evals <= steps,
+        f"--num-evals ({args.num_evals}) is more than the number of training steps ({steps} steps of --num-envs x "
+        f"--unroll-length = {per_step} env steps): lower --num-evals to at most {steps} or raise --total-timesteps.",
+    )
+    evals = tuple(round(i * steps / args.num_evals) for i in range(args.num_evals + 1))
+    every = math.ceil(every / per_step)
+    checkpoints = tuple(range(every, steps, every)) + (steps,) if every else ()
+    return Schedule(episode_length, buffer_rows, start_rows, updates, per_step, steps, evals, checkpoints)
