@@ -361,9 +361,18 @@ def run_algorithm(
 
 
 FINAL_COLUMNS = (
-    "algorithm", "env_id", "seed", "env_steps", *EVAL_TAGS, "mean_sps", "wall_s", "compile_s", "train_s", "run_dir",
+    "algorithm",
+    "env_id",
+    "seed",
+    "env_steps",
+    *EVAL_TAGS,
+    "mean_sps",
+    "wall_s",
+    "compile_s",
+    "train_s",
+    "run_dir",
     "command",
-)  # fmt: skip
+)
 
 
 def run_jobs(args: Args) -> tuple[list[dict], list[dict], str, list[str]]:

@@ -32,8 +32,11 @@ class Args:
     algorithm: str = "crl_infonce"
     """algorithm file under algorithms/"""
     flags: tuple[str, ...] = (
-        "--env-id=reacher", "--unroll-length=50", "--total-timesteps=1000000", "--num-evals=10",
-    )  # fmt: skip
+        "--env-id=reacher",
+        "--unroll-length=50",
+        "--total-timesteps=1000000",
+        "--num-evals=10",
+    )
     """the run's flags (shared by every variant)"""
     checkpoint_every: int = 100_000
     """--checkpoint-every of the checkpoint variant, env steps"""
@@ -62,9 +65,11 @@ def main(args: Args) -> None:
                 results[name].append(measure(args, extra, root))
     base_sps = statistics.median(r[0] for r in results["plain"])
     base_loop = statistics.median(r[1] for r in results["plain"])
-    print(f"`python results/features.py --repeats {args.repeats}` on {time.strftime('%Y-%m-%d')}, "
-          f"{platform.processor() or platform.machine()}, jax {jax.__version__} on {jax.default_backend()}; "
-          f"{args.algorithm} with {' '.join(args.flags)}. Medians of {args.repeats} interleaved runs.\n")  # fmt: skip
+    print(
+        f"`python results/features.py --repeats {args.repeats}` on {time.strftime('%Y-%m-%d')}, "
+        f"{platform.processor() or platform.machine()}, jax {jax.__version__} on {jax.default_backend()}; "
+        f"{args.algorithm} with {' '.join(args.flags)}. Medians of {args.repeats} interleaved runs.\n"
+    )
     print("| variant | training SPS | ratio | training loop wall s | ratio |\n|---|---:|---:|---:|---:|")
     for name in variants:
         sps = statistics.median(r[0] for r in results[name])

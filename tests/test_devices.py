@@ -80,10 +80,20 @@ SCRIPT = textwrap.dedent(
 
 def tiny(name: str) -> dict:
     flags = dict(
-        env_id="reacher", num_envs=8, num_eval_envs=4, unroll_length=10, batch_size=16, buffer_size=100,
-        learning_starts=20, total_timesteps=800, num_evals=2, width=16, depth=1, updates_per_rollout=4,
+        env_id="reacher",
+        num_envs=8,
+        num_eval_envs=4,
+        unroll_length=10,
+        batch_size=16,
+        buffer_size=100,
+        learning_starts=20,
+        total_timesteps=800,
+        num_evals=2,
+        width=16,
+        depth=1,
+        updates_per_rollout=4,
         save_model=True,
-    )  # fmt: skip
+    )
     if name.startswith("crl"):
         flags["repr_dim"] = 8
     return flags
@@ -147,7 +157,7 @@ def two_processes(script: str, args: list[str]) -> list[str]:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-        )  # fmt: skip
+        )
         for i in range(2)
     ]
     outputs = [p.communicate(timeout=600)[0] for p in procs]
@@ -172,8 +182,9 @@ def test_two_processes_with_jax_distributed_match_one_process(name, tmp_path):
     args += [f"--{k.replace('_', '-')}" for k, v in flags.items() if v is True]
     outputs = two_processes(script, [*args, f"--run-root={tmp_path / 'two'}"])
     assert "run directory" in outputs[0] and "run directory" not in outputs[1]  # the first process logs
-    one = subprocess.run([sys.executable, script, *args, f"--run-root={tmp_path / 'one'}"], capture_output=True,
-                         text=True, timeout=600)  # fmt: skip
+    one = subprocess.run(
+        [sys.executable, script, *args, f"--run-root={tmp_path / 'one'}"], capture_output=True, text=True, timeout=600
+    )
     assert one.returncode == 0, one.stderr[-3000:]
     (one_dir,) = (tmp_path / "one").iterdir()
     (two_dir,) = (tmp_path / "two").iterdir()

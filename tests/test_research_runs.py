@@ -60,8 +60,11 @@ def runs(request, tmp_path_factory):
     run(command(name, flags, f"--run-root={root / 'whole'}", *RESUME_FLAGS))
     (whole,) = glob.glob(str(root / "whole" / "*"))
 
-    killed = subprocess.Popen(command(name, flags, f"--run-root={root / 'killed'}", *RESUME_FLAGS),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    killed = subprocess.Popen(
+        command(name, flags, f"--run-root={root / 'killed'}", *RESUME_FLAGS),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.time() + 300
     while not glob.glob(str(root / "killed" / "*" / "checkpoints" / "step_000000010.ckpt")):
         assert killed.poll() is None and time.time() < deadline, killed.stderr.read().decode()[-3000:]
@@ -144,8 +147,15 @@ def test_videos_reach_tensorboard_and_gifs_hold_one_frame_per_step(runs):
 def test_eval_only_evaluates_the_saved_model_and_refuses_another_env(runs, tmp_path):
     name, whole, _, _ = runs
     model = os.path.join(whole, f"{name}.eqx")
-    result = run(command(name, {"num_eval_envs": 4, "episode_length": EPISODE}, "--eval-only",
-                         f"--load-model={model}", f"--run-root={tmp_path}"))  # fmt: skip
+    result = run(
+        command(
+            name,
+            {"num_eval_envs": 4, "episode_length": EPISODE},
+            "--eval-only",
+            f"--load-model={model}",
+            f"--run-root={tmp_path}",
+        )
+    )
     assert "success_rate" in result.stdout
     (eval_dir,) = glob.glob(str(tmp_path / "*"))
     distances = events(eval_dir).Scalars("eval/final_distance")

@@ -137,13 +137,36 @@ def test_benchmark_rejects_an_unknown_preset_or_env_with_exit_2(tmp_path):
 
 @pytest.mark.slow
 def test_throughput_prints_one_row_per_algorithm_and_env():
-    tiny = ["--num-envs=4", "--unroll-length=10", "--batch-size=16", "--buffer-size=100", "--learning-starts=10",
-            "--width=16", "--depth=1", "--updates-per-rollout=2", "--episode-length=20"]  # fmt: skip
+    tiny = [
+        "--num-envs=4",
+        "--unroll-length=10",
+        "--batch-size=16",
+        "--buffer-size=100",
+        "--learning-starts=10",
+        "--width=16",
+        "--depth=1",
+        "--updates-per-rollout=2",
+        "--episode-length=20",
+    ]
     result = subprocess.run(
-        [sys.executable, str(ROOT / "results" / "throughput.py"), "--algorithms", "sac_her", "td3_her",
-         "--env-ids", "reacher", "--steps", "2", "--repeats", "2", *tiny],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(ROOT / "results" / "throughput.py"),
+            "--algorithms",
+            "sac_her",
+            "td3_her",
+            "--env-ids",
+            "reacher",
+            "--steps",
+            "2",
+            "--repeats",
+            "2",
+            *tiny,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     rows = [line.split("|")[1:-1] for line in result.stdout.splitlines() if line.startswith("| ") and "---" not in line]
     assert [r[0].strip() for r in rows] == ["algorithm", "sac_her", "td3_her"]
