@@ -80,11 +80,15 @@ class Args(RunArgs):
     width: int = 256
     """hidden units per layer (all networks)"""
     depth: int = 2
-    """hidden layers (all networks)"""
+    """hidden layers of every network (the shorthand for --critic-depth and --actor-depth)"""
+    critic_depth: int | None = None
+    """hidden layers of the critic's networks (default: --depth)"""
+    actor_depth: int | None = None
+    """hidden layers of the actor (default: --depth)"""
     layer_norm: bool = False
     """LayerNorm after every hidden layer"""
     residual: bool = False
-    """residual connections around hidden layers after the first (for deep networks)"""
+    """deep networks: an input layer, then depth/4 residual blocks of four layers (depth a multiple of 4)"""
     energy_fn: Literal["norm", "l2", "l1", "dot", "cosine"] = "norm"
     """critic energy f(phi, psi)"""
     contrastive_loss: Literal["fwd_infonce", "bwd_infonce", "sym_infonce", "binary_nce"] = "fwd_infonce"
@@ -97,38 +101,71 @@ class Args(RunArgs):
     def __post_init__(self):
         """The algorithm's flags are checked here, as they are parsed; the run's flags are
         checked in the RUN block (`make_schedule`)."""
-        for name in ("repr_dim", "width", "depth"):
+        for name in ("repr_dim", "width"):
             value = getattr(self, name)
             require(value >= 1, f"--{name.replace('_', '-')} must be at least 1 (got {value}).")
+        for name in ("depth", "critic_depth", "actor_depth"):
+            value = getattr(self, name)
+            flag = f"--{name.replace('_', '-')}"
+            require(value is None or value >= 1, f"{flag} must be at least 1 (got {value}).")
+            four = value is None or value % 4 == 0
+            require(not self.residual or four, f"{flag} must be a multiple of 4 with --residual (got {value}).")
         require(0.0 < self.gamma < 1.0, f"--gamma must be in (0, 1) (got {self.gamma}).")
         require(self.batch_size >= 2, "--batch-size must be at least 2: the other goals are the negatives.")
 
 
 # ======================================================================= NETWORKS
-class MLP(eqx.Module):
-    """swish MLP, optional LayerNorm after each hidden layer and residual hidden blocks."""
+class Dense(eqx.Module):
+    """One hidden layer: Linear, optional LayerNorm, swish."""
 
-    hidden: list
-    norms: list
+    linear: eqx.nn.Linear
+    norm: eqx.nn.LayerNorm | None
+
+    def __init__(self, in_size, out_size, layer_norm, key):
+        self.linear = eqx.nn.Linear(in_size, out_size, key=key)
+        self.norm = eqx.nn.LayerNorm(out_size) if layer_norm else None
+
+    def __call__(self, x):
+        h = self.linear(x)
+        return jax.nn.swish(self.norm(h) if self.norm is not None else h)
+
+
+class MLP(eqx.Module):
+    """An input layer, the hidden layers stacked in blocks, and a linear output layer.
+
+    Plain (default): `depth` layers in all, the `depth - 1` after the input layer in blocks of
+    one. Residual (--residual, for deep networks): the input layer, then depth / 4 blocks of
+    four layers with the skip around each block, x + block(x). The blocks are one module whose
+    leaves carry two leading axes (block, layer in block), applied by `jax.lax.scan`, so the
+    compiled program does not grow with depth."""
+
+    first: Dense
+    blocks: Dense  # every leaf has leading axes (num_blocks, block_size)
     out: eqx.nn.Linear
     residual: bool = eqx.field(static=True)
 
     def __init__(self, in_size, out_size, width, depth, layer_norm, residual, key):
-        keys = jax.random.split(key, depth + 1)
-        sizes = [in_size] + [width] * depth
-        self.hidden = [eqx.nn.Linear(sizes[i], sizes[i + 1], key=keys[i]) for i in range(depth)]
-        self.norms = [eqx.nn.LayerNorm(width) for _ in range(depth)] if layer_norm else []
-        self.out = eqx.nn.Linear(sizes[-1], out_size, key=keys[-1])
+        block_size = 4 if residual else 1
+        hidden = depth if residual else depth - 1
+        keys = jax.random.split(key, hidden + 2)
+        self.first = Dense(in_size, width, layer_norm, keys[0])
+        block_keys = keys[1 : hidden + 1].reshape(hidden // block_size, block_size, *keys.shape[1:])
+        make_block = eqx.filter_vmap(eqx.filter_vmap(lambda k: Dense(width, width, layer_norm, k)))
+        self.blocks = make_block(block_keys)
+        self.out = eqx.nn.Linear(width, out_size, key=keys[-1])
         self.residual = residual
 
     def __call__(self, x):
-        for i, layer in enumerate(self.hidden):
-            h = layer(x)
-            if self.norms:
-                h = self.norms[i](h)
-            h = jax.nn.swish(h)
-            x = x + h if (self.residual and i > 0) else h
-        return self.out(x)
+        params, static = eqx.partition(self.blocks, eqx.is_array)
+
+        def layer(h, layer_params):
+            return eqx.combine(layer_params, static)(h), None
+
+        def block(x, block_params):
+            h = jax.lax.scan(layer, x, block_params)[0]
+            return (x + h if self.residual else h), None
+
+        return self.out(jax.lax.scan(block, self.first(x), params)[0])
 
 
 class Critic(eqx.Module):
@@ -139,7 +176,8 @@ class Critic(eqx.Module):
 
     def __init__(self, state_dim, action_dim, goal_dim, args: Args, key):
         sa_key, g_key = jax.random.split(key)
-        net = dict(width=args.width, depth=args.depth, layer_norm=args.layer_norm, residual=args.residual)
+        depth = args.critic_depth or args.depth
+        net = dict(width=args.width, depth=depth, layer_norm=args.layer_norm, residual=args.residual)
         self.sa_encoder = MLP(state_dim + action_dim, args.repr_dim, key=sa_key, **net)
         self.g_encoder = MLP(goal_dim, args.repr_dim, key=g_key, **net)
 
@@ -157,7 +195,8 @@ class Actor(eqx.Module):
     action_dim: int = eqx.field(static=True)
 
     def __init__(self, obs_dim, action_dim, args: Args, key):
-        self.net = MLP(obs_dim, 2 * action_dim, args.width, args.depth, args.layer_norm, args.residual, key)
+        depth = args.actor_depth or args.depth
+        self.net = MLP(obs_dim, 2 * action_dim, args.width, depth, args.layer_norm, args.residual, key)
         self.action_dim = action_dim
 
     def dist(self, obs):

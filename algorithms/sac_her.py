@@ -83,20 +83,28 @@ class Args(RunArgs):
     width: int = 256
     """hidden units per layer (all networks)"""
     depth: int = 2
-    """hidden layers (all networks)"""
+    """hidden layers of every network (the shorthand for --critic-depth and --actor-depth)"""
+    critic_depth: int | None = None
+    """hidden layers of the critic's networks (default: --depth)"""
+    actor_depth: int | None = None
+    """hidden layers of the actor (default: --depth)"""
     layer_norm: bool = False
     """LayerNorm after every hidden layer"""
     residual: bool = False
-    """residual connections around hidden layers after the first (for deep networks)"""
+    """deep networks: an input layer, then depth/4 residual blocks of four layers (depth a multiple of 4)"""
     target_entropy_scale: float = 0.5
     """target entropy = -target_entropy_scale * action_size"""
 
     def __post_init__(self):
         """The algorithm's flags are checked here, as they are parsed; the run's flags are
         checked in the RUN block (`make_schedule`)."""
-        for name in ("width", "depth"):
+        require(self.width >= 1, f"--width must be at least 1 (got {self.width}).")
+        for name in ("depth", "critic_depth", "actor_depth"):
             value = getattr(self, name)
-            require(value >= 1, f"--{name.replace('_', '-')} must be at least 1 (got {value}).")
+            flag = f"--{name.replace('_', '-')}"
+            require(value is None or value >= 1, f"{flag} must be at least 1 (got {value}).")
+            four = value is None or value % 4 == 0
+            require(not self.residual or four, f"{flag} must be a multiple of 4 with --residual (got {value}).")
         require(0.0 < self.gamma < 1.0, f"--gamma must be in (0, 1) (got {self.gamma}).")
         require(0.0 < self.relabel_gamma <= 1.0, f"--relabel-gamma must be in (0, 1] (got {self.relabel_gamma}).")
         require(0.0 <= self.relabel_ratio <= 1.0, f"--relabel-ratio must be in [0, 1] (got {self.relabel_ratio}).")
@@ -104,30 +112,57 @@ class Args(RunArgs):
 
 
 # ======================================================================= NETWORKS
-class MLP(eqx.Module):
-    """swish MLP, optional LayerNorm after each hidden layer and residual hidden blocks."""
+class Dense(eqx.Module):
+    """One hidden layer: Linear, optional LayerNorm, swish."""
 
-    hidden: list
-    norms: list
+    linear: eqx.nn.Linear
+    norm: eqx.nn.LayerNorm | None
+
+    def __init__(self, in_size, out_size, layer_norm, key):
+        self.linear = eqx.nn.Linear(in_size, out_size, key=key)
+        self.norm = eqx.nn.LayerNorm(out_size) if layer_norm else None
+
+    def __call__(self, x):
+        h = self.linear(x)
+        return jax.nn.swish(self.norm(h) if self.norm is not None else h)
+
+
+class MLP(eqx.Module):
+    """An input layer, the hidden layers stacked in blocks, and a linear output layer.
+
+    Plain (default): `depth` layers in all, the `depth - 1` after the input layer in blocks of
+    one. Residual (--residual, for deep networks): the input layer, then depth / 4 blocks of
+    four layers with the skip around each block, x + block(x). The blocks are one module whose
+    leaves carry two leading axes (block, layer in block), applied by `jax.lax.scan`, so the
+    compiled program does not grow with depth."""
+
+    first: Dense
+    blocks: Dense  # every leaf has leading axes (num_blocks, block_size)
     out: eqx.nn.Linear
     residual: bool = eqx.field(static=True)
 
     def __init__(self, in_size, out_size, width, depth, layer_norm, residual, key):
-        keys = jax.random.split(key, depth + 1)
-        sizes = [in_size] + [width] * depth
-        self.hidden = [eqx.nn.Linear(sizes[i], sizes[i + 1], key=keys[i]) for i in range(depth)]
-        self.norms = [eqx.nn.LayerNorm(width) for _ in range(depth)] if layer_norm else []
-        self.out = eqx.nn.Linear(sizes[-1], out_size, key=keys[-1])
+        block_size = 4 if residual else 1
+        hidden = depth if residual else depth - 1
+        keys = jax.random.split(key, hidden + 2)
+        self.first = Dense(in_size, width, layer_norm, keys[0])
+        block_keys = keys[1 : hidden + 1].reshape(hidden // block_size, block_size, *keys.shape[1:])
+        make_block = eqx.filter_vmap(eqx.filter_vmap(lambda k: Dense(width, width, layer_norm, k)))
+        self.blocks = make_block(block_keys)
+        self.out = eqx.nn.Linear(width, out_size, key=keys[-1])
         self.residual = residual
 
     def __call__(self, x):
-        for i, layer in enumerate(self.hidden):
-            h = layer(x)
-            if self.norms:
-                h = self.norms[i](h)
-            h = jax.nn.swish(h)
-            x = x + h if (self.residual and i > 0) else h
-        return self.out(x)
+        params, static = eqx.partition(self.blocks, eqx.is_array)
+
+        def layer(h, layer_params):
+            return eqx.combine(layer_params, static)(h), None
+
+        def block(x, block_params):
+            h = jax.lax.scan(layer, x, block_params)[0]
+            return (x + h if self.residual else h), None
+
+        return self.out(jax.lax.scan(block, self.first(x), params)[0])
 
 
 class QNetwork(eqx.Module):
@@ -136,7 +171,8 @@ class QNetwork(eqx.Module):
     net: MLP
 
     def __init__(self, obs_dim, action_dim, args: Args, key):
-        self.net = MLP(obs_dim + action_dim, 1, args.width, args.depth, args.layer_norm, args.residual, key)
+        depth = args.critic_depth or args.depth
+        self.net = MLP(obs_dim + action_dim, 1, args.width, depth, args.layer_norm, args.residual, key)
 
     def __call__(self, obs, action):
         return self.net(jnp.concatenate([obs, action]))[0]
@@ -159,7 +195,8 @@ class Actor(eqx.Module):
     action_dim: int = eqx.field(static=True)
 
     def __init__(self, obs_dim, action_dim, args: Args, key):
-        self.net = MLP(obs_dim, 2 * action_dim, args.width, args.depth, args.layer_norm, args.residual, key)
+        depth = args.actor_depth or args.depth
+        self.net = MLP(obs_dim, 2 * action_dim, args.width, depth, args.layer_norm, args.residual, key)
         self.action_dim = action_dim
 
     def dist(self, obs):
