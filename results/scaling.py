@@ -14,7 +14,10 @@ flags after `--`, all in this one process, with XLA's persistent compilation cac
   `--repeats` timed chunks of `--steps` training steps, next to the env-only SPS of the same
   config (random actions, same envs and unroll).
 
-Prints a markdown table (and writes it with `--output`).
+Prints a markdown table (and writes it with `--output`). `--dtypes` instead times the matmuls
+of a 16-layer stack in float32 against bfloat16:
+
+    python results/scaling.py --dtypes
 """
 
 from __future__ import annotations
@@ -46,6 +49,9 @@ class Args:
     """timed calls per figure (the median is reported)"""
     output: str = ""
     """also write the table to this markdown file"""
+    dtypes: bool = False
+    """instead: time a 16-layer stack's forward and backward pass (batch 256, width 256) in float32
+    and bfloat16, three interleaved rounds (what bfloat16 matmuls would buy)"""
 
 
 def load_crl():
@@ -130,7 +136,25 @@ def measure(crl, depth: int, passthrough: list[str], args: Args) -> dict:
     )
 
 
+def compare_dtypes(rounds: int = 3, calls: int = 10) -> None:
+    """Median ms of a jitted gradient through 16 swish layers, float32 and bfloat16 interleaved."""
+
+    def stack(x, weights):
+        return jax.lax.scan(lambda h, w: (jax.nn.swish(h @ w), None), x, weights)[0].sum()
+
+    gradient = jax.jit(jax.grad(stack, argnums=1))
+    medians = {"float32": [], "bfloat16": []}
+    for _ in range(rounds):
+        for dtype in medians:
+            x, weights = jnp.ones((256, 256), dtype), jnp.full((16, 256, 256), 0.01, dtype)
+            medians[dtype].append(1000 * median_seconds(gradient, x, weights, repeats=calls))
+    for dtype, values in medians.items():
+        print(f"{dtype}: " + ", ".join(f"{v:.1f}" for v in values) + " ms per forward and backward pass")
+
+
 def main(args: Args, passthrough: list[str]) -> None:
+    if args.dtypes:
+        return compare_dtypes()
     jax.config.update("jax_enable_compilation_cache", False)  # every depth compiles for real
     crl = load_crl()
     rows = []
