@@ -33,8 +33,7 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 import tyro
-
-from buffers import Batch
+from throughput import synthetic_batch  # results/throughput.py: a script's own folder is on its path
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -96,17 +95,7 @@ def measure(crl, depth: int, passthrough: list[str], args: Args) -> dict:
     train_s = statistics.median(train_times)
 
     _, update = crl.make_update(run, env)
-    keys = jax.random.split(jax.random.PRNGKey(1), 3)
-    batch = Batch(
-        obs=jax.random.normal(keys[0], (run.batch_size, env.observation_size)),
-        action=jax.random.uniform(keys[1], (run.batch_size, env.action_size), minval=-1.0, maxval=1.0),
-        next_obs=jnp.zeros((run.batch_size, env.observation_size)),
-        terminated=jnp.zeros(run.batch_size),
-        truncated=jnp.zeros(run.batch_size),
-        future_goal=jax.random.normal(keys[2], (run.batch_size, env.goal_dim)),
-        reward=jnp.zeros(run.batch_size),
-        relabelled=jnp.zeros(run.batch_size, bool),
-    )
+    batch = synthetic_batch(env, run.batch_size, jax.random.PRNGKey(1))
     num_updates = args.steps * schedule.updates_per_rollout
 
     @jax.jit

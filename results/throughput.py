@@ -61,6 +61,21 @@ def timed(fn, *args, repeats: int):
     return statistics.median(times), out
 
 
+def synthetic_batch(env, batch_size: int, key) -> Batch:
+    """A fixed batch of random observations, actions and goals, to time gradient steps alone."""
+    keys = jax.random.split(key, 3)
+    return Batch(
+        obs=jax.random.normal(keys[0], (batch_size, env.observation_size)),
+        action=jax.random.uniform(keys[1], (batch_size, env.action_size), minval=-1.0, maxval=1.0),
+        next_obs=jnp.zeros((batch_size, env.observation_size)),
+        terminated=jnp.zeros(batch_size),
+        truncated=jnp.zeros(batch_size),
+        future_goal=jax.random.normal(keys[2], (batch_size, env.goal_dim)),
+        reward=jnp.zeros(batch_size),
+        relabelled=jnp.zeros(batch_size, bool),
+    )
+
+
 def take(argv: list[str], flag: str) -> list[str]:
     """Remove `flag` and the values after it (up to the next --flag) from argv; return them."""
     if flag not in argv:
@@ -134,17 +149,7 @@ def measure(algorithm: str, argv: list[str], steps: int, repeats: int) -> tuple[
 
     # update-only, on a synthetic batch
     _, update = algo.make_update(args, env)
-    keys = jax.random.split(jax.random.PRNGKey(3), 3)
-    batch = Batch(
-        obs=jax.random.normal(keys[0], (args.batch_size, env.observation_size)),
-        action=jax.random.uniform(keys[1], (args.batch_size, env.action_size), minval=-1.0, maxval=1.0),
-        next_obs=jnp.zeros((args.batch_size, env.observation_size)),
-        terminated=jnp.zeros(args.batch_size),
-        truncated=jnp.zeros(args.batch_size),
-        future_goal=jax.random.normal(keys[2], (args.batch_size, env.goal_dim)),
-        reward=jnp.zeros(args.batch_size),
-        relabelled=jnp.zeros(args.batch_size, bool),
-    )
+    batch = synthetic_batch(env, args.batch_size, jax.random.PRNGKey(3))
     num_updates = steps * schedule.updates_per_rollout
 
     @jax.jit
