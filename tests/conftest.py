@@ -12,6 +12,11 @@ learning tests' configuration.
 Markers: `slow` marks the tests that train to a success threshold, or start fresh processes that
 each compile a whole training run (resume, several devices, the results scripts end to end, the
 arm at 256 envs); `pytest -m "not slow"` is the quick subset (README, "Tests").
+
+Two workers (pyproject.toml: `-n 2`, pytest-xdist): the tests that share a process-level build
+(one env's compiled rollout, one algorithm's resumed runs or two-device runs) are one group and
+run in one worker (`work_unit` below); the slow tests are handed out first, so that the long
+ones do not finish alone. `-n 0` runs in this process, for debugging one test.
 """
 
 import os
@@ -24,6 +29,17 @@ import os
 from envs.base import FUSION_FLAG, SCHEDULER_FLAG, set_cpu_xla_flags
 
 set_cpu_xla_flags("the test suite", (FUSION_FLAG, SCHEDULER_FLAG))
+
+# The suite compiles a few hundred programs and runs most of them for a handful of steps, so it
+# turns off LLVM's optimisation of the compiled code, which is half of every CPU compile (the
+# pusher's step: 17 s against 9 s, results/test_suite.md). The code then runs about 3x slower,
+# which only the tests that train for minutes notice: those start a fresh process with this
+# flag removed (`train_like_a_user`). XLA's own graph optimisations are unchanged.
+SUITE_ONLY_FLAG = "--xla_backend_optimization_level=0"
+if SUITE_ONLY_FLAG not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {SUITE_ONLY_FLAG}".strip()
+# Two workers on one GPU must not each reserve most of its memory.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 CACHE_DIR = os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.expanduser("~/.cache/gcrl-jax-tests"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1.0")  # subprocesses inherit both
 
@@ -36,6 +52,7 @@ import dataclasses  # noqa: E402
 import functools  # noqa: E402
 import importlib.util  # noqa: E402
 import pathlib  # noqa: E402
+import subprocess  # noqa: E402
 import sys  # noqa: E402
 import types  # noqa: E402
 
@@ -120,6 +137,65 @@ LEARNING = dict(
     num_eval_envs=256,
     seed=1,
 )
+
+
+def train_like_a_user(name: str, run_root, **flags) -> list[str]:
+    """Run `python algorithms/{name}.py` with these Args keyword arguments in a fresh process,
+    under the XLA settings a user's run gets (without the suite's SUITE_ONLY_FLAG); its run
+    directories. For the tests that train for minutes."""
+    xla_flags = os.environ.get("XLA_FLAGS", "").split()
+    env = {**os.environ, "XLA_FLAGS": " ".join(f for f in xla_flags if f != SUITE_ONLY_FLAG)}
+    command = [sys.executable, str(REPO / "algorithms" / f"{name}.py"), *as_flags({**flags, "run_root": run_root})]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1200)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    return sorted(str(path) for path in pathlib.Path(run_root).iterdir())
+
+
+# ------------------------------------------------------------------ running on two workers
+# The tests that share a process-level build run in one worker: in these files, the tests with
+# the same parameter (an env's compiled rollout, an algorithm's resumed or two-device runs), and
+# the tests named in SAME_WORKER (one jitted env).
+GROUPED_BY_PARAMETER = {"test_env_contract.py", "test_research_runs.py", "test_devices.py"}
+SAME_WORKER = {
+    "test_arm_gripper_opens_and_closes_on_command": "jitted arm_push_easy",
+    "test_arm_picks_up_the_cube_with_a_scripted_grasp": "jitted arm_push_easy",
+}
+
+
+def work_unit(nodeid: str) -> str:
+    """The name of the group a test (by its pytest id) is scheduled with; its own id if none."""
+    path, _, test = nodeid.partition("::")
+    name, _, parameter = test.partition("[")
+    if name in SAME_WORKER:
+        return SAME_WORKER[name]
+    if parameter and pathlib.Path(path).name in GROUPED_BY_PARAMETER:
+        return f"{path}[{parameter}"
+    return nodeid
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """pytest-xdist's scope scheduler with the groups of `work_unit` as its scopes: a worker
+    takes a whole group, in the order of the collection (see below)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    return GroupScheduling(config, log)
+
+
+@pytest.hookimpl(trylast=True)  # after pytest has grouped the tests that share a fixture
+def pytest_collection_modifyitems(config, items):
+    """The longest first: the learning tests (minutes each), then the other slow tests, then
+    the rest. The sort is stable, so each fixture's tests stay together."""
+
+    def rank(item) -> int:
+        if item.originalname.startswith("test_learns"):
+            return 0
+        return 1 if item.get_closest_marker("slow") else 2
+
+    items.sort(key=rank)
 
 
 # ------------------------------------------------------------------ sac_her and td3_her

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import LEARNING, REPO, load_algorithm, random_policy_success, read_scalars
+from conftest import LEARNING, REPO, load_algorithm, random_policy_success, read_scalars, train_like_a_user
 
 dpo = load_algorithm("crl_dpo")
 SCRIPT = str(REPO / "algorithms" / "crl_dpo.py")
@@ -86,7 +86,7 @@ def test_bad_beta_and_objective_exit_2(tmp_path):
 @pytest.mark.slow
 def test_learns_to_reach_goals_well_above_a_random_policy(tmp_path):
     random_success = random_policy_success(LEARNING["env_id"], LEARNING["episode_length"], 256, seed=0)
-    (run_dir,) = dpo.main(dpo.Args(**LEARNING, run_root=str(tmp_path)))
+    (run_dir,) = train_like_a_user("crl_dpo", tmp_path, **LEARNING)
     curve = [e.value for e in read_scalars(run_dir).Scalars("eval/success_rate")]
     print(f"random policy success {random_success:.3f}; crl_dpo eval success curve {[round(v, 3) for v in curve]}")
     assert curve[-1] >= 0.3 and curve[-1] >= 3 * random_success, (random_success, curve)

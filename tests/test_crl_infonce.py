@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import LEARNING, REPO, TINY, load_algorithm, random_policy_success, read_scalars
+from conftest import LEARNING, REPO, TINY, load_algorithm, random_policy_success, read_scalars, train_like_a_user
 
 crl = load_algorithm("crl_infonce")
 SCRIPT = str(REPO / "algorithms" / "crl_infonce.py")
@@ -161,7 +161,7 @@ def test_bad_flags_exit_2_with_a_readable_message(flags, expected, tmp_path):
 @pytest.mark.slow
 def test_learns_to_reach_goals_well_above_a_random_policy(tmp_path):
     random_success = random_policy_success(LEARNING["env_id"], LEARNING["episode_length"], 256, seed=0)
-    (run_dir,) = crl.main(crl.Args(**LEARNING, run_root=str(tmp_path)))
+    (run_dir,) = train_like_a_user("crl_infonce", tmp_path, **LEARNING)
     curve = [e.value for e in read_scalars(run_dir).Scalars("eval/success_rate")]
     print(f"random policy success {random_success:.3f}; crl_infonce eval success curve {[round(v, 3) for v in curve]}")
     assert curve[-1] >= 0.3 and curve[-1] >= 3 * random_success, (random_success, curve)

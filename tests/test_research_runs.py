@@ -200,7 +200,7 @@ def test_bad_resume_and_model_inputs_exit_2_without_losing_anything(runs, tmp_pa
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ALGORITHMS)
+@pytest.mark.parametrize("name", ["crl_infonce", "td3_her"])  # the seed axis is RUN-block code: one per family
 def test_num_seeds_matches_separate_runs_with_those_seeds(name, tmp_path):
     module = load_algorithm(name)
     flags = tiny(name, **{**RUN, "total_timesteps": 400, "num_evals": 2, "save_model": True})

@@ -21,6 +21,7 @@ from conftest import (
     random_policy_success,
     random_update_inputs,
     read_scalars,
+    train_like_a_user,
 )
 
 sac = load_algorithm("sac_her")
@@ -75,7 +76,7 @@ def test_learns_with_her_and_beats_sac_without_her(tmp_path):
     random_success = random_policy_success(LEARNING["env_id"], LEARNING["episode_length"], 256, seed=0)
     curves = {}
     for ratio in (0.8, 0.0):
-        (run_dir,) = sac.main(sac.Args(**LEARNING, relabel_ratio=ratio, run_root=str(tmp_path / str(ratio))))
+        (run_dir,) = train_like_a_user("sac_her", tmp_path / str(ratio), **LEARNING, relabel_ratio=ratio)
         curves[ratio] = [e.value for e in read_scalars(run_dir).Scalars("eval/success_rate")]
     print(f"random {random_success:.3f}; sac+her {curves[0.8]}; sac without her {curves[0.0]}")
     her, plain = curves[0.8][-1], curves[0.0][-1]
