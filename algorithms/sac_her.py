@@ -439,29 +439,6 @@ def make_env(args: Args):
         raise ConfigError(str(error)) from None
 
 
-def carry_shardings(mesh, carry, vec_env: envs.VecEnv, buffer: TrajectoryBuffer):
-    """The env states and the buffer's env columns split over the mesh (after the seed axis);
-    networks, optimiser states, counters and keys replicated. None on one device."""
-    if mesh is None:
-        return None
-    ts, env_state, buffer_state, key = carry
-    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    return (
-        jax.tree.map(lambda _: replicated, ts),
-        vec_env.shardings(mesh, env_state, lead=1),
-        buffer.shardings(mesh, buffer_state, lead=1),
-        replicated,
-    )
-
-
-def make_run_dirs(args: Args) -> list[str]:
-    """CleanRL's runs/{env_id}__{exp_name}__{seed}__{unix_time}, one per seed, each with an args.json."""
-    seeds, stamp = range(args.seed, args.seed + args.num_seeds), int(time.time())
-    names = [f"{args.env_id}__{args.exp_name}__{seed}__{stamp}" for seed in seeds]
-    records = [{"algorithm": ALGORITHM, "args": asdict(args), "seed": seed} for seed in seeds]
-    return buffers.make_run_dirs(args.run_root, names, records)
-
-
 def load_model(path: str, args: Args | None = None):
     """(model, args, env, header) of a file written by --save-model. The networks' shapes come
     from the file; `args` (default: the file's) sets the env and evaluation flags."""
@@ -496,15 +473,8 @@ def load_policy(path: str):
 def make_logs(args: Args, env, run_dirs: list[str], purge_step: int | None = None) -> buffers.Logs:
     """TensorBoard writers for the run's seeds (buffers/logs.py), with videos of evaluation
     episodes every --video-every evaluations and at the last when --capture-video is on."""
-    video = (lambda *a: log_video(env, *a)) if args.capture_video else None
+    video = envs.episode_video(env) if args.capture_video else None
     return buffers.Logs(run_dirs, purge_step, video, args.video_every, last_eval=args.num_evals)
-
-
-def log_video(env, writer, run_dir: str, rollout, env_steps: int) -> None:
-    """Render one evaluation episode; write it as a GIF and as TensorBoard's animated image."""
-    frames = envs.render(env, rollout[0], rollout[1])
-    path = os.path.join(run_dir, "videos", f"eval_{env_steps:012d}.gif")
-    envs.save_gif(frames, path, fps=1.0 / float(env.dt), writer=writer, step=env_steps, tag="videos/eval")
 
 
 def evaluate_model(args: Args) -> list[str]:
@@ -512,43 +482,19 @@ def evaluate_model(args: Args) -> list[str]:
     model, args, env, header = load_model(args.load_model, args)
     evaluate = jax.jit(jax.vmap(make_evaluate(args, env)))
     metrics, rollout = evaluate(jax.tree.map(lambda x: x[None], model[0]), jax.random.PRNGKey(args.seed)[None])
-    logs = make_logs(args, env, make_run_dirs(args))
+    logs = make_logs(args, env, buffers.make_run_dirs(args, ALGORITHM))
     metrics = logs.evaluation(metrics, rollout, header["env_steps"], index=0)
     logs.close()
     print(f"{args.load_model} on {args.env_id}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
     return logs.run_dirs
 
 
-def make_chunk(training_step):
-    """chunk(carry, num_steps) -> (carry, stats): `num_steps` training steps in one loop (a
-    traced count: one compile serves every chunk length), summing what the logs need."""
-
-    def chunk(carry, num_steps):
-        metrics = jax.eval_shape(training_step, carry)[1]  # the shapes of the update's metrics
-        zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), metrics)
-        stats = {"losses": zeros, "updated_steps": jnp.zeros(()), "return_sum": jnp.zeros(()), "episodes": 0}
-
-        def body(_, loop):
-            carry, stats = loop
-            carry, metrics, learned, (return_sum, episodes) = training_step(carry)
-            stats = {
-                "losses": jax.tree.map(lambda s, m: s + learned * m, stats["losses"], metrics),
-                "updated_steps": stats["updated_steps"] + learned,
-                "return_sum": stats["return_sum"] + return_sum,
-                "episodes": stats["episodes"] + episodes,
-            }
-            return carry, stats
-
-        return jax.lax.fori_loop(0, num_steps, body, (carry, stats))
-
-    return chunk
-
-
 def start_or_resume(args: Args, init, keys, shardings, lead: bool):
     """(run directories, carry, first training step, training seconds so far): a fresh run, or
     the newest checkpoint of --resume."""
     if args.resume is None:
-        return make_run_dirs(args) if lead else [], jax.jit(init, out_shardings=shardings)(keys), 0, 0.0
+        run_dirs = buffers.make_run_dirs(args, ALGORITHM) if lead else []
+        return run_dirs, jax.jit(init, out_shardings=shardings)(keys), 0, 0.0
     names = buffers.read_run(args.resume, ALGORITHM)[0]["run_names"] if lead else []
     run_dirs = [os.path.join(os.path.dirname(args.resume), name) for name in names]
     try:
@@ -596,11 +542,11 @@ def main(args: Args) -> list[str]:
         buffers.seed_axis(init, args.num_seeds),
         buffers.seed_axis(make_evaluate(args, env), args.num_seeds),
     )
-    chunk = buffers.seed_axis(make_chunk(training_step), args.num_seeds, in_axes=(0, None))
+    chunk = buffers.seed_axis(buffers.make_chunk(training_step), args.num_seeds, in_axes=(0, None))
     # host arrays (numpy): a multi-host run needs every process to pass the same value
     keys = np.stack([jax.random.split(jax.random.PRNGKey(args.seed + k)) for k in range(args.num_seeds)])
     init_keys, eval_keys = keys[:, 0], keys[:, 1]
-    shardings = carry_shardings(mesh, jax.eval_shape(init, init_keys), vec_env, buffer)
+    shardings = buffers.carry_shardings(mesh, jax.eval_shape(init, init_keys), vec_env, buffer)
     per_step = schedule.steps_per_training_step
 
     run_dirs, carry, start, train_time = start_or_resume(args, init, init_keys, shardings, lead)

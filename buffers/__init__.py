@@ -7,18 +7,18 @@
   `load_checkpoint`), and `CheckpointError`.
 * `buffers/schedule.py`: `make_schedule`, a run's flags checked and turned into a `Schedule`
   (buffer rows, gradient steps per training step, training steps, evaluation and checkpoint
-  boundaries).
+  boundaries), and `make_chunk`, the compiled loop over the training steps between two.
 * `buffers/flags.py`: `RunArgs`, the flags every algorithm shares (each `Args` extends it), and
   `ConfigError`/`require` for flags that cannot run, `resumed_args` for --resume.
-* `buffers/devices.py`: `seed_axis`, `make_mesh`, `spread_over`, `start_distributed` and
-  `fetch`, for runs over several seeds, devices and hosts.
+* `buffers/devices.py`: `seed_axis`, `make_mesh`, `spread_over`, `carry_shardings`,
+  `start_distributed` and `fetch`, for runs over several seeds, devices and hosts.
 * `buffers/logs.py`: `Logs`, a run's TensorBoard writers (one per seed) and evaluation videos;
   `progress`, the progress line.
 
 Everything is re-exported here: `from buffers import TrajectoryBuffer, save_checkpoint`.
 """
 
-from buffers.devices import fetch, make_mesh, seed_axis, spread_over, start_distributed
+from buffers.devices import carry_shardings, fetch, make_mesh, seed_axis, spread_over, start_distributed
 from buffers.files import (
     CheckpointError,
     load_checkpoint,
@@ -31,7 +31,7 @@ from buffers.files import (
 )
 from buffers.flags import ConfigError, RunArgs, require, resumed_args
 from buffers.logs import Logs, progress
-from buffers.schedule import Schedule, make_schedule
+from buffers.schedule import Schedule, make_chunk, make_schedule
 from buffers.trajectory import (
     Batch,
     BufferMemoryError,
@@ -52,9 +52,11 @@ __all__ = [
     "Schedule",
     "TrajectoryBuffer",
     "Transition",
+    "carry_shardings",
     "fetch",
     "load_checkpoint",
     "load_tree",
+    "make_chunk",
     "make_mesh",
     "make_run_dirs",
     "make_schedule",

@@ -6,6 +6,7 @@ gathering to the host.
     start_distributed("auto")                 # multi-host, before JAX touches a device
     mesh = make_mesh(num_devices, num_envs, batch_size)   # None on one device
     spread = spread_over(mesh)                # spread(batch): split each gradient step's batch
+    shardings = carry_shardings(mesh, carry, vec_env, buffer)   # where a training carry lives
     host_tree = fetch(tree)                   # the whole tree on this host (every process)
 
 With a mesh (1-D, axis "data"), the env states and the buffer's env columns are split over the
@@ -51,6 +52,22 @@ def make_mesh(num_devices: int | None, num_envs: int, batch_size: int) -> jax.sh
             "set them so, or pass --num-devices."
         )
     return jax.sharding.Mesh(np.array(devices[:n]), ("data",)) if n > 1 else None
+
+
+def carry_shardings(mesh: jax.sharding.Mesh | None, carry: Any, vec_env: Any, buffer: Any) -> Any:
+    """Where a training carry (train state, env states, buffer state, key) lives: the env states
+    and the buffer's env columns split over the mesh (after the seed axis), networks, optimiser
+    states, counters and keys replicated. None on one device."""
+    if mesh is None:
+        return None
+    ts, env_state, buffer_state, key = carry
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    return (
+        jax.tree.map(lambda _: replicated, ts),
+        vec_env.shardings(mesh, env_state, lead=1),
+        buffer.shardings(mesh, buffer_state, lead=1),
+        replicated,
+    )
 
 
 def spread_over(mesh: jax.sharding.Mesh | None):

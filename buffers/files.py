@@ -5,7 +5,7 @@
     tree = load_tree("run/model.eqx", like)                   # `like` from jax.eval_shape
     save_checkpoint("run/checkpoints", step, header, carry)   # keeps the two newest
     carry, header = load_checkpoint("run/checkpoints", like)  # the newest
-    dirs = make_run_dirs("runs", names, records)              # one args.json each, never reused
+    dirs = make_run_dirs(args, "crl_infonce")                # one per seed, never reused
     record, first = read_run("runs/NAME", algorithm)          # a run's args.json
 
 A file is one JSON header line, the leaves in Equinox's serialisation, then `\\nsha256:` and
@@ -18,6 +18,7 @@ one-line reason.
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import hashlib
 import json
@@ -131,10 +132,14 @@ def load_checkpoint(folder: str, like: Any, **expected: Any) -> tuple[Any, dict]
 
 
 # ---------------------------------------------------------------------- run directories
-def make_run_dirs(root: str, names: list[str], records: list[dict]) -> list[str]:
-    """Create `root/name` for every name, each with an `args.json` holding its record plus
-    "run_names" (every directory's name, so that any of them leads to the others). A name that
-    is taken gets a suffix: a directory is never reused."""
+def make_run_dirs(args: Any, algorithm: str) -> list[str]:
+    """One directory per seed of a run's flags (an algorithm's Args), named as CleanRL names
+    them: {run_root}/{env_id}__{exp_name}__{seed}__{unix_time}. Each holds an `args.json`: the
+    algorithm, the flags, its seed and "run_names" (every directory's name, so that any of them
+    leads to the others). A name that is taken gets a suffix: a directory is never reused."""
+    seeds, stamp = range(args.seed, args.seed + args.num_seeds), int(time.time())
+    root, names = args.run_root, [f"{args.env_id}__{args.exp_name}__{seed}__{stamp}" for seed in seeds]
+    records = [{"algorithm": algorithm, "args": dataclasses.asdict(args), "seed": seed} for seed in seeds]
     dirs = []
     for name in names:
         base = path = os.path.join(root, name)

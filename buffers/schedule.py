@@ -3,6 +3,7 @@ Python, before anything is traced.
 
     schedule = make_schedule(args, episode_length)   # args: an algorithm's Args (the run flags)
     schedule.training_steps, schedule.eval_boundaries, schedule.final_env_steps
+    chunk = make_chunk(training_step)                # chunk(carry, num_steps): the compiled loop
 
 A training step is `num_envs` envs stepped `unroll_length` times, the rollout inserted into the
 buffer, then `updates_per_rollout` gradient steps once the buffer holds `learning_start_rows`
@@ -10,12 +11,16 @@ rows per env. The run is `training_steps` of them; evaluations and checkpoints f
 training steps, at the counts in `eval_boundaries` and `checkpoint_boundaries`.
 
 Bad flags raise `ConfigError` (buffers/flags.py) with a message that names the flags to change.
+The training steps between two boundaries run in one call of `make_chunk`'s loop.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
 
 from buffers.flags import ConfigError, RunArgs, require
 from buffers.trajectory import rows_per_env
@@ -80,3 +85,34 @@ def make_schedule(args: RunArgs, episode_length: int) -> Schedule:
     every = math.ceil(every / per_step)
     checkpoints = tuple(range(every, steps, every)) + (steps,) if every else ()
     return Schedule(episode_length, buffer_rows, start_rows, updates, per_step, steps, evals, checkpoints)
+
+
+def make_chunk(training_step):
+    """chunk(carry, num_steps) -> (carry, stats): `num_steps` training steps in one loop (a
+    traced count: one compile serves every chunk length), summing what the logs need.
+
+    `training_step(carry)` returns (carry, metrics, learned, (return_sum, episodes)): the
+    update's metrics (a dict of scalars), whether it learned (0 or 1, before learning starts),
+    and the sum of the returns of the episodes that ended and their count. `stats` holds the
+    sums of the metrics over the steps that learned ("losses"), their count ("updated_steps"),
+    and "return_sum" and "episodes"."""
+
+    def chunk(carry, num_steps):
+        metrics = jax.eval_shape(training_step, carry)[1]  # the shapes of the update's metrics
+        zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), metrics)
+        stats = {"losses": zeros, "updated_steps": jnp.zeros(()), "return_sum": jnp.zeros(()), "episodes": 0}
+
+        def body(_, loop):
+            carry, stats = loop
+            carry, metrics, learned, (return_sum, episodes) = training_step(carry)
+            stats = {
+                "losses": jax.tree.map(lambda s, m: s + learned * m, stats["losses"], metrics),
+                "updated_steps": stats["updated_steps"] + learned,
+                "return_sum": stats["return_sum"] + return_sum,
+                "episodes": stats["episodes"] + episodes,
+            }
+            return carry, stats
+
+        return jax.lax.fori_loop(0, num_steps, body, (carry, stats))
+
+    return chunk

@@ -39,7 +39,7 @@ with contextlib.redirect_stdout(io.StringIO()):
     from envs.point import PointMaze
     from envs.pusher import Pusher
     from envs.reacher import Reacher
-    from envs.render import RenderingUnavailable, check_rendering, gif_bytes, render, save_gif
+    from envs.render import RenderingUnavailable, check_rendering, episode_video, gif_bytes, render, save_gif
 
 # env_id -> (constructor, fixed keyword arguments)
 _REGISTRY = {
@@ -80,6 +80,7 @@ __all__ = [
     "make",
     "render",
     "check_rendering",
+    "episode_video",
     "RenderingUnavailable",
     "save_gif",
     "gif_bytes",

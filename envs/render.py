@@ -2,6 +2,7 @@
 
     frames = envs.render(env, pipeline_states, goals)   # list of (H, W, 3) uint8 arrays
     envs.save_gif(frames, "episode.gif", fps=1 / env.dt, writer=writer, step=n, tag="videos/eval")
+    logs = buffers.Logs(run_dirs, video=envs.episode_video(env))   # the algorithms' eval videos
 
 `pipeline_states` is a list of single-env pipeline states, or one pytree with a leading time
 axis (as a `lax.scan` rollout returns it). `goals` is one goal or one per frame; each frame
@@ -152,3 +153,16 @@ def save_gif(frames: list[np.ndarray], path: str, fps: float, writer: Any = None
         image = Summary.Image(height=height, width=width, colorspace=3, encoded_image_string=gif)
         writer._get_file_writer().add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), step)
     return path
+
+
+def episode_video(env: Any):
+    """`video(writer, run_dir, rollout, env_steps)` for `buffers.Logs`: render one evaluation
+    episode of `env` (`rollout` = (pipeline states, goals)) and write it as
+    run_dir/videos/eval_{env_steps}.gif and as TensorBoard's animated image `videos/eval`."""
+
+    def video(writer: Any, run_dir: str, rollout: Any, env_steps: int) -> None:
+        frames = render(env, rollout[0], rollout[1])
+        path = os.path.join(run_dir, "videos", f"eval_{env_steps:012d}.gif")
+        save_gif(frames, path, fps=1.0 / float(env.dt), writer=writer, step=env_steps, tag="videos/eval")
+
+    return video

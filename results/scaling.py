@@ -35,6 +35,8 @@ import jax.numpy as jnp
 import tyro
 from throughput import synthetic_batch  # results/throughput.py: a script's own folder is on its path
 
+import buffers
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
@@ -78,7 +80,7 @@ def measure(crl, depth: int, passthrough: list[str], args: Args) -> dict:
     schedule = crl.make_schedule(run, env)
     init, training_step, vec, _ = crl.make_train(run, env, schedule)
 
-    chunk = jax.jit(crl.make_chunk(training_step))
+    chunk = jax.jit(buffers.make_chunk(training_step))
     carry = jax.jit(init)(jax.random.PRNGKey(run.seed))
     lowered = chunk.lower(carry, jnp.int32(0))
     start = time.perf_counter()

@@ -60,6 +60,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 
+import buffers  # noqa: E402
 import envs  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -206,7 +207,7 @@ def check_her_rewards_are_recomputed_on_real_transitions(module) -> None:
     args = module.Args(**tiny(module.ALGORITHM), relabel_ratio=0.5)
     env = module.make_env(args)
     init, training_step, _, buffer = module.make_train(args, env, module.make_schedule(args, env))
-    chunk = jax.jit(module.make_chunk(training_step))
+    chunk = jax.jit(buffers.make_chunk(training_step))
     carry, _ = chunk(jax.jit(init)(jax.random.PRNGKey(0)), jax.numpy.int32(6))  # 6 rollouts of 10 steps
     batch = buffer.sample_her(carry[2], jax.random.PRNGKey(1), 4000, 0.5, env.goal_reach_thresh)
     relabelled = np.asarray(batch.relabelled)

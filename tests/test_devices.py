@@ -44,9 +44,9 @@ SCRIPT = textwrap.dedent(
     schedule = module.make_schedule(args, env)
     mesh = buffers.make_mesh(args.num_devices, args.num_envs, args.batch_size)
     init, training_step, vec_env, buffer = module.make_train(args, env, schedule, buffers.spread_over(mesh))
-    init, chunk = buffers.seed_axis(init, 1), buffers.seed_axis(module.make_chunk(training_step), 1, in_axes=(0, None))
+    init, chunk = buffers.seed_axis(init, 1), buffers.seed_axis(buffers.make_chunk(training_step), 1, in_axes=(0, None))
     keys = jax.random.split(jax.random.PRNGKey(0), 1)
-    shardings = module.carry_shardings(mesh, jax.eval_shape(init, keys), vec_env, buffer)
+    shardings = buffers.carry_shardings(mesh, jax.eval_shape(init, keys), vec_env, buffer)
     carry = jax.jit(init, out_shardings=shardings)(keys)
     obs = carry[2].data.obs
     out["buffer_shards"] = sorted(str(s.device) for s in obs.addressable_shards)
