@@ -31,9 +31,9 @@ from envs.base import FUSION_FLAG, SCHEDULER_FLAG, set_cpu_xla_flags
 set_cpu_xla_flags("the test suite", (FUSION_FLAG, SCHEDULER_FLAG))
 
 # The suite compiles a few hundred programs and runs most of them for a handful of steps, so it
-# turns off LLVM's optimisation of the compiled code, which is half of every CPU compile (the
-# pusher's step: 17 s against 9 s, results/test_suite.md). The code then runs about 3x slower,
-# which only the tests that train for minutes notice: those start a fresh process with this
+# turns off LLVM's optimisation of the compiled code, 40-50% of every CPU compile (the pusher's
+# step: 20 s against 10 s, results/test_suite.md). The code then runs 2-5x slower, which only
+# the tests that train for minutes notice: those start a fresh process with this
 # flag removed (`train_like_a_user`). XLA's own graph optimisations are unchanged.
 SUITE_ONLY_FLAG = "--xla_backend_optimization_level=0"
 if SUITE_ONLY_FLAG not in os.environ.get("XLA_FLAGS", ""):
