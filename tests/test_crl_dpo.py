@@ -9,7 +9,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import LEARNING, REPO, load_algorithm, random_policy_success, read_scalars, train_like_a_user
+from conftest import (
+    LEARNING,
+    REPO,
+    load_algorithm,
+    random_policy_success,
+    read_scalars,
+    train_like_a_user,
+)
 
 dpo = load_algorithm("crl_dpo")
 SCRIPT = str(REPO / "algorithms" / "crl_dpo.py")

@@ -12,7 +12,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import LEARNING, REPO, TINY, load_algorithm, random_policy_success, read_scalars, train_like_a_user
+from conftest import (
+    LEARNING,
+    REPO,
+    TINY,
+    load_algorithm,
+    random_policy_success,
+    read_scalars,
+    train_like_a_user,
+)
 
 crl = load_algorithm("crl_infonce")
 SCRIPT = str(REPO / "algorithms" / "crl_infonce.py")
@@ -161,7 +169,10 @@ def test_bad_flags_exit_2_with_a_readable_message(flags, expected, tmp_path):
 @pytest.mark.slow
 def test_learns_to_reach_goals_well_above_a_random_policy(tmp_path):
     random_success = random_policy_success(LEARNING["env_id"], LEARNING["episode_length"], 256, seed=0)
-    (run_dir,) = train_like_a_user("crl_infonce", tmp_path, **LEARNING)
+    # half of the default gradient steps (100 instead of 199 per 12,800 env steps), a third
+    # less time: seeds 1, 2, 3 ended at 0.62, 0.48, 0.67 (results/test_suite.md; crl_dpo and
+    # SAC+HER need the default ratio by this budget)
+    (run_dir,) = train_like_a_user("crl_infonce", tmp_path, **LEARNING, updates_per_rollout=100)
     curve = [e.value for e in read_scalars(run_dir).Scalars("eval/success_rate")]
     print(f"random policy success {random_success:.3f}; crl_infonce eval success curve {[round(v, 3) for v in curve]}")
     assert curve[-1] >= 0.3 and curve[-1] >= 3 * random_success, (random_success, curve)

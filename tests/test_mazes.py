@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import mujoco
 import numpy as np
 import pytest
-from conftest import make_env, rollout
+from conftest import first_states, make_env
 
 from envs.maze import LAYOUTS, Maze
 
@@ -52,7 +52,7 @@ def test_wall_boxes_cover_exactly_the_wall_cells():
 
 def test_maze_starts_and_goals_use_the_grid_cells():
     env = make_env("simple_big_maze")
-    first, _ = rollout("simple_big_maze")
+    first = first_states("simple_big_maze")
     goal_cells = {tuple(c) for c in env.maze.cells("G")}
     for goal in np.asarray(first.info["goal"]):
         assert env.maze.cell_of(goal) in goal_cells

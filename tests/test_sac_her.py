@@ -1,5 +1,5 @@
 """algorithms/sac_her.py: the critic target by hand, soft target updates, HER relabelling on
-real transitions, bad flags, and learning with and without HER."""
+real transitions, bad flags, and learning with HER."""
 
 from __future__ import annotations
 
@@ -67,18 +67,15 @@ def test_bad_relabel_ratio_exits_2(tmp_path):
 
 
 @pytest.mark.slow
-def test_learns_with_her_and_beats_sac_without_her(tmp_path):
+def test_learns_with_her_well_above_a_random_policy(tmp_path):
     """Sparse rewards: with HER, SAC reaches goals well above a random policy by the end of the
-    budget; with --relabel-ratio 0 (plain SAC on the same budget and seed) it does clearly worse.
-    The deterministic policy finds the goal late (it jumps from 0 to about 0.5 success between
-    the last two evaluations or the two before them, depending on the initialisation), so the
-    final evaluation is compared."""
+    budget. The deterministic policy finds the goal late (it jumps from 0 to about 0.5 success
+    between the last two evaluations or the two before them, depending on the initialisation),
+    so the final evaluation is compared. Plain SAC (--relabel-ratio 0) on the same budget and
+    seed ends at 0.18, below this threshold (results/baselines.md, with its command), so a
+    relabelling that stopped working would fail here too."""
     random_success = random_policy_success(LEARNING["env_id"], LEARNING["episode_length"], 256, seed=0)
-    curves = {}
-    for ratio in (0.8, 0.0):
-        (run_dir,) = train_like_a_user("sac_her", tmp_path / str(ratio), **LEARNING, relabel_ratio=ratio)
-        curves[ratio] = [e.value for e in read_scalars(run_dir).Scalars("eval/success_rate")]
-    print(f"random {random_success:.3f}; sac+her {curves[0.8]}; sac without her {curves[0.0]}")
-    her, plain = curves[0.8][-1], curves[0.0][-1]
-    assert her >= 0.3 and her >= 3 * random_success, (random_success, curves)
-    assert her >= plain + 0.2, curves
+    (run_dir,) = train_like_a_user("sac_her", tmp_path, **LEARNING)
+    curve = [e.value for e in read_scalars(run_dir).Scalars("eval/success_rate")]
+    print(f"random policy success {random_success:.3f}; sac_her eval success curve {[round(v, 3) for v in curve]}")
+    assert curve[-1] >= 0.3 and curve[-1] >= 3 * random_success, (random_success, curve)
