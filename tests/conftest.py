@@ -127,7 +127,7 @@ def random_policy_success(env_id: str, episode_length: int, num_episodes: int, s
 
 
 # The learning tests: the point-mass U maze, 200-step episodes, 640k env steps on 256 envs,
-# evaluated at 0, 320k and 640k steps.
+# evaluated at 0, half-way and the end.
 LEARNING = dict(
     env_id="simple_u_maze",
     episode_length=200,
