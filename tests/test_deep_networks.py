@@ -74,6 +74,7 @@ def test_compile_time_and_program_size_are_flat_in_depth():
     assert deep_size < 1.02 * shallow_size  # only the parameter shapes' digits differ
 
 
+@pytest.mark.slow  # a whole training run compiled for a 16-layer critic; the layer tests above are quick
 def test_a_short_run_with_a_16_layer_critic_trains_saves_and_loads(tmp_path):
     crl = load_algorithm("crl_infonce")
     flags = tiny("crl_infonce", depth=4, residual=True, layer_norm=True, critic_depth=16, save_model=True)
