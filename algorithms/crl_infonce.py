@@ -23,15 +23,12 @@ Everything per training step runs in one compiled function: `unroll_length` step
 envs, the buffer insert, and `updates_per_rollout` gradient steps on future-goal batches;
 Python only loops over chunks of training steps to evaluate, log and print progress.
 
-Research runs: `--checkpoint-every N` writes the whole training state (atomically, the last two
-kept) and `--resume RUN_DIR` continues it exactly; `--save-model` writes the networks, which
-`--eval-only --load-model PATH` evaluates and `load_policy(path) -> (act, env)` returns as a
-policy act(state, goal) for any commanded goal; `--capture-video` logs evaluation episodes as
-GIFs (TensorBoard tag videos/eval); `--num-seeds K` trains K seeds through one compile. With
-several devices visible, the envs and the buffer's env columns are split over them (a
-`jax.sharding.Mesh` with axis "data") and each gradient step's batch too, so XLA all-reduces
-the gradients; the results equal a one-device run up to float rounding (`--num-devices 1`
-turns it off).
+Research runs (README, "Research runs"): `--checkpoint-every N` and `--resume RUN_DIR` continue
+a run exactly; `--save-model` writes the networks for `--eval-only --load-model PATH` and for
+`load_policy(path) -> (act, env)`, a policy for any commanded goal; `--capture-video` logs
+evaluation GIFs (videos/eval); `--num-seeds K` trains K seeds through one compile; with several
+devices the envs, the buffer and each batch are split over them (equal to one device up to
+float rounding; `--num-devices 1` turns it off).
 
 Logged (x axis = env steps): charts/SPS (excluding compile and evaluation),
 charts/episodic_return, eval/success_rate, eval/time_at_goal, eval/final_distance,
@@ -101,15 +98,7 @@ class Args(RunArgs):
     def __post_init__(self):
         """The algorithm's flags are checked here, as they are parsed; the run's flags are
         checked in the RUN block (`make_schedule`)."""
-        for name in ("repr_dim", "width"):
-            value = getattr(self, name)
-            require(value >= 1, f"--{name.replace('_', '-')} must be at least 1 (got {value}).")
-        for name in ("depth", "critic_depth", "actor_depth"):
-            value = getattr(self, name)
-            flag = f"--{name.replace('_', '-')}"
-            require(value is None or value >= 1, f"{flag} must be at least 1 (got {value}).")
-            four = value is None or value % 4 == 0
-            require(not self.residual or four, f"{flag} must be a multiple of 4 with --residual (got {value}).")
+        buffers.require_network_sizes(self, widths=("repr_dim", "width"))
         require(0.0 < self.gamma < 1.0, f"--gamma must be in (0, 1) (got {self.gamma}).")
         require(self.batch_size >= 2, "--batch-size must be at least 2: the other goals are the negatives.")
 
@@ -500,13 +489,7 @@ def load_policy(path: str):
     is the deterministic policy, jitted, for one state or a batch, and env is the environment it
     was trained on (state = obs[..., :env.state_dim])."""
     (actor, *_), _, env, _ = load_model(path)
-
-    @jax.jit
-    def act(state, goal):
-        obs = jnp.concatenate([jnp.asarray(state), jnp.asarray(goal, jnp.float32)], axis=-1)
-        return actor.deterministic(obs) if obs.ndim == 1 else jax.vmap(actor.deterministic)(obs)
-
-    return act, env
+    return buffers.goal_policy(actor.deterministic), env
 
 
 def make_logs(args: Args, env, run_dirs: list[str], purge_step: int | None = None) -> buffers.Logs:
@@ -548,10 +531,8 @@ def start_or_resume(args: Args, init, keys, shardings, lead: bool):
 
 def save_models(args: Args, run_dirs: list[str], final, env_steps: int) -> None:
     """--save-model: each seed's networks as run_dir/{exp_name}.eqx (see load_policy)."""
-    for k, run_dir in enumerate(run_dirs):
-        path = os.path.join(run_dir, f"{args.exp_name}.eqx")
-        header = {"algorithm": ALGORITHM, "kind": "model", "args": asdict(args), "env_steps": env_steps}
-        buffers.save_tree(path, header, model_of(jax.tree.map(lambda x, k=k: x[k], final)))
+    header = {"algorithm": ALGORITHM, "kind": "model", "args": asdict(args), "env_steps": env_steps}
+    for path in buffers.save_models(run_dirs, f"{args.exp_name}.eqx", header, model_of(final)):
         print(f"model saved to {path}")
 
 
@@ -567,11 +548,7 @@ def main(args: Args) -> list[str]:
         return evaluate_model(args)
     mesh = buffers.make_mesh(args.num_devices, args.num_envs, args.batch_size)
     lead = jax.process_index() == 0
-    if args.track:
-        try:
-            import wandb
-        except ImportError:
-            raise ConfigError("--track needs Weights & Biases: `pip install wandb` and `wandb login`.") from None
+    wandb = buffers.import_wandb() if args.track else None
 
     # every function takes a leading seed axis
     init, training_step, vec_env, buffer = make_train(args, env, schedule, buffers.spread_over(mesh))
@@ -637,14 +614,9 @@ def main(args: Args) -> list[str]:
             )
     print(f"\n{args.resume} had already finished" if start == schedule.training_steps else "")
     final = jax.device_get(carry[0])  # networks and counters (replicated over the devices)
-    over = schedule.final_env_steps - args.total_timesteps
-    exact = (
-        "exactly --total-timesteps" if not over else f"--total-timesteps + {over:,} to finish the last training step"
-    )
+    grad_steps = int(final.grad_steps[0])
     print(
-        f"trained {schedule.final_env_steps:,} env steps ({exact}) x {args.num_seeds} seed(s), "
-        f"{int(final.grad_steps[0]):,} gradient steps each, {schedule.final_env_steps / max(train_time, 1e-9):,.0f} "
-        "SPS per seed; final eval (mean over seeds): " + ", ".join(f"{k} {v:.3f}" for k, v in success.items())
+        buffers.summary(schedule.final_env_steps, args.total_timesteps, args.num_seeds, grad_steps, train_time, success)
     )
     if args.save_model:
         save_models(args, run_dirs, final, schedule.final_env_steps)

@@ -27,6 +27,8 @@ import time
 from typing import Any
 
 import equinox as eqx
+import jax
+import jax.numpy as jnp
 
 _MARK = b"\nsha256:"
 _FOOTER = len(_MARK) + 64
@@ -57,6 +59,27 @@ def save_tree(path: str, header: dict, tree: Any) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def save_models(run_dirs: list[str], file_name: str, header: dict, models: Any) -> list[str]:
+    """One model file per seed: run_dirs[k]/file_name holds the leaves of `models` at index k
+    of their leading seed axis. Returns the paths written."""
+    paths = [os.path.join(run_dir, file_name) for run_dir in run_dirs]
+    for k, path in enumerate(paths):
+        save_tree(path, header, jax.tree.map(lambda x, k=k: x[k], models))
+    return paths
+
+
+def goal_policy(policy):
+    """act(state, goal) -> action, jitted, for one state or a batch, from a policy of observations
+    (the state part, then the goal, as the envs build them)."""
+
+    @jax.jit
+    def act(state, goal):
+        obs = jnp.concatenate([jnp.asarray(state), jnp.asarray(goal, jnp.float32)], axis=-1)
+        return policy(obs) if obs.ndim == 1 else jax.vmap(policy)(obs)
+
+    return act
 
 
 def read_header(path: str, **expected: Any) -> dict:

@@ -26,6 +26,28 @@ def require(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def require_network_sizes(args, widths: tuple[str, ...] = ("width",)) -> None:
+    """The network flags every algorithm's Args has: each of `widths` at least 1, and --depth,
+    --critic-depth, --actor-depth at least 1 (None: --depth), multiples of 4 with --residual."""
+    for name in widths:
+        value = getattr(args, name)
+        require(value >= 1, f"--{name.replace('_', '-')} must be at least 1 (got {value}).")
+    for name in ("depth", "critic_depth", "actor_depth"):
+        value, flag = getattr(args, name), f"--{name.replace('_', '-')}"
+        require(value is None or value >= 1, f"{flag} must be at least 1 (got {value}).")
+        four = value is None or value % 4 == 0
+        require(not args.residual or four, f"{flag} must be a multiple of 4 with --residual (got {value}).")
+
+
+def import_wandb():
+    """Weights & Biases for --track, or a ConfigError that says how to install it."""
+    try:
+        import wandb
+    except ImportError:
+        raise ConfigError("--track needs Weights & Biases: `pip install wandb` and `wandb login`.") from None
+    return wandb
+
+
 @dataclass(frozen=True)
 class RunArgs:
     """The run's flags: seeds, logging, checkpoints, devices, the environment and the schedule."""

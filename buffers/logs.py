@@ -107,3 +107,19 @@ def progress(env_steps: int, total: int, sps: float, eta_s: float, success: dict
     line = f"\r{env_steps:>12,}/{total:,} env steps | {sps:>9,.0f} SPS | ETA {eta}"
     line += f" | eval success {success['success_rate']:.3f}" if success else ""
     print(line, end="" if sys.stdout.isatty() else "\n", flush=True)
+
+
+def summary(
+    env_steps: int, total_timesteps: int, num_seeds: int, grad_steps: int, train_s: float, success: dict
+) -> str:
+    """The last line of a run: its env steps against --total-timesteps, gradient steps, SPS and
+    the final evaluation (mean over seeds)."""
+    over = env_steps - total_timesteps
+    exact = (
+        "exactly --total-timesteps" if not over else f"--total-timesteps + {over:,} to finish the last training step"
+    )
+    return (
+        f"trained {env_steps:,} env steps ({exact}) x {num_seeds} seed(s), {grad_steps:,} gradient steps each, "
+        f"{env_steps / max(train_s, 1e-9):,.0f} SPS per seed; final eval (mean over seeds): "
+        + ", ".join(f"{k} {v:.3f}" for k, v in success.items())
+    )
