@@ -41,8 +41,11 @@ Tasks (state part; the goal indices point into it):
   end-effector xyz, end-effector velocity, gripper force, left fingertip xyz, right fingertip
   xyz] (27). Episode 100 steps.
 
-The gripper opening is the gap between the two finger pads (0 closed, 0.08 m open); the gripper
-force is the mean force of the two finger actuators (negative when squeezing).
+The end effector is the origin of link 7's frame (at the wrist, 0.21 m short of the point between
+the fingertips), as in JaxGCRL: from there every `arm_reach` goal is within reach of the four
+driven joints, from the fingertips a quarter of them are not (`end_effector`). The gripper
+opening is the gap between the two finger pads (0 closed, 0.08 m open); the gripper force is the
+mean force of the two finger actuators (negative when squeezing).
 """
 
 from __future__ import annotations
@@ -294,10 +297,14 @@ class Arm(GoalEnv):
 
     # ------------------------------------------------------------------ observation
     def end_effector(self, pipeline_state) -> tuple[jax.Array, jax.Array]:
-        """World position and velocity of the tool centre point between the fingertips."""
-        x, xd = pipeline_state.x.take(self._link7), pipeline_state.xd.take(self._link7)
-        offset = brax_math.rotate(jnp.array([0.0, 0.0, _FLANGE + _TCP]), x.rot)
-        return x.pos + offset, xd.vel + jnp.cross(xd.ang, offset)
+        """World position and velocity of the end effector: the origin of link 7's frame, at the
+        wrist, 0.21 m short of the point between the fingertips (JaxGCRL's end-effector point).
+
+        Not the fingertips: with joints 3, 5 and 7 held, the point between the fingertips can get
+        within 0.1 m of only 73% of `arm_reach`'s goals (their box reaches 0.5 m up, close to the
+        base), where link 7's origin gets within 0.1 m of all of them (`results/env_fidelity.md`).
+        """
+        return pipeline_state.x.pos[self._link7], pipeline_state.xd.vel[self._link7]
 
     def fingertips(self, pipeline_state) -> tuple[jax.Array, jax.Array]:
         """World positions of the two finger pads' tips (inner face, tip height)."""
