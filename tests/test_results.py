@@ -140,6 +140,13 @@ def test_benchmark_rejects_an_unknown_preset_or_env_with_exit_2(tmp_path):
         assert result.returncode == 2 and "error:" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_scripted_policy_rejects_an_env_without_a_controller_with_exit_2():
+    script = str(ROOT / "results" / "scripted_policy.py")
+    for flags in (["--env-id", "ant"], ["--env-id", "arm_reach", "--num-episodes", "0"]):
+        result = subprocess.run([sys.executable, script, *flags], capture_output=True, text=True)
+        assert result.returncode == 2 and "error:" in result.stderr and "Traceback" not in result.stderr
+
+
 @pytest.mark.slow
 def test_throughput_prints_one_row_per_algorithm_and_env():
     """One algorithm and env (the rows come from one loop over both lists)."""
