@@ -13,7 +13,8 @@ TensorBoard run directory under `{out_dir}/runs`. The pseudo-algorithm `random` 
 `--num-eval-envs` episodes of its episode length) with uniformly random actions, and the env-only
 throughput at the run's `--num-envs`, written to `{out_dir}/random/`. A run whose event file
 already holds its final evaluation is not repeated, so an interrupted benchmark continues where
-it stopped. Afterwards the evaluation scalars are read back with TensorBoard's reader and
+it stopped; `--finished-only` starts no run and tabulates those that have finished (for a
+preset that another invocation is still running). Afterwards the evaluation scalars are read back with TensorBoard's reader and
 written to
 
 * `{out_dir}/evals.csv`: one row per evaluation (algorithm, env_id, seed, env_steps,
@@ -184,6 +185,9 @@ class Args:
     """draw curves.png"""
     dry_run: bool = False
     """print the commands and stop"""
+    finished_only: bool = False
+    """start no run: tabulate and plot the runs that have finished (a long preset can be
+    tabulated while another invocation is still running it)"""
 
 
 class BenchmarkError(Exception):
@@ -282,6 +286,15 @@ def printed_seconds(stdout: str) -> dict:
 
 def random_output(out_dir: str, env_id: str, seed: int) -> str:
     return os.path.join(out_dir, RANDOM, f"{env_id}__{RANDOM}__{seed}.json")
+
+
+def finished(algorithm: str, env_id: str, seed: int, flags: list[str], out_dir: str) -> bool:
+    """Whether a job's output is complete: the random policy's JSON, or a run directory whose
+    last evaluation reached the budget."""
+    if algorithm == RANDOM:
+        return os.path.exists(random_output(out_dir, env_id, seed))
+    total = int(flag_value(flags, "total-timesteps") or 1_000_000)
+    return finished_run(os.path.join(out_dir, "runs"), algorithm, env_id, seed, total) is not None
 
 
 def run_random(env_id: str, seed: int, flags: list[str], out_dir: str, timings: dict) -> tuple[dict, str | None]:
@@ -392,6 +405,9 @@ def run_jobs(args: Args) -> tuple[list[dict], list[dict], str, list[str]]:
             shown = [f"algorithms/{algorithm}.py", *flags]
         print(f"[{n}/{len(jobs)}] python {' '.join(shown)}\n  {schedule_line(flags)}", flush=True)
         if args.dry_run:
+            continue
+        if args.finished_only and not finished(algorithm, env_id, seed, flags, out_dir):
+            print("  not finished: skipped", flush=True)
             continue
         if algorithm == RANDOM:
             final, failure = run_random(env_id, seed, flags, out_dir, timings)

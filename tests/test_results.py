@@ -129,6 +129,14 @@ def test_benchmark_cpu_smoke_end_to_end(tmp_path):
     # a second invocation finds every run finished and only re-tabulates
     again = subprocess.run(command + ["--no-plot"], capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and again.stdout.count("already done") == 3
+    # --finished-only starts none of the runs that have not finished (sac_her here)
+    command[command.index("--algorithms") + 1 : command.index("--out-dir")] = [*algorithms, "sac_her"]
+    tabulated = subprocess.run(command + ["--no-plot", "--finished-only"], capture_output=True, text=True, timeout=600)
+    assert tabulated.returncode == 0, tabulated.stderr[-3000:]
+    assert tabulated.stdout.count("already done") == 3 and tabulated.stdout.count("not finished: skipped") == 1
+    with open(tmp_path / "final.csv") as f:
+        assert sorted(r["algorithm"] for r in csv.DictReader(f)) == sorted(algorithms)
+    assert not list((tmp_path / "runs").glob("reacher__sac_her__*"))
 
 
 def test_benchmark_rejects_an_unknown_preset_or_env_with_exit_2(tmp_path):
