@@ -10,6 +10,10 @@ fingers, the cube, the table and the bins collide; the arm's links are visual.
 Physics: MJX only, control step 0.05 s (0.002 s x 25), implicitfast integrator, Newton solver
 with 4 iterations and 8 line-search steps. Every joint is driven by a position actuator, and the
 arm's bodies are gravity-compensated (MuJoCo's `gravcomp`), as the real arm's controller does.
+The arm's actuators are limited to the Panda's joint torques, 87 Nm for joints 1-4 and 12 Nm
+for joints 5-7 (as in JaxGCRL's model), which keeps the end effector under about 2 m/s (the
+Panda's Cartesian limit is 1.7 m/s); without them random actions swung it at up to 13 m/s and
+flung the cube metres across the table.
 
 Actions, in [-1, 1]^5: four joint targets for joints 1, 2, 4 and 6, mapped linearly onto
 [0.3491, 2.7925], [0, 1.48353], [-3.0718, -0.0698] and [2.3562, 3.7525] rad (joints 3 and 5 are
@@ -174,7 +178,8 @@ def arm_xml(with_cube: bool, bins: tuple = ()) -> str:
                     'conaffinity="1" rgba="0.5 0.6 0.8 1"/>'
                 )
     actuators = [
-        f'<position joint="joint{i + 1}" kp="{800 if i < 4 else 300}" ctrlrange="{lo} {hi}"/>'
+        f'<position joint="joint{i + 1}" kp="{800 if i < 4 else 300}" ctrlrange="{lo} {hi}" '
+        f'forcerange="{-87 if i < 4 else -12} {87 if i < 4 else 12}"/>'
         for i, (lo, hi) in enumerate(_LIMITS)
     ]
     actuators += [

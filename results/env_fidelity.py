@@ -300,7 +300,10 @@ DIFFERENCES = {
     "arm_reach": [
         EPISODE.format(n="100") + " Ours is 100.",
         "Our arm is generated from the Panda's published kinematic parameters with capsules and boxes "
-        "(no meshes), with its own position gains; JaxGCRL loads a mesh model of the Panda. The end-effector "
+        "(no meshes), with its own position gains and the Panda's joint torque limits (87 Nm for joints 1-4, "
+        "12 Nm for 5-7, as JaxGCRL's model has; without them, until 2026-12-02, random actions swung the end "
+        "effector at up to 13 m/s and flung the cube metres away, where now it stays under 2 m/s); JaxGCRL "
+        "loads a mesh model of the Panda. The end-effector "
         "point is the same: the origin of link 7's frame (the Panda's kinematic parameters put it at the same "
         "place). It is not the point between the fingertips, 0.21 m further out along the gripper: from there, "
         "27% of the goals are more than 0.1 m from anywhere the four driven joints can put it (until "

@@ -149,11 +149,12 @@ def arm_push_policy(env):
         dist = jnp.linalg.norm(gap)
         u = gap / jnp.maximum(dist, 1e-6)
         start = cube[:2] - behind * u
-        aligned = jnp.linalg.norm(tcp[:2] - start) < 0.03
-        # aligned: push (the target moves ahead of the hand with the cube); otherwise go round
-        # over the cube's height to the start point and come down there
-        xy = jnp.where(aligned, start + jnp.minimum(dist, 0.05) * u, start)
-        z = jnp.where(aligned, push_z, 0.1)
+        off = jnp.linalg.norm(tcp[:2] - start)
+        # down behind the cube: push (the target moves ahead of the hand with the cube); over
+        # the start point: come down; otherwise go round over the cube's height to the start
+        pushing = jnp.logical_and(tcp[2] < push_z + 0.03, off < 0.04)
+        xy = jnp.where(pushing, start + jnp.minimum(dist, 0.05) * u, start)
+        z = jnp.where(jnp.logical_or(pushing, off < 0.02), push_z, 0.1)
         return _arm_action(solve, joints, jnp.concatenate([xy, z[None]]), True)
 
     return jax.vmap(act)
