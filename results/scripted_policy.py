@@ -39,6 +39,7 @@ from dataclasses import asdict, dataclass
 
 import jax
 import jax.numpy as jnp
+from brax import kinematics
 from brax import math as brax_math
 from mujoco import mjx
 
@@ -180,8 +181,6 @@ def pusher_policy(env, kp=12.0, kd=2.0, lead=0.1):
     over it; then `lead` metres ahead along the push, re-aimed every step, and back up and round
     when the puck slides off. The gains and the lead were picked among five settings on 32
     episodes of pusher_easy (success 0.25-0.63)."""
-    from brax import kinematics
-
     wrist_link = env._tip_link
     low, high = (jnp.asarray(limit[:7]) for limit in env.sys.dof.limit)
     puck_q = env.sys.init_q[7:]
