@@ -14,8 +14,8 @@ TensorBoard run directory under `{out_dir}/runs`. The pseudo-algorithm `random` 
 throughput at the run's `--num-envs`, written to `{out_dir}/random/`. A run whose event file
 already holds its final evaluation is not repeated, so an interrupted benchmark continues where
 it stopped; `--finished-only` starts no run and tabulates those that have finished (for a
-preset that another invocation is still running). Afterwards the evaluation scalars are read back with TensorBoard's reader and
-written to
+preset that another invocation is still running). Afterwards the evaluation scalars are read
+back with TensorBoard's reader and written to
 
 * `{out_dir}/evals.csv`: one row per evaluation (algorithm, env_id, seed, env_steps,
   success_rate, time_at_goal, final_distance, episodic_return, run_dir);
@@ -234,6 +234,11 @@ def flag_value(flags: list[str], name: str) -> str | None:
     return value
 
 
+def budget(flags: list[str]) -> int:
+    """A run's env steps: its --total-timesteps, or the algorithms' default."""
+    return int(flag_value(flags, "total-timesteps") or 1_000_000)
+
+
 def schedule_line(flags: list[str]) -> str:
     """The episode length and the update ratio a run's flags give (algorithm defaults: 256 envs,
     batch 256)."""
@@ -293,8 +298,7 @@ def finished(algorithm: str, env_id: str, seed: int, flags: list[str], out_dir: 
     last evaluation reached the budget."""
     if algorithm == RANDOM:
         return os.path.exists(random_output(out_dir, env_id, seed))
-    total = int(flag_value(flags, "total-timesteps") or 1_000_000)
-    return finished_run(os.path.join(out_dir, "runs"), algorithm, env_id, seed, total) is not None
+    return finished_run(os.path.join(out_dir, "runs"), algorithm, env_id, seed, budget(flags)) is not None
 
 
 def run_random(env_id: str, seed: int, flags: list[str], out_dir: str, timings: dict) -> tuple[dict, str | None]:
@@ -338,7 +342,7 @@ def run_algorithm(
     run_root = os.path.join(out_dir, "runs")
     command = [sys.executable, str(ROOT / "algorithms" / f"{algorithm}.py"), *flags, f"--run-root={run_root}"]
     shown = " ".join(["python", f"algorithms/{algorithm}.py", *flags])
-    total = int(flag_value(flags, "total-timesteps") or 1_000_000)
+    total = budget(flags)
     run_dir = finished_run(run_root, algorithm, env_id, seed, total)
     timing = None
     if run_dir is None:
@@ -415,9 +419,10 @@ def run_jobs(args: Args) -> tuple[list[dict], list[dict], str, list[str]]:
             run_evals, final, failure = run_algorithm(algorithm, env_id, seed, flags, out_dir, timings)
             evals.extend(run_evals)
         os.makedirs(out_dir, exist_ok=True)
-        with open(f"{timings_path}.tmp", "w") as f:
-            json.dump(timings, f, indent=1, sort_keys=True)
-        os.replace(f"{timings_path}.tmp", timings_path)
+        if not args.finished_only:  # nothing new to record; another invocation may be writing it
+            with open(f"{timings_path}.tmp", "w") as f:
+                json.dump(timings, f, indent=1, sort_keys=True)
+            os.replace(f"{timings_path}.tmp", timings_path)
         if failure:
             failures.append(failure)
             print("  failed", flush=True)

@@ -129,14 +129,21 @@ def test_benchmark_cpu_smoke_end_to_end(tmp_path):
     # a second invocation finds every run finished and only re-tabulates
     again = subprocess.run(command + ["--no-plot"], capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and again.stdout.count("already done") == 3
-    # --finished-only starts none of the runs that have not finished (sac_her here)
+    # --finished-only starts no run: not sac_her's (never started), nor those of the two files
+    # whose runs have not reached a doubled budget (as a run still going), and tabulates the rest
+    run_dirs = sorted((tmp_path / "runs").iterdir())
     command[command.index("--algorithms") + 1 : command.index("--out-dir")] = [*algorithms, "sac_her"]
-    tabulated = subprocess.run(command + ["--no-plot", "--finished-only"], capture_output=True, text=True, timeout=600)
+    tabulated = subprocess.run(
+        command + ["--no-plot", "--finished-only", "--extra=--total-timesteps=800"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert tabulated.returncode == 0, tabulated.stderr[-3000:]
-    assert tabulated.stdout.count("already done") == 3 and tabulated.stdout.count("not finished: skipped") == 1
+    assert tabulated.stdout.count("already done") == 1 and tabulated.stdout.count("not finished: skipped") == 3
     with open(tmp_path / "final.csv") as f:
-        assert sorted(r["algorithm"] for r in csv.DictReader(f)) == sorted(algorithms)
-    assert not list((tmp_path / "runs").glob("reacher__sac_her__*"))
+        assert [r["algorithm"] for r in csv.DictReader(f)] == ["random"]
+    assert sorted((tmp_path / "runs").iterdir()) == run_dirs
 
 
 def test_benchmark_rejects_an_unknown_preset_or_env_with_exit_2(tmp_path):
