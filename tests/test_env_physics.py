@@ -102,6 +102,7 @@ def test_pusher_goals_and_pucks_lie_in_the_benchmarks_world_regions(env_id, goal
     assert np.linalg.norm(puck[:, :2] - goal[:, :2], axis=1).min() > 0.17 - 1e-4
 
 
+@pytest.mark.slow  # its own compiled 100-step evaluation with inverse kinematics in the policy: 25 s
 def test_pusher_puck_can_be_pushed_onto_its_goal():
     """results/scripted_policy.py's pusher controller (the gripper's cross bar behind the puck,
     inverse kinematics and joint PD torques) puts the puck on pusher_easy's goals within the
