@@ -5,7 +5,8 @@ The model is generated here from the Franka Emika Panda's published kinematic pa
 (modified Denavit-Hartenberg: link offsets d1 = 0.333, d3 = 0.316, a4 = 0.0825, a5 = -0.0825,
 d5 = 0.384, a7 = 0.088, flange 0.107 m; the Panda's joint limits) with capsules and boxes only.
 The base stands at the origin on a table whose top is the plane z = 0. Only the hand, the two
-fingers, the cube, the table and the bins collide; the arm's links are visual.
+fingers, the cube, the table and the bins collide (the bins with the cube only); the arm's links
+are visual.
 
 Physics: MJX only, control step 0.05 s (0.002 s x 25), implicitfast integrator, Newton solver
 with 4 iterations and 8 line-search steps. Every joint is driven by a position actuator, and the
@@ -31,7 +32,9 @@ Tasks (state part; the goal indices point into it):
   [cube xyz, 7 joint angles, end-effector xyz, end-effector velocity, gripper opening, gripper
   force] (18). Episode 150 steps.
 * `arm_binpick_easy` / `arm_binpick_hard`: as push, with two open bins on the table, centred at
-  x = -+0.17 (easy, inner half-width 0.135 m) or -+0.3 (hard, 0.19 m): the cube starts in the
+  x = -+0.17 (easy, inner half-width 0.135 m) or -+0.3 (hard, 0.185 m), their walls 1 cm thick
+  and 6.6 cm tall; the walls stop the cube but not the hand or the fingers (as in JaxGCRL's
+  model), so the cube has to be lifted over them. The cube starts in the
   left bin at (-0.15, 0.6) + 0.07 U(-1, 1)^2 (easy) or (-0.3, 0.6) + 0.15 U(-1, 1)^2 (hard) and
   its goal lies in the right bin at (0.17, 0.6, 0.03) + 0.005 U(-1, 1)^2 (easy) or (0.3, 0.6,
   0.03) + 0.15 U(-1, 1)^2 (hard). Episode 150 steps. (The start and goal regions and the bins'
@@ -95,12 +98,13 @@ _HELD = {2: 0.0, 4: 0.0, 6: 1.4487}
 _FINGER_OPEN = 0.04
 _CUBE_HALF = 0.025
 
-# (centre x, centre y, inner half-size) of the two bins, per binpick task (JaxGCRL's places)
+# (centre x, centre y, inner half-size) of the two bins, per binpick task, and the walls' half
+# thickness and half height: JaxGCRL's bins (1 cm thick, 6.6 cm tall walls)
 _BINS = {
     "easy": ((-0.17, 0.6, 0.135), (0.17, 0.6, 0.135)),
-    "hard": ((-0.3, 0.6, 0.19), (0.3, 0.6, 0.19)),
+    "hard": ((-0.3, 0.6, 0.185), (0.3, 0.6, 0.185)),
 }
-_BIN_WALL = (0.01, 0.04)  # half thickness, half height
+_BIN_WALL = (0.005, 0.033)
 
 
 def _quat_x(angle: float) -> str:
@@ -162,20 +166,16 @@ def arm_xml(with_cube: bool, bins: tuple = ()) -> str:
         if with_cube
         else ""
     )
-    bins = []
+    walls = []
     if bins:
         t, h = _BIN_WALL
-        for cx, cy, half in bins:
-            for sx, sy, hx, hy in (
-                (1, 0, t, half + 2 * t),
-                (-1, 0, t, half + 2 * t),
-                (0, 1, half, t),
-                (0, -1, half, t),
-            ):
+        for b, (cx, cy, half) in enumerate(bins):
+            sides = ((1, 0, t, half + 2 * t), (-1, 0, t, half + 2 * t), (0, 1, half, t), (0, -1, half, t))
+            for w, (sx, sy, hx, hy) in enumerate(sides):
                 x, y = cx + sx * (half + t), cy + sy * (half + t)
-                bins.append(
-                    f'<geom type="box" pos="{x:.9g} {y:.9g} {h}" size="{hx:.9g} {hy:.9g} {h}" contype="0" '
-                    'conaffinity="1" rgba="0.5 0.6 0.8 1"/>'
+                walls.append(
+                    f'<geom name="bin{b}_wall{w}" type="box" pos="{x:.9g} {y:.9g} {h}" '
+                    f'size="{hx:.9g} {hy:.9g} {h}" contype="0" conaffinity="1" rgba="0.5 0.6 0.8 1"/>'
                 )
     actuators = [
         f'<position joint="joint{i + 1}" kp="{800 if i < 4 else 300}" ctrlrange="{lo} {hi}" '
@@ -201,7 +201,7 @@ def arm_xml(with_cube: bool, bins: tuple = ()) -> str:
     <geom name="base" type="cylinder" fromto="0 0 0 0 0 0.2" size="0.07" contype="0" conaffinity="0"
           rgba="0.9 0.9 0.92 1"/>
     {"".join(chain_open)}{hand}{"".join(chain_close)}{cube}
-    {"".join(bins)}
+    {"".join(walls)}
   </worldbody>
   <actuator>
     {"".join(actuators)}

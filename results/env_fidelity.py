@@ -195,13 +195,15 @@ BENCHMARK = {
         "backend": "mjx (the only one)",
         "goal": "easy (0.17, 0.6, 0.03) + 0.005 U(-1, 1)^2; hard (0.3, 0.6, 0.03) + 0.15 U(-1, 1)^2",
         "start": "cube: easy (-0.15, 0.6) + 0.07 U(-1, 1)^2; hard (-0.3, 0.6) + 0.15 U(-1, 1)^2; bins at x = "
-        "-+0.17 (easy) or -+0.3 (hard)",
+        "-+0.17 (easy) or -+0.3 (hard), y = 0.6, inner half-width 0.135 (easy) or 0.185 m (hard), walls 1 cm "
+        "thick and 6.6 cm tall",
         "success": "3-D |cube - goal| < 0.1",
         "dt": "0.05 s, as arm_reach",
         "episode": "1001 (run default); its docs recommend 150",
         "obs": "as arm_push: 18",
         "termination": "none",
-        "contacts": "explicit pairs: cube, hand and fingers with the bin walls and the table",
+        "contacts": "explicit pairs: cube with the bin walls, table, hand and fingers; table with hand and "
+        "fingers (the bins touch the cube only)",
         "actions": "4 joint targets + gripper (> 0 closes)",
     },
 }
@@ -355,6 +357,9 @@ def box_range(points: np.ndarray) -> str:
     return ", ".join(f"{names[k]} [{points[:, k].min():.3f}, {points[:, k].max():.3f}]" for k in range(points.shape[1]))
 
 
+FIXED = ("bin walls", "floor", "table", "walls")  # listed first in a contact pair
+
+
 def contacts(env) -> str:
     """Which named geom groups can touch which, by MuJoCo's contype/conaffinity rule."""
     model = env.sys.mj_model
@@ -363,6 +368,8 @@ def contacts(env) -> str:
         name = model.geom(i).name or model.body(model.geom_bodyid[i]).name
         if name.startswith("wall_"):
             return "walls"
+        if name.startswith("bin") and "_wall" in name:  # the arm's bins
+            return "bin walls"
         return name
 
     def static(i):
@@ -382,9 +389,7 @@ def contacts(env) -> str:
         return "none"
     by_first = {}
     for a, b in sorted(pairs):
-        first, other = (
-            (a, b) if a in ("floor", "walls", "table") else (b, a) if b in ("floor", "walls", "table") else (a, b)
-        )
+        first, other = (a, b) if a in FIXED else (b, a) if b in FIXED else (a, b)
         by_first.setdefault(first, []).append(other)
     return "; ".join(f"{k} with {', '.join(sorted(set(v)))}" for k, v in sorted(by_first.items()))
 
