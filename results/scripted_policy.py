@@ -21,12 +21,14 @@ model) for a target point chosen by phase, read from the observation (no memory)
 * `arm_push_easy`, `arm_push_hard`: the closed gripper, pointing down, comes down behind the cube
   (seen from the goal) and moves towards the goal; when it loses the cube it goes round over it.
 * `arm_grasp`: the open gripper comes down over the cube and closes on it.
+* `arm_binpick_easy`, `arm_binpick_hard`: grasp as for `arm_grasp`, lift the cube straight up
+  clear of the bin walls, carry it over the goal and lower it there (it stays held).
 * `pusher_easy`, `pusher_hard`: the pusher's actions are motor torques, so a joint-space PD
   controller follows the inverse kinematics of the middle of the gripper's cross bar, which
   comes down behind the puck (seen from the goal) and pushes it towards the goal.
 
 These are crude (no grasp planning, no re-grasping), so their scores are lower bounds of what
-the env allows. There is none yet for the bin-picking tasks.
+the env allows.
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ from envs import arm as arm_env
 @dataclass(frozen=True)
 class Args:
     env_id: str = "arm_reach"
-    """environment id: arm_reach, arm_grasp, arm_push_easy, arm_push_hard, pusher_easy or pusher_hard"""
+    """environment id: arm_reach, arm_grasp, arm_push_easy, arm_push_hard, arm_binpick_easy, arm_binpick_hard,
+    pusher_easy or pusher_hard"""
     episode_length: int | None = None
     """steps per episode; default: the env's own"""
     num_episodes: int = 128
@@ -161,6 +164,28 @@ def arm_push_policy(env):
     return jax.vmap(act)
 
 
+def arm_binpick_policy(env, carry_z=0.14, lead=0.1):
+    """Grasp the cube as `arm_grasp_policy` does, lift it straight up clear of the bin walls
+    (6.6 cm tall), carry it at `carry_z` towards the goal, at most `lead` metres ahead of the cube
+    at a time, and lower it onto the goal once over it, still held."""
+    solve = _arm_ik(env)
+
+    def act(obs):
+        cube, joints, opening, goal = obs[0:3], obs[3:10], obs[16], obs[18:21]
+        grasp, close, held = _grasp_target(solve.tcp(joints), cube, opening)
+        gap = goal[:2] - cube[:2]
+        dist = jnp.linalg.norm(gap)
+        over_goal = dist < 0.02
+        clear = cube[2] > 0.1  # the cube's bottom above the walls' tops
+        ahead = cube[:2] + gap * jnp.minimum(1.0, lead / jnp.maximum(dist, 1e-6))
+        xy = jnp.where(clear | over_goal, jnp.where(over_goal, goal[:2], ahead), cube[:2])
+        z = jnp.where(over_goal, goal[2], carry_z)
+        target = jnp.where(held, jnp.concatenate([xy, z[None]]), grasp)
+        return _arm_action(solve, joints, target, close | held)
+
+    return jax.vmap(act)
+
+
 # ---------------------------------------------------------------------------------------- pusher
 # The pusher's gripper is a U: a 0.2 m cross bar at the wrist-roll joint and two 0.1 m prongs
 # (capsules of radius 0.02); the observation's fingertip is the midpoint of the prongs' ends.
@@ -223,6 +248,8 @@ POLICIES = {
     "arm_grasp": arm_grasp_policy,
     "arm_push_easy": arm_push_policy,
     "arm_push_hard": arm_push_policy,
+    "arm_binpick_easy": arm_binpick_policy,
+    "arm_binpick_hard": arm_binpick_policy,
 }
 
 
