@@ -141,25 +141,57 @@ def arm_grasp_policy(env):
     return jax.vmap(act)
 
 
+@dataclass(frozen=True)
+class Push:
+    """The constants of a push: the pushing point's start `behind` the object's centre (seen from
+    the goal), its height while pushing (`push_z`) and while going round (`clear_z`); it comes
+    down once within `start_radius` of the start, pushes while within `push_margin` of `push_z`
+    and `keep_radius` of the start, and aims `lead` metres ahead along the push."""
+
+    behind: float
+    push_z: float
+    clear_z: float
+    start_radius: float
+    keep_radius: float
+    push_margin: float
+    lead: float
+
+
+def _push_target(push: Push, point, obj, goal):
+    """Where the pushing point (xyz) goes next, read from the observation alone. Down behind the
+    object: push (the target moves ahead of the point with the object); over the start point:
+    come down; otherwise go round over the object at `clear_z` to the start."""
+    gap = goal[:2] - obj[:2]
+    dist = jnp.linalg.norm(gap)
+    u = gap / jnp.maximum(dist, 1e-6)
+    start = obj[:2] - push.behind * u
+    off = jnp.linalg.norm(point[:2] - start)
+    pushing = jnp.logical_and(point[2] < push.push_z + push.push_margin, off < push.keep_radius)
+    xy = jnp.where(pushing, start + jnp.minimum(dist, push.lead) * u, start)
+    z = jnp.where(jnp.logical_or(pushing, off < push.start_radius), push.push_z, push.clear_z)
+    return jnp.concatenate([xy, z[None]])
+
+
+ARM_PUSH = Push(
+    behind=CUBE_HALF + 0.03,  # the cube's half width and the fingers' half thickness, with a margin
+    push_z=0.02,  # the tool point just under the cube's centre
+    clear_z=0.1,  # over the 5 cm cube
+    start_radius=0.02,
+    keep_radius=0.04,
+    push_margin=0.03,
+    lead=0.05,
+)
+
+
 def arm_push_policy(env):
-    """Lower the closed gripper behind the cube (seen from the goal) and move it towards the goal."""
+    """Lower the closed gripper behind the cube (seen from the goal) and move it towards the goal
+    (`_push_target` with `ARM_PUSH`)."""
     solve = _arm_ik(env)
-    behind, push_z = CUBE_HALF + 0.03, 0.02
 
     def act(obs):
         cube, joints, goal = obs[0:3], obs[3:10], obs[18:21]
-        tcp = solve.tcp(joints)
-        gap = goal[:2] - cube[:2]
-        dist = jnp.linalg.norm(gap)
-        u = gap / jnp.maximum(dist, 1e-6)
-        start = cube[:2] - behind * u
-        off = jnp.linalg.norm(tcp[:2] - start)
-        # down behind the cube: push (the target moves ahead of the hand with the cube); over
-        # the start point: come down; otherwise go round over the cube's height to the start
-        pushing = jnp.logical_and(tcp[2] < push_z + 0.03, off < 0.04)
-        xy = jnp.where(pushing, start + jnp.minimum(dist, 0.05) * u, start)
-        z = jnp.where(jnp.logical_or(pushing, off < 0.02), push_z, 0.1)
-        return _arm_action(solve, joints, jnp.concatenate([xy, z[None]]), True)
+        target = _push_target(ARM_PUSH, solve.tcp(joints), cube, goal)
+        return _arm_action(solve, joints, target, True)
 
     return jax.vmap(act)
 
@@ -191,21 +223,27 @@ def arm_binpick_policy(env, carry_z=0.14, lead=0.1):
 # (capsules of radius 0.02); the observation's fingertip is the midpoint of the prongs' ends.
 # The controller pushes with the middle of the bar (the wrist-roll joint), whatever the
 # gripper's orientation.
-BEHIND = 0.02 + 0.05 + 0.01  # the bar's radius, the puck's, a margin
-CLEAR_Z = -0.05  # the joint's height while moving over the puck (its top is at -0.175)
-PUSH_Z = -0.25  # the joint's height while pushing: the puck's full radius spans -0.325 to -0.225
+PUSHER_PUSH = Push(
+    behind=0.02 + 0.05 + 0.01,  # the bar's radius, the puck's, a margin
+    push_z=-0.25,  # the joint's height while pushing: the puck's full radius spans -0.325 to -0.225
+    clear_z=-0.05,  # the joint's height while moving over the puck (its top is at -0.175)
+    start_radius=0.03,
+    keep_radius=0.05,
+    push_margin=0.05,
+    lead=0.1,
+)
 
 
-def pusher_policy(env, kp=12.0, kd=2.0, lead=0.1):
+def pusher_policy(env, kp=12.0, kd=2.0):
     """Lower the gripper's cross bar behind the puck (seen from the goal) and push it to the goal.
 
     The pusher's actions are motor torques (no gravity), so a joint-space PD controller (gains
     `kp`, `kd` per unit of action) follows the joint targets that inverse kinematics gives for a
-    target of the wrist-roll joint chosen by phase, from the observation alone, as the arm's
-    controllers do: over the point behind the puck while the joint is off it; down there once
-    over it; then `lead` metres ahead along the push, re-aimed every step, and back up and round
-    when the puck slides off. The gains and the lead were picked among five settings on 32
-    episodes of pusher_easy (success 0.25-0.63)."""
+    target of the wrist-roll joint chosen by phase (`_push_target` with `PUSHER_PUSH`), as the
+    arm's push does: over the point behind the puck while the joint is off it; down there once
+    over it; then 0.1 m ahead along the push, re-aimed every step, and back up and round when the
+    puck slides off. The gains and the lead were picked among five settings on 32 episodes of
+    pusher_easy (success 0.25-0.63)."""
     wrist_link = env._tip_link
     low, high = (jnp.asarray(limit[:7]) for limit in env.sys.dof.limit)
     puck_q = env.sys.init_q[7:]
@@ -226,16 +264,7 @@ def pusher_policy(env, kp=12.0, kd=2.0, lead=0.1):
 
     def act(obs):
         arm, puck, velocity, goal = obs[0:7], obs[10:13], obs[13:20], obs[20:23]
-        here = wrist(arm)
-        gap = goal[:2] - puck[:2]
-        dist = jnp.linalg.norm(gap)
-        u = gap / jnp.maximum(dist, 1e-6)
-        start = puck[:2] - BEHIND * u
-        off = jnp.linalg.norm(here[:2] - start)
-        pushing = jnp.logical_and(here[2] < PUSH_Z + 0.05, off < 0.05)
-        xy = jnp.where(pushing, start + jnp.minimum(dist, lead) * u, start)
-        z = jnp.where(jnp.logical_or(off < 0.03, pushing), PUSH_Z, CLEAR_Z)
-        joints = solve(arm, jnp.concatenate([xy, z[None]]))
+        joints = solve(arm, _push_target(PUSHER_PUSH, wrist(arm), puck, goal))
         return jnp.clip(kp * (joints - arm) - kd * velocity, -1.0, 1.0)
 
     return jax.vmap(act)
