@@ -20,6 +20,7 @@ run in one worker (`work_unit` below); the slow tests are handed out first, so t
 ones do not finish alone. `-n 0` runs in this process, for debugging one test.
 """
 
+import json
 import os
 
 # The suite builds envs after JAX has started, too late for an arm or pusher to set the XLA
@@ -29,7 +30,13 @@ import os
 # by a third (results/env_throughput.md), which a 2-core suite needs.
 from envs.base import FUSION_FLAG, SCHEDULER_FLAG, set_cpu_xla_flags
 
-USER_XLA_FLAGS = os.environ.get("XLA_FLAGS")  # what a user's process starts with (None: unset)
+# The XLA_FLAGS the suite was started with (None: unset), before it adds its own below: what the
+# learning runs get (`user_process_env`). The first process to import this file (pytest's, or
+# xdist's controller) records them in a variable that its workers inherit, since they inherit
+# XLA_FLAGS with the suite's flags already added.
+USER_FLAGS_VARIABLE = "GCRL_TESTS_USER_XLA_FLAGS"
+os.environ.setdefault(USER_FLAGS_VARIABLE, json.dumps(os.environ.get("XLA_FLAGS")))
+USER_XLA_FLAGS = json.loads(os.environ[USER_FLAGS_VARIABLE])
 set_cpu_xla_flags("the test suite", (FUSION_FLAG, SCHEDULER_FLAG))
 
 # The suite compiles a few hundred programs and runs most of them for a handful of steps, so it
@@ -144,17 +151,23 @@ LEARNING = dict(
 )
 
 
-def train_like_a_user(name: str, run_root, **flags) -> list[str]:
-    """Run `python algorithms/{name}.py` with these Args keyword arguments in a fresh process,
-    under the XLA settings a user's run gets: the XLA_FLAGS the suite started with, none of the
-    flags it adds for itself. Returns its run directories. For the tests that train for minutes.
+def user_process_env() -> dict[str, str]:
+    """This process's environment with the XLA settings a user's run gets: the XLA_FLAGS the suite
+    started with, none of the flags it adds for itself.
 
     The flags change the compiled code's floating-point rounding, and a learning run magnifies
-    that: crl_infonce's learning run ended at 0.281 success under the suite's fusion and
-    scheduler flags and 0.629 under a user's (seed 1, the same command)."""
-    env = {key: value for key, value in os.environ.items() if key != "XLA_FLAGS"}
+    that: crl_infonce's learning run ended at 0.281 success with the suite's fusion and scheduler
+    flags and 0.629 without (seed 1, the same command; results/test_suite.md)."""
+    env = {key: value for key, value in os.environ.items() if key not in ("XLA_FLAGS", USER_FLAGS_VARIABLE)}
     if USER_XLA_FLAGS is not None:
         env["XLA_FLAGS"] = USER_XLA_FLAGS
+    return env
+
+
+def train_like_a_user(name: str, run_root, **flags) -> list[str]:
+    """Run `python algorithms/{name}.py` with these Args keyword arguments in a fresh process
+    (`user_process_env`). Returns its run directories. For the tests that train for minutes."""
+    env = user_process_env()
     command = [sys.executable, str(REPO / "algorithms" / f"{name}.py"), *as_flags({**flags, "run_root": run_root})]
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1200)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]

@@ -15,12 +15,17 @@ import pytest
 from conftest import (
     LEARNING,
     REPO,
+    SUITE_ONLY_FLAG,
     TINY,
+    USER_XLA_FLAGS,
     load_algorithm,
     random_policy_success,
     read_scalars,
     train_like_a_user,
+    user_process_env,
 )
+
+from envs.base import FUSION_FLAG, SCHEDULER_FLAG
 
 crl = load_algorithm("crl_infonce")
 SCRIPT = str(REPO / "algorithms" / "crl_infonce.py")
@@ -166,6 +171,21 @@ def test_bad_flags_exit_2_with_a_readable_message(flags, expected, tmp_path):
 
 
 # ------------------------------------------------------------------ learning
+def test_learning_runs_start_with_the_users_xla_flags_not_the_suites():
+    """The learning runs' process gets the XLA_FLAGS the suite started with. Under xdist a worker
+    inherits XLA_FLAGS with the suite's flags already added, so reading the user's flags there
+    would hand the learning runs all of them (and their numbers would differ from a user's)."""
+    assert SUITE_ONLY_FLAG in os.environ["XLA_FLAGS"]  # this process runs with the suite's flags
+    child = user_process_env().get("XLA_FLAGS", "").split()
+    assert SUITE_ONLY_FLAG not in child, (
+        "the learning runs would get the suite's own flag: USER_XLA_FLAGS was read after the suite "
+        "added it, or the suite was started with it in XLA_FLAGS"
+    )
+    user = (USER_XLA_FLAGS or "").split()
+    for flag in (FUSION_FLAG, SCHEDULER_FLAG):
+        assert (flag in child) == (flag in user), flag
+
+
 @pytest.mark.slow
 def test_learns_to_reach_goals_well_above_a_random_policy(tmp_path):
     random_success = random_policy_success(LEARNING["env_id"], LEARNING["episode_length"], 256, seed=0)
