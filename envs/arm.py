@@ -5,8 +5,7 @@ The model is generated here from the Franka Emika Panda's published kinematic pa
 (modified Denavit-Hartenberg: link offsets d1 = 0.333, d3 = 0.316, a4 = 0.0825, a5 = -0.0825,
 d5 = 0.384, a7 = 0.088, flange 0.107 m; the Panda's joint limits) with capsules and boxes only.
 The base stands at the origin on a table whose top is the plane z = 0. Only the hand, the two
-fingers, the cube, the table and the bins collide (the bins with the cube only); the arm's links
-are visual.
+fingers, the cube, the table and the bins collide; the arm's links are visual.
 
 Physics: MJX only, control step 0.05 s (0.002 s x 25), implicitfast integrator, Newton solver
 with 4 iterations and 8 line-search steps. Every joint is driven by a position actuator, and the
@@ -33,13 +32,14 @@ Tasks (state part; the goal indices point into it):
   force] (18). Episode 150 steps.
 * `arm_binpick_easy` / `arm_binpick_hard`: as push, with two open bins on the table, centred at
   x = -+0.17 (easy, inner half-width 0.135 m) or -+0.3 (hard, 0.185 m), their walls 1 cm thick
-  and 6.6 cm tall; the walls stop the cube but not the hand or the fingers (as in JaxGCRL's
-  model), so the cube has to be lifted over them. The cube starts in the
-  left bin at (-0.15, 0.6) + 0.07 U(-1, 1)^2 (easy) or (-0.3, 0.6) + 0.15 U(-1, 1)^2 (hard) and
-  its goal lies in the right bin at (0.17, 0.6, 0.03) + 0.005 U(-1, 1)^2 (easy) or (0.3, 0.6,
-  0.03) + 0.15 U(-1, 1)^2 (hard). Episode 150 steps. (The start and goal regions and the bins'
-  places are JaxGCRL's. Every goal's height is the cube's resting height, 0.025 m for our 5 cm
-  cube where JaxGCRL's 6 cm cube rests at 0.03, so a goal is a place the cube can be.)
+  and 6.6 cm tall, so the cube has to be lifted over them. The walls stop the cube, and in the
+  hard task the hand and fingers too; in the easy task those pass through (as in JaxGCRL's two
+  models). The cube starts in the left bin at (-0.15, 0.6) + 0.07 U(-1, 1)^2 (easy) or (-0.3,
+  0.6) + 0.15 U(-1, 1)^2 (hard) and its goal lies in the right bin at (0.17, 0.6, 0.03) + 0.005
+  U(-1, 1)^2 (easy) or (0.3, 0.6, 0.03) + 0.15 U(-1, 1)^2 (hard). Episode 150 steps. (The
+  start and goal regions and the bins are JaxGCRL's. Every goal's height is the cube's resting
+  height, 0.025 m for our 5 cm cube where JaxGCRL's 6 cm cube rests at 0.03, so a goal is a
+  place the cube can be.)
 * `arm_grasp`: the cube at (0, 0.6) + 0.3 U(-1, 1)^2; the goal is (the cube's start xyz, the
   cube's width 0.05 m) and the achieved goal is (the midpoint between the fingertips, the
   gripper opening), so the gripper has to close around the cube. Success needs both: midpoint
@@ -125,8 +125,9 @@ def _next_origin(alpha: float, a: float, d: float) -> tuple[float, float, float]
     return (a, -d * math.sin(alpha), d * math.cos(alpha))
 
 
-def arm_xml(with_cube: bool, bins: tuple = ()) -> str:
-    """The arm's MJCF: kinematic chain from `_DH`, hand and fingers, table, optional cube and bins."""
+def arm_xml(with_cube: bool, bins: tuple = (), hand_hits_bins: bool = False) -> str:
+    """The arm's MJCF: kinematic chain from `_DH`, hand and fingers, table, optional cube and bins
+    (whose walls touch the cube, and the hand and fingers too if `hand_hits_bins`)."""
     chain_open, chain_close = [], []
     for i, (alpha, a, d) in enumerate(_DH):
         origin = _next_origin(alpha, a, d)
@@ -169,13 +170,19 @@ def arm_xml(with_cube: bool, bins: tuple = ()) -> str:
     walls = []
     if bins:
         t, h = _BIN_WALL
+        affinity = 3 if hand_hits_bins else 1  # the cube's contype is 1, the hand's and pads' 2
         for b, (cx, cy, half) in enumerate(bins):
-            sides = ((1, 0, t, half + 2 * t), (-1, 0, t, half + 2 * t), (0, 1, half, t), (0, -1, half, t))
+            sides = (  # (side x, side y, half length along x, along y): the x walls cover the corners
+                (1, 0, t, half + 2 * t),
+                (-1, 0, t, half + 2 * t),
+                (0, 1, half, t),
+                (0, -1, half, t),
+            )
             for w, (sx, sy, hx, hy) in enumerate(sides):
                 x, y = cx + sx * (half + t), cy + sy * (half + t)
                 walls.append(
                     f'<geom name="bin{b}_wall{w}" type="box" pos="{x:.9g} {y:.9g} {h}" '
-                    f'size="{hx:.9g} {hy:.9g} {h}" contype="0" conaffinity="1" rgba="0.5 0.6 0.8 1"/>'
+                    f'size="{hx:.9g} {hy:.9g} {h}" contype="0" conaffinity="{affinity}" rgba="0.5 0.6 0.8 1"/>'
                 )
     actuators = [
         f'<position joint="joint{i + 1}" kp="{800 if i < 4 else 300}" ctrlrange="{lo} {hi}" '
@@ -242,7 +249,7 @@ class Arm(GoalEnv):
         self.cpu_max_envs_without_scheduler_flag = 128
         self._cube_xy, self._cube_noise = cube_xy, cube_noise
         self._goal_xyz, self._goal_noise = goal_xyz, goal_noise
-        model = mujoco.MjModel.from_xml_string(arm_xml(with_cube, bins))
+        model = mujoco.MjModel.from_xml_string(arm_xml(with_cube, bins, hand_hits_bins=task == "binpick_hard"))
         sys = mjcf.load_model(model)
         self._tcp_site = model.site("tcp").id
         self._link7 = sys.link_names.index("link7")

@@ -203,7 +203,7 @@ BENCHMARK = {
         "obs": "as arm_push: 18",
         "termination": "none",
         "contacts": "explicit pairs: cube with the bin walls, table, hand and fingers; table with hand and "
-        "fingers (the bins touch the cube only)",
+        "fingers; hard only: hand and fingers with the bin walls (easy: the bins touch the cube only)",
         "actions": "4 joint targets + gripper (> 0 closes)",
     },
 }

@@ -230,23 +230,36 @@ def test_arm_picks_up_the_cube_with_a_scripted_grasp():
     assert 0.03 < float(state.obs[16]) < 0.06  # the fingers rest on the 5 cm cube
 
 
-@pytest.mark.parametrize("env_id", ["arm_binpick_easy", "arm_binpick_hard"])
-def test_binpick_walls_stop_the_cube_but_not_the_hand(env_id):
-    """JaxGCRL's bins: the cube, sliding at 3 m/s from its bin's centre towards the other bin,
-    stops at the wall (on the bare table it slides 0.5-0.7 m); the hand and fingers pass
-    through walls. MuJoCo's own simulator on the env's model: the geometry and contacts are what
-    is tested, and the contract tests step the same model through MJX."""
+# JaxGCRL's bins (its panda_binpick_easy.xml and panda_binpick_hard.xml): the centre x of the left
+# bin, the walls' distance from a bin's centre, and whether the hand and fingers touch them
+BINS = {"arm_binpick_easy": (-0.17, 0.14, False), "arm_binpick_hard": (-0.3, 0.19, True)}
+
+
+@pytest.mark.parametrize("env_id", sorted(BINS))
+def test_binpick_walls_are_the_benchmarks_and_stop_the_cube(env_id):
+    """The bins' walls (1 cm thick, 6.6 cm tall) stand where JaxGCRL's do and touch the cube, and
+    in the hard task the hand and fingers. The cube, sliding at 3 m/s from its bin's centre
+    towards the other bin, stops at the wall; on the bare table it slides over 0.3 m. MuJoCo's
+    own simulator on the env's model: the geometry and contacts are what is tested, and the
+    contract tests step the same model through MJX."""
+    centre_x, wall_distance, hand_hits = BINS[env_id]
     model = make_env(env_id).sys.mj_model
-    walls = [model.geom(i).name for i in range(model.ngeom) if model.geom(i).name.startswith("bin")]
+    walls = [model.geom(i) for i in range(model.ngeom) if model.geom(i).name.startswith("bin")]
     assert len(walls) == 8
-    assert all(_collide(model, "cube", wall) for wall in walls)
-    assert not any(_collide(model, part, wall) for part in ("hand", "left_pad", "right_pad") for wall in walls)
-    start_x = {"arm_binpick_easy": -0.17, "arm_binpick_hard": -0.3}[env_id]
-    inner_face = model.geom("bin0_wall0").pos[0] - model.geom("bin0_wall0").size[0]
+    for wall in walls:
+        assert wall.size[0] == pytest.approx(0.005) or wall.size[1] == pytest.approx(0.005)
+        assert wall.size[2] == pytest.approx(0.033) and wall.pos[2] == pytest.approx(0.033)
+        assert _collide(model, "cube", wall.name)
+        for part in ("hand", "left_pad", "right_pad"):
+            assert _collide(model, part, wall.name) == hand_hits, (part, wall.name)
+    x_walls = [w.pos[0] for w in walls if w.size[0] == pytest.approx(0.005)]
+    for bin_x in (centre_x, -centre_x):  # each bin's two nearest x walls stand +-wall_distance away
+        assert sorted(abs(x - bin_x) for x in x_walls)[:2] == pytest.approx([wall_distance] * 2)
+    inner_face = centre_x + wall_distance - 0.005
     data = mujoco.MjData(model)
     cube = model.jnt_qposadr[model.body("cube").jntadr[0]]
     cube_dof = model.jnt_dofadr[model.body("cube").jntadr[0]]
-    data.qpos[cube : cube + 7] = (start_x, 0.6, 0.025, 1.0, 0.0, 0.0, 0.0)
+    data.qpos[cube : cube + 7] = (centre_x, 0.6, 0.025, 1.0, 0.0, 0.0, 0.0)
     data.qvel[cube_dof] = 3.0
     xs = []
     for _ in range(250):  # 0.5 s
