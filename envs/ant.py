@@ -212,7 +212,7 @@ class AntPush(Ant):
         super().__init__(maze=None, backend=backend, **kwargs)
 
     def _world_xml(self):
-        # Walls answer the ant's feet (contype bit 1), its torso and hips and the block (bit 2);
+        # Walls answer the ant's feet (contype bit 1), its torso and the block (bit 2);
         # the block answers the same parts of the ant and slides on the floor without touching
         # it (no floor contact, joint damping for friction).
         walls = "".join(

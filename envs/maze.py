@@ -133,8 +133,8 @@ class Maze:
     def walls_xml(self, rgba: str = "0.7 0.5 0.3 1") -> str:
         """MJCF `<geom>` elements for the walls: static boxes in the world body that collide
         with any geom whose contype has bit 1 or bit 2 set. Bodies use bit 2 for the parts that
-        must hit walls but not the floor (the floor answers bit 1 only): the ant's torso and
-        hips, the humanoid's trunk."""
+        must hit walls but not the floor (the floor answers bit 1 only): the ant's torso, the
+        humanoid's trunk."""
         s = self.cell_size
         geoms = []
         for n, (i0, j0, i1, j1) in enumerate(self.wall_boxes()):
