@@ -210,7 +210,8 @@ def arm_binpick_policy(env, carry_z=0.14, lead=0.1):
         over_goal = dist < 0.02
         clear = cube[2] > 0.1  # the cube's bottom above the walls' tops
         ahead = cube[:2] + gap * jnp.minimum(1.0, lead / jnp.maximum(dist, 1e-6))
-        xy = jnp.where(clear | over_goal, jnp.where(over_goal, goal[:2], ahead), cube[:2])
+        across = jnp.where(over_goal, goal[:2], ahead)
+        xy = jnp.where(clear | over_goal, across, cube[:2])  # straight up until clear, then across
         z = jnp.where(over_goal, goal[2], carry_z)
         target = jnp.where(held, jnp.concatenate([xy, z[None]]), grasp)
         return _arm_action(solve, joints, target, close | held)
