@@ -30,7 +30,8 @@ back with TensorBoard's reader and written to
   estimate: the env runs fused with the rest), in the rest of training (gradient steps and
   the buffer) and outside training (evaluations, start-up);
 * `{out_dir}/curves.png`: learning curves (IQM over seeds with a 95% bootstrap interval, see
-  `results/plots.py`) with the random policy's success as a dashed line, unless `--no-plot`.
+  `results/plots.py`) of success rate and time at goal per env, with the random policy's as a
+  dashed line, unless `--no-plot`.
 """
 
 from __future__ import annotations
@@ -502,8 +503,7 @@ def main(args: Args) -> str:
             for key, by_seed in plots.find_runs(os.path.join(out_dir, "runs")).items()
         }
         runs = {key: by_seed for key, by_seed in runs.items() if by_seed}
-        many_envs = len({env_id for env_id, _ in runs}) > 5
-        tags = ("eval/success_rate",) if many_envs else plots.DEFAULT_TAGS
+        tags = plots.DEFAULT_TAGS  # success rate, and time at goal: where learning shows first
         rows = plots.aggregate(runs, tags)
         baselines = {}  # (env, tag) -> the random policy's mean over seeds
         for tag in tags:

@@ -162,6 +162,7 @@ def plot(
     if not env_ids:
         raise ValueError("no evaluation points to plot")
     colors = {a: plt.get_cmap("tab10")(i % 10) for i, a in enumerate(algorithms)}
+    steps_format = matplotlib.ticker.FuncFormatter(lambda x, _: f"{x / 1e6:g}M" if x else "0")
     columns = min(len(env_ids), max_columns)
     env_rows = -(-len(env_ids) // columns)
     fig, axes = plt.subplots(
@@ -189,6 +190,7 @@ def plot(
             ax.set_ylabel(tag.split("/")[-1].replace("_", " "))
             ax.grid(alpha=0.3)
             ax.set_xlabel("env steps")
+            ax.xaxis.set_major_formatter(steps_format)
             if "success" in tag or "time_at_goal" in tag:
                 ax.set_ylim(-0.02, 1.02)
             if index == 0 and t == 0:
@@ -197,7 +199,7 @@ def plot(
         f"{statistic.upper() if statistic == 'iqm' else 'mean'} over seeds, {confidence:.0%} bootstrap interval",
         fontsize=10,
     )
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.98))  # room for the title above the top row
     tmp = f"{output}.tmp.png"
     fig.savefig(tmp, dpi=110)
     plt.close(fig)
