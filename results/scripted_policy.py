@@ -173,7 +173,7 @@ def _push_target(push: Push, point, obj, goal):
 
 
 ARM_PUSH = Push(
-    behind=CUBE_HALF + 0.03,  # the cube's half width and the fingers' half thickness, with a margin
+    behind=CUBE_HALF + 0.03,  # 3 cm behind the cube's face
     push_z=0.02,  # the tool point just under the cube's centre
     clear_z=0.1,  # over the 5 cm cube
     start_radius=0.02,

@@ -1,6 +1,7 @@
 """Physics per env family, against the benchmark's tasks: contacts (walls, floor), termination,
 the point mass's dynamics, the pusher's regions and a scripted push, the arm's servos and a
-scripted grasp, the block and the ball, the humanoid's features."""
+scripted grasp, the bins and a scripted bin pick, the block and the ball, the humanoid's
+features."""
 
 from __future__ import annotations
 
