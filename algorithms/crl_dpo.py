@@ -34,8 +34,12 @@ devices the envs, the buffer and each batch are split over them (equal to one de
 float rounding; `--num-devices 1` turns it off).
 
 Logged (x axis = env steps): charts/SPS (excluding compile and evaluation),
-charts/episodic_return, eval/success_rate, eval/time_at_goal, eval/final_distance,
-eval/episodic_return, losses/critic_loss, losses/actor_loss, losses/alpha, losses/alpha_loss,
+charts/episodic_return; with deterministic actions eval/success_rate, eval/time_at_goal,
+eval/final_distance, eval/episodic_return, eval/steps_to_success (first step at the goal, over
+the episodes that got there; absent when none did), and the same five with sampled actions from
+the same goals: eval/sampled_success_rate, eval/sampled_time_at_goal,
+eval/sampled_final_distance, eval/sampled_episodic_return, eval/sampled_steps_to_success;
+losses/critic_loss, losses/actor_loss, losses/alpha, losses/alpha_loss,
 losses/entropy, losses/preference_accuracy, losses/margin, losses/categorical_accuracy,
 losses/logits_pos, losses/logits_neg, losses/logsumexp.
 """
@@ -99,6 +103,8 @@ class Args(RunArgs):
     """coefficient of mean_i (logsumexp_j l_ij)^2 added to the critic loss"""
     target_entropy_scale: float = 0.5
     """target entropy = -target_entropy_scale * action_size"""
+    tanh_log_prob: Literal["exact", "capped"] = "exact"
+    """the policy's log-density through tanh: exact, or JaxGCRL's log(1 - tanh(u)^2 + 1e-6), capped at 13.8 per dimension"""
 
     def __post_init__(self):
         """The algorithm's flags are checked here, as they are parsed; the run's flags are
@@ -198,11 +204,13 @@ class Actor(eqx.Module):
 
     net: MLP
     action_dim: int = eqx.field(static=True)
+    tanh_log_prob: str = eqx.field(static=True)
 
     def __init__(self, obs_dim, action_dim, args: Args, key):
         depth = args.actor_depth or args.depth
         self.net = MLP(obs_dim, 2 * action_dim, args.width, depth, args.layer_norm, args.residual, key)
         self.action_dim = action_dim
+        self.tanh_log_prob = args.tanh_log_prob
 
     def dist(self, obs):
         mean, raw_log_std = jnp.split(self.net(obs), 2)
@@ -214,8 +222,11 @@ class Actor(eqx.Module):
         mean, log_std = self.dist(obs)
         u = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
         log_prob = jnp.sum(jax.scipy.stats.norm.logpdf(u, mean, jnp.exp(log_std)))
-        # log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)), stable for large |u|
-        log_prob -= jnp.sum(2.0 * (jnp.log(2.0) - u - jax.nn.softplus(-2.0 * u)))
+        if self.tanh_log_prob == "exact":
+            # log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)), stable for large |u|
+            log_prob -= jnp.sum(2.0 * (jnp.log(2.0) - u - jax.nn.softplus(-2.0 * u)))
+        else:  # JaxGCRL's: a saturated action costs at most -log(1e-6) = 13.8 per dimension
+            log_prob -= jnp.sum(jnp.log(1.0 - jnp.tanh(u) ** 2 + 1e-6))
         return jnp.tanh(u), log_prob
 
     def deterministic(self, obs):
@@ -398,7 +409,7 @@ def make_train(args: Args, env, schedule, spread=lambda batch: batch):
     """init(key) -> carry, training_step(carry) -> (carry, metrics, learned, finished), the
     VecEnv and the buffer. carry = (train state, env states, buffer state, key); `finished` is
     the (sum, count) of the finished episodes' returns; `spread` places a batch on the devices."""
-    vec_env = envs.VecEnv(env, args.num_envs)
+    vec_env = envs.VecEnv(env, args.num_envs, args.fixed_goals)
     buffer = TrajectoryBuffer(
         capacity=schedule.buffer_rows,
         num_envs=args.num_envs,
@@ -447,8 +458,13 @@ def make_evaluate(args: Args, env):
     eval_env = envs.VecEnv(env, args.num_eval_envs)
 
     def evaluate(actor: Actor, key):
-        """One episode per eval env, deterministic actions, fresh goals: (metrics, env 0's episode)."""
-        return eval_env.evaluate(jax.vmap(actor.deterministic), key)
+        """One episode per eval env with deterministic actions and one with sampled actions, from
+        the same fresh starts and goals: (metrics, env 0's deterministic episode)."""
+
+        def sampled(obs, k):
+            return jax.vmap(actor.sample)(obs, jax.random.split(k, obs.shape[0]))[0]
+
+        return eval_env.evaluate(jax.vmap(actor.deterministic), key, sampled)
 
     return evaluate
 

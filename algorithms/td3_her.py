@@ -36,8 +36,12 @@ devices the envs, the buffer and each batch are split over them (equal to one de
 float rounding; `--num-devices 1` turns it off).
 
 Logged (x axis = env steps): charts/SPS (excluding compile and evaluation),
-charts/episodic_return, eval/success_rate, eval/time_at_goal, eval/final_distance,
-eval/episodic_return, losses/qf1_loss, losses/qf2_loss, losses/qf1_values, losses/qf2_values,
+charts/episodic_return; with deterministic actions eval/success_rate, eval/time_at_goal,
+eval/final_distance, eval/episodic_return, eval/steps_to_success (first step at the goal, over
+the episodes that got there; absent when none did), and the same five with sampled actions from
+the same goals: eval/sampled_success_rate, eval/sampled_time_at_goal,
+eval/sampled_final_distance, eval/sampled_episodic_return, eval/sampled_steps_to_success;
+losses/qf1_loss, losses/qf2_loss, losses/qf1_values, losses/qf2_values,
 losses/actor_loss.
 """
 
@@ -339,7 +343,7 @@ def make_train(args: Args, env, schedule, spread=lambda batch: batch):
     """init(key) -> carry, training_step(carry) -> (carry, metrics, learned, finished), the
     VecEnv and the buffer. carry = (train state, env states, buffer state, key); `finished` is
     the (sum, count) of the finished episodes' returns; `spread` places a batch on the devices."""
-    vec_env = envs.VecEnv(env, args.num_envs)
+    vec_env = envs.VecEnv(env, args.num_envs, args.fixed_goals)
     buffer = TrajectoryBuffer(
         capacity=schedule.buffer_rows,
         num_envs=args.num_envs,
@@ -398,8 +402,13 @@ def make_evaluate(args: Args, env):
     eval_env = envs.VecEnv(env, args.num_eval_envs)
 
     def evaluate(actor: Actor, key):
-        """One episode per eval env, deterministic actions, fresh goals: (metrics, env 0's episode)."""
-        return eval_env.evaluate(jax.vmap(actor.deterministic), key)
+        """One episode per eval env with deterministic actions and one with sampled actions, from
+        the same fresh starts and goals: (metrics, env 0's deterministic episode)."""
+
+        def sampled(obs, k):
+            return jax.vmap(actor.sample)(obs, jax.random.split(k, obs.shape[0]))[0]
+
+        return eval_env.evaluate(jax.vmap(actor.deterministic), key, sampled)
 
     return evaluate
 

@@ -93,7 +93,9 @@ class RunArgs:
     num_envs: int = 256
     """parallel training envs"""
     num_eval_envs: int = 128
-    """evaluation episodes per evaluation, one per env, deterministic actions"""
+    """evaluation episodes per evaluation, one per env, deterministic and sampled actions"""
+    fixed_goals: bool = False
+    """each training env keeps its first start and goal for the whole run, as JaxGCRL's training envs do (evaluations always draw fresh ones)"""
 
     # Schedule
     total_timesteps: int = 1_000_000

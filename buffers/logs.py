@@ -92,13 +92,21 @@ class Logs:
         metrics = jax.device_get(metrics)
         for k, writer in enumerate(self.writers):
             for name, v in metrics.items():
-                writer.add_scalar(f"eval/{name}", float(v[k]), env_steps)
+                if np.isfinite(v[k]):  # steps_to_success is NaN when no episode got there
+                    writer.add_scalar(f"eval/{name}", float(v[k]), env_steps)
         if self.video is not None and (index % self.video_every == 0 or index == self.last_eval):
             rollout = jax.device_get(rollout)
             for k, (writer, run_dir) in enumerate(zip(self.writers, self.run_dirs)):
                 one = jax.tree.map(lambda x, k=k: x[k], rollout)
                 self.videos.append(self.executor.submit(self.video, writer, run_dir, one, env_steps))
-        return {name: float(np.mean(v)) for name, v in metrics.items()}
+        return {name: _finite_mean(v) for name, v in metrics.items()}
+
+
+def _finite_mean(values) -> float:
+    """The mean of the finite values (NaN when there are none)."""
+    values = np.asarray(values, dtype=float)
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else float("nan")
 
 
 def progress(env_steps: int, total: int, sps: float, eta_s: float, success: dict) -> None:
@@ -106,6 +114,7 @@ def progress(env_steps: int, total: int, sps: float, eta_s: float, success: dict
     eta = time.strftime("%H:%M:%S", time.gmtime(eta_s))
     line = f"\r{env_steps:>12,}/{total:,} env steps | {sps:>9,.0f} SPS | ETA {eta}"
     line += f" | eval success {success['success_rate']:.3f}" if success else ""
+    line += f" (sampled {success['sampled_success_rate']:.3f})" if "sampled_success_rate" in success else ""
     print(line, end="" if sys.stdout.isatty() else "\n", flush=True)
 
 

@@ -237,7 +237,9 @@ class GoalEnv(PipelineEnv):
 
 
 class VecEnv:
-    """A batch of `num_envs` copies of a `GoalEnv` with auto-reset to a fresh start and goal.
+    """A batch of `num_envs` copies of a `GoalEnv` with auto-reset to a fresh start and goal
+    (`fixed_goals=True`: to the env's first start and goal, every episode, as JaxGCRL's
+    training envs do, whose auto-reset restores the first reset's state).
 
         `reset(key)` returns a batched `State`; `step(state, action)` steps every env and, for
         envs whose episode ended (terminated or truncated), draws a new start and goal from that
@@ -256,9 +258,10 @@ class VecEnv:
         episode ends pay nothing for it.
     """
 
-    def __init__(self, env: GoalEnv, num_envs: int):
+    def __init__(self, env: GoalEnv, num_envs: int, fixed_goals: bool = False):
         self.env = env
         self.num_envs = int(num_envs)
+        self.fixed_goals = bool(fixed_goals)
         limit = getattr(env, "cpu_max_envs_without_scheduler_flag", None)
         if (
             limit is not None
@@ -277,8 +280,10 @@ class VecEnv:
         return getattr(self.env, name)
 
     def reset(self, key: jax.Array) -> State:
-        state = jax.vmap(self.env.reset)(jax.random.split(key, self.num_envs))
-        return state.replace(info={**state.info, "episode_return": jnp.zeros(self.num_envs)})
+        keys = jax.random.split(key, self.num_envs)
+        state = jax.vmap(self.env.reset)(keys)
+        fixed = {"reset_key": keys} if self.fixed_goals else {}  # what every later reset repeats
+        return state.replace(info={**state.info, "episode_return": jnp.zeros(self.num_envs), **fixed})
 
     def step(self, state: State, action: jax.Array) -> State:
         stepped = jax.vmap(self.env.step)(state, action)
@@ -288,7 +293,8 @@ class VecEnv:
 
         def reset_ended(s: State) -> State:
             keys = jax.vmap(jax.random.split)(s.info["rng"])  # (num_envs, 2, key)
-            fresh = jax.vmap(self.env.reset)(keys[:, 1])
+            # fixed_goals: the env's first reset again, the same start and goal every episode
+            fresh = jax.vmap(self.env.reset)(s.info["reset_key"] if self.fixed_goals else keys[:, 1])
 
             def pick(new, old):
                 mask = ended.reshape(ended.shape + (1,) * (old.ndim - 1))
@@ -325,39 +331,65 @@ class VecEnv:
 
         return jax.tree.map(spec, state)
 
-    def evaluate(self, policy: Callable[[jax.Array], jax.Array] | None, key: jax.Array) -> tuple[dict, tuple]:
+    def evaluate(
+        self,
+        policy: Callable[[jax.Array], jax.Array] | None,
+        key: jax.Array,
+        sampled: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
+    ) -> tuple[dict, tuple]:
         """One full episode per env from `reset(key)` with `policy(obs batch) -> action batch`
-        (`None`: uniformly random actions in [-1, 1], the random-policy baseline).
+        (`None`: uniformly random actions in [-1, 1], the random-policy baseline), and with
+        `sampled(obs batch, key) -> action batch` too when given: a second set of episodes from
+        the same starts and goals, with a fresh key at every step.
 
-        Returns `(metrics, (pipeline_states, goals))`: the means over envs of `success_rate` (the
-        goal was reached at some step), `time_at_goal` (fraction of the episode's steps at the
-        goal), `final_distance` (goal distance at the episode's last step) and `episodic_return`
-        (sum of the env's reward); and env 0's episode (pipeline states with a leading time
-        axis, one goal per step) for `envs.render`. Each env's first episode only counts: steps
-        after it ends are masked. Pure; jit it (or a function around it).
+        Returns `(metrics, (pipeline_states, goals))`. The metrics are means over envs:
+        `success_rate` (the goal was reached at some step), `time_at_goal` (fraction of the
+        episode's steps at the goal), `final_distance` (goal distance at the episode's last
+        step), `episodic_return` (sum of the env's reward) and `steps_to_success` (the first step
+        at the goal, 1-based, averaged over the episodes that got there; NaN when none did); with
+        `sampled`, the same five again prefixed `sampled_`. The episode is env 0's under `policy`
+        (pipeline states with a leading time axis, one goal per step) for `envs.render`. Each
+        env's first episode only counts: steps after it ends are masked. Pure; jit it (or a
+        function around it).
         """
+        start = self.reset(key)
+
+        def random_or_policy(obs, k):
+            if policy is None:
+                return jax.random.uniform(k, (self.num_envs, self.env.action_size), minval=-1.0, maxval=1.0)
+            return policy(obs)
+
+        step_keys = jax.random.split(jax.random.fold_in(key, 1), self.env.episode_length)  # random policy only
+        metrics, episode = self._episodes(random_or_policy, start, step_keys, record=True)
+        if sampled is not None:
+            step_keys = jax.random.split(jax.random.fold_in(key, 2), self.env.episode_length)
+            more, _ = self._episodes(sampled, start, step_keys, record=False)
+            metrics.update({f"sampled_{name}": value for name, value in more.items()})
+        return metrics, episode
+
+    def _episodes(self, policy, start: State, step_keys: jax.Array, record: bool) -> tuple[dict, tuple]:
+        """`evaluate`'s episodes under `policy(obs batch, key)` from the batched state `start`;
+        env 0's states and goals when `record` (else None)."""
         length = self.env.episode_length
 
         def step(carry, k):
             state, alive, final_dist = carry
-            if policy is None:
-                action = jax.random.uniform(k, (self.num_envs, self.env.action_size), minval=-1.0, maxval=1.0)
-            else:
-                action = policy(state.obs)
-            nxt = self.step(state, action)
+            nxt = self.step(state, policy(state.obs, k))
             ended = jnp.logical_or(nxt.done > 0, nxt.info["truncation"] > 0)
             final_dist = jnp.where(alive * ended > 0, nxt.metrics["dist"], final_dist)
             out = (nxt.metrics["success"] * alive, nxt.reward * alive)
             first_env = (jax.tree.map(lambda x: x[0], state.pipeline_state), state.info["goal"][0])
-            return (nxt, alive * (1.0 - ended), final_dist), out + first_env
+            return (nxt, alive * (1.0 - ended), final_dist), out + (first_env if record else (None, None))
 
-        start = (self.reset(key), jnp.ones(self.num_envs), jnp.zeros(self.num_envs))
-        step_keys = jax.random.split(jax.random.fold_in(key, 1), length)  # used by policy None only
-        (_, _, final_dist), (success, reward, frames, goals) = jax.lax.scan(step, start, step_keys)
+        carry = (start, jnp.ones(self.num_envs), jnp.zeros(self.num_envs))
+        (_, _, final_dist), (success, reward, frames, goals) = jax.lax.scan(step, carry, step_keys)
+        reached = jnp.max(success, axis=0)
+        first_step = jnp.argmax(success > 0, axis=0) + 1.0
         metrics = {
-            "success_rate": jnp.mean(jnp.max(success, axis=0)),
+            "success_rate": jnp.mean(reached),
             "time_at_goal": jnp.mean(jnp.sum(success, axis=0) / length),
             "final_distance": jnp.mean(final_dist),
             "episodic_return": jnp.mean(jnp.sum(reward, axis=0)),
+            "steps_to_success": jnp.sum(first_step * reached) / jnp.sum(reached),
         }
         return metrics, (frames, goals)

@@ -58,6 +58,11 @@ EVAL_TAGS = {
     "time_at_goal": "eval/time_at_goal",
     "final_distance": "eval/final_distance",
     "episodic_return": "eval/episodic_return",
+    "steps_to_success": "eval/steps_to_success",
+    # the same goals with sampled actions (the policy that collects the training data)
+    "sampled_success_rate": "eval/sampled_success_rate",
+    "sampled_time_at_goal": "eval/sampled_time_at_goal",
+    "sampled_final_distance": "eval/sampled_final_distance",
 }
 
 
@@ -69,6 +74,7 @@ class Preset:
     common_flags: tuple[str, ...] = ()
     algorithm_flags: dict[str, tuple[str, ...]] = field(default_factory=dict)
     note: str = ""
+    env_seeds: dict[str, tuple[int, ...]] = field(default_factory=dict)  # env id -> seeds, where not `seeds`
 
 
 _TINY = (
@@ -93,6 +99,10 @@ _EP_1001 = ("--episode-length=1001",)
 _SUITE_1M = ("--total-timesteps=1000000", "--num-evals=10")
 _PAPER_50M = ("--total-timesteps=50000000", "--num-evals=50", "--num-envs=512", *_EP_1001)
 _PAPER_10M = ("--total-timesteps=10000000", "--num-evals=50", "--num-envs=256", *_EP_1001)
+# Research scale on a CPU: 10M env steps at the defaults (256 envs) and JaxGCRL's episode
+# length, an evaluation every 500k steps, a checkpoint every 1M (an interrupted run resumes from
+# it). About 1,900 training SPS on ant on 2 CPU cores: 90 minutes per run with the cores to itself.
+_RESEARCH_10M = ("--total-timesteps=10000000", "--num-evals=20", "--checkpoint-every=1000000", *_EP_1001)
 
 PRESETS = {
     "cpu-smoke": Preset(
@@ -142,6 +152,17 @@ PRESETS = {
         common_flags=("--save-model",),  # the trained policy, to look into an env that did not rise
         note="crl_infonce at its defaults on every env family, one seed, 10-15 CPU minutes per env, beside a random policy",
     ),
+    "cpu-research": Preset(
+        algorithms=("crl_infonce",),
+        env_flags={
+            env_id: _RESEARCH_10M
+            for env_id in ("ant", "ant_u_maze", "humanoid", "cheetah", "simple_big_maze", "pusher_easy")
+        },
+        seeds=(1,),
+        env_seeds={"ant": (1, 2)},
+        common_flags=("--save-model",),
+        note="crl_infonce at 10M env steps on six envs (two seeds on ant): hours per run on 2 CPU cores",
+    ),
     "gpu-paper": Preset(
         algorithms=ALGORITHMS,
         env_flags={
@@ -171,7 +192,7 @@ PRESETS = {
 @dataclass(frozen=True)
 class Args:
     preset: str = "cpu-smoke"
-    """one of cpu-smoke, cpu-small, cpu-suite, gpu-paper"""
+    """one of cpu-smoke, cpu-small, cpu-suite, cpu-research, gpu-paper"""
     algorithms: tuple[str, ...] = ()
     """restrict to these algorithms (default: the preset's)"""
     env_ids: tuple[str, ...] = ()
@@ -212,7 +233,7 @@ def plan(args: Args) -> tuple[Preset, list[tuple[str, str, int, list[str]]]]:
     jobs = []
     for env_id in env_ids:
         for algorithm in algorithms:
-            for seed in args.seeds or preset.seeds:
+            for seed in args.seeds or preset.env_seeds.get(env_id, preset.seeds):
                 flags = [
                     f"--env-id={env_id}",
                     f"--seed={seed}",
@@ -260,6 +281,15 @@ def finished_run(run_root: str, algorithm: str, env_id: str, seed: int, total: i
         return None
     evals = plots.read_scalars(run_dir, ("eval/success_rate",)).get("eval/success_rate", {})
     return run_dir if evals and max(evals) >= total else None
+
+
+def resumable_run(run_root: str, algorithm: str, env_id: str, seed: int) -> str | None:
+    """The newest run directory of this job that holds a checkpoint (written with
+    --checkpoint-every) but not its final evaluation, if any: an interrupted run to resume."""
+    run_dir = plots.find_runs(run_root).get((env_id, algorithm), {}).get(seed)
+    checkpoints = os.path.join(run_dir, "checkpoints") if run_dir else ""
+    has_checkpoint = os.path.isdir(checkpoints) and any(f.endswith(".ckpt") for f in os.listdir(checkpoints))
+    return run_dir if has_checkpoint else None
 
 
 def random_command(flags: list[str], output: str) -> list[str]:
@@ -327,7 +357,7 @@ def run_random(env_id: str, seed: int, flags: list[str], out_dir: str, timings: 
         measured = json.load(f)
     run_dir = os.path.relpath(path, out_dir)
     row = dict(algorithm=RANDOM, env_id=env_id, seed=seed, env_steps=0)
-    row.update({name: measured[name] for name in EVAL_TAGS})
+    row.update({name: measured.get(name, "") for name in EVAL_TAGS})
     row.update(mean_sps=measured["env_only_sps"], run_dir=run_dir, command=shown)
     if wall is not None:
         timings[run_dir] = {"wall_s": round(wall, 1)}
@@ -347,6 +377,10 @@ def run_algorithm(
     run_dir = finished_run(run_root, algorithm, env_id, seed, total)
     timing = None
     if run_dir is None:
+        interrupted = resumable_run(run_root, algorithm, env_id, seed)
+        if interrupted is not None:  # a run stopped part-way: continue it from its last checkpoint
+            print(f"  resuming {interrupted}", flush=True)
+            command = [sys.executable, str(ROOT / "algorithms" / f"{algorithm}.py"), f"--resume={interrupted}"]
         start = time.perf_counter()
         result = subprocess.run(command, capture_output=True, text=True)
         timing = {"wall_s": round(time.perf_counter() - start, 1), **printed_seconds(result.stdout)}

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -123,18 +124,36 @@ def test_critic_loss_adds_the_logsumexp_penalty_and_reports_metrics():
     np.testing.assert_allclose(float(metrics["categorical_accuracy"]), np.mean(logits.argmax(1) == np.arange(5)))
 
 
-def test_actor_log_prob_matches_a_numerical_density():
-    """log pi(a) of the tanh-Gaussian equals the Gaussian density of atanh(a) minus log|da/du|."""
-    args = crl.Args(width=8, depth=1)
+@pytest.mark.parametrize("tanh_log_prob", ["exact", "capped"])
+def test_actor_log_prob_matches_a_numerical_density(tanh_log_prob):
+    """log pi(a) of the tanh-Gaussian equals the Gaussian density of atanh(a) minus log|da/du|
+    (`capped`: minus JaxGCRL's log(1 - tanh(u)^2 + 1e-6))."""
+    args = crl.Args(width=8, depth=1, tanh_log_prob=tanh_log_prob)
     actor = crl.Actor(4, 2, args, jax.random.PRNGKey(0))
     obs = jnp.arange(4.0) / 4
     action, log_prob = actor.sample(obs, jax.random.PRNGKey(1))
     mean, log_std = (np.asarray(x, np.float64) for x in actor.dist(obs))
     u = np.arctanh(np.asarray(action, np.float64))
     std = np.exp(log_std)
-    expected = np.sum(-0.5 * ((u - mean) / std) ** 2 - log_std - 0.5 * np.log(2 * np.pi) - np.log(1 - np.tanh(u) ** 2))
+    jacobian = np.log(1 - np.tanh(u) ** 2 + (1e-6 if tanh_log_prob == "capped" else 0.0))
+    expected = np.sum(-0.5 * ((u - mean) / std) ** 2 - log_std - 0.5 * np.log(2 * np.pi) - jacobian)
     np.testing.assert_allclose(float(log_prob), expected, rtol=1e-3)
     assert -5.0 <= log_std.min() and log_std.max() <= 2.0
+
+
+def test_capped_tanh_log_prob_limits_the_penalty_of_a_saturated_action():
+    """With a mean far in tanh's tail, the exact correction keeps growing with |u| while the
+    capped one stops at -log(1e-6) = 13.8 per dimension: a saturated policy looks more random."""
+    log_probs = {}
+    for kind in ("exact", "capped"):
+        actor = crl.Actor(4, 2, crl.Args(width=8, depth=1, tanh_log_prob=kind), jax.random.PRNGKey(0))
+        # every output of the net: mean 30 (both dimensions), log_std at its floor
+        actor = jax.tree_util.tree_map(jnp.zeros_like, actor)
+        actor = eqx.tree_at(lambda a: a.net.out.bias, actor, jnp.array([30.0, 30.0, -50.0, -50.0]))
+        log_probs[kind] = float(actor.sample(jnp.zeros(4), jax.random.PRNGKey(1))[1])
+    gaussian = 2 * (5.0 - 0.5 * np.log(2 * np.pi))  # log N(u | mean, e^-5) at u ~ mean, both dims
+    assert log_probs["capped"] == pytest.approx(gaussian + 2 * 6 * np.log(10), abs=0.5)
+    assert log_probs["exact"] == pytest.approx(gaussian + 2 * (2 * 30 - 2 * np.log(2)), abs=0.5)
 
 
 # ------------------------------------------------------------------ schedule and bad flags

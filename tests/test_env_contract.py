@@ -12,6 +12,7 @@ its rollout would compile the same step again, 20-70 s cold per id.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import subprocess
@@ -309,3 +310,81 @@ def test_arm_tasks_step_256_envs_on_cpu_without_hanging():
     except subprocess.TimeoutExpired:
         pytest.fail(f"{tasks} at 256 envs did not finish 3 calls of 4 steps each in 600 s (a hang)")
     assert result.returncode == 0 and result.stdout.count("stepped") == len(tasks), result.stderr[-3000:]
+
+
+# ------------------------------------------------------------------ JaxGCRL's fixed training goals
+def test_fixed_goals_repeat_each_envs_first_start_and_goal_every_episode():
+    """`VecEnv(..., fixed_goals=True)` (the algorithms' --fixed-goals): every auto-reset
+    restores the env's first start and goal, as JaxGCRL's training envs do; episode ids still
+    count the episodes."""
+    env = make_env("reacher")
+    vec = envs.VecEnv(env, NUM_ENVS, fixed_goals=True)
+
+    @jax.jit
+    def run(key):
+        first = vec.reset(key)
+
+        def body(state, k):
+            action = jax.random.uniform(k, (NUM_ENVS, env.action_size), minval=-1.0, maxval=1.0)
+            nxt = vec.step(state, action)
+            return nxt, (nxt.obs, nxt.info["goal"], nxt.info["steps"], nxt.info["episode_id"])
+
+        return first, jax.lax.scan(body, first, jax.random.split(key, 3 * EPISODE_LENGTH))[1]
+
+    first, (obs, goals, steps, episode_ids) = jax.tree.map(np.asarray, run(jax.random.PRNGKey(3)))
+    restarted = steps == 0  # the observation after an auto-reset: the new episode's first
+    assert restarted.sum() == 3 * NUM_ENVS and episode_ids[-1].tolist() == [3] * NUM_ENVS
+    for t, e in zip(*np.nonzero(restarted)):  # the same reset, compiled into another program: rounding
+        np.testing.assert_allclose(obs[t, e], first.obs[e], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(goals, np.broadcast_to(first.info["goal"], goals.shape), rtol=1e-5, atol=1e-7)
+    assert len({tuple(g) for g in first.info["goal"].round(5)}) == NUM_ENVS  # one goal per env, distinct
+
+
+# ------------------------------------------------------------------ evaluation
+@functools.cache
+def evaluation_of_a_fixed_policy():
+    """A fixed action per goal (the same in every step, so that two compiled programs' rounding
+    does not grow into different episodes), evaluated on 32 reacher episodes of 50 steps as the
+    algorithms do (deterministic and 'sampled', here the same function), and the same episodes
+    stepped by hand from the same reset."""
+    env = envs.make("reacher", episode_length=50)
+    vec = envs.VecEnv(env, 32)
+    weights = 20.0 * jax.random.normal(jax.random.PRNGKey(1), (env.goal_dim, env.action_size))
+
+    def policy(obs):
+        return jnp.sin(obs[:, env.state_dim :] @ weights)
+
+    key = jax.random.PRNGKey(4)
+    metrics = jax.jit(lambda k: vec.evaluate(policy, k, lambda obs, _: policy(obs))[0])(key)
+
+    @jax.jit
+    def by_hand(key):
+        def body(state, _):
+            nxt = vec.step(state, policy(state.obs))
+            return nxt, (nxt.metrics["success"], nxt.done + nxt.info["truncation"], nxt.metrics["dist"])
+
+        return jax.lax.scan(body, vec.reset(key), None, length=50)[1]
+
+    return jax.tree.map(np.asarray, metrics), jax.tree.map(np.asarray, by_hand(key))
+
+
+def test_evaluation_scores_both_action_modes_from_the_same_goals():
+    """With the same function as the deterministic and the sampled policy, both modes' metrics
+    are equal: they start from the same resets and goals."""
+    metrics, _ = evaluation_of_a_fixed_policy()
+    for name in ("success_rate", "time_at_goal", "final_distance", "episodic_return", "steps_to_success"):
+        assert metrics[f"sampled_{name}"] == pytest.approx(metrics[name], abs=1e-6), name
+
+
+def test_evaluation_metrics_match_episodes_stepped_by_hand():
+    """success rate, time at goal, final distance and steps to success (the first step at the
+    goal, 1-based, over the episodes that reached it) of each env's first episode."""
+    metrics, (success, ended, dist) = evaluation_of_a_fixed_policy()
+    assert not ended[:-1].any() and ended[-1].all()  # reacher never terminates: one 50-step episode
+    reached = success.max(axis=0) > 0
+    assert 0 < reached.sum() < 32, "the check needs episodes that reach the goal and episodes that do not"
+    first = np.argmax(success > 0, axis=0) + 1
+    assert metrics["success_rate"] == pytest.approx(reached.mean())
+    assert metrics["time_at_goal"] == pytest.approx(success.sum(axis=0).mean() / 50)
+    assert metrics["final_distance"] == pytest.approx(dist[-1].mean(), rel=1e-5)
+    assert metrics["steps_to_success"] == pytest.approx(first[reached].mean())
