@@ -4,6 +4,7 @@ and `benchmark.py --preset cpu-smoke` end to end (CSV columns, a non-blank PNG, 
 from __future__ import annotations
 
 import csv
+import json
 import pathlib
 import subprocess
 import sys
@@ -15,6 +16,8 @@ from scipy import stats
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 plots = load_algorithm("plots", folder="results")
+sys.modules.setdefault("plots", plots)  # what results/benchmark.py imports, as a script would find it
+benchmark = load_algorithm("benchmark", folder="results")
 
 
 @pytest.mark.parametrize("n", range(1, 13))
@@ -105,6 +108,10 @@ def test_benchmark_cpu_smoke_end_to_end(tmp_path):
         "time_at_goal",
         "final_distance",
         "episodic_return",
+        "steps_to_success",
+        "sampled_success_rate",
+        "sampled_time_at_goal",
+        "sampled_final_distance",
         "run_dir",
     ]
     assert sorted(r["algorithm"] for r in finals) == sorted(algorithms)
@@ -232,3 +239,47 @@ def test_every_results_script_is_in_the_readme_table_and_parses_its_flags_with_t
         assert f"| `{script.name}` |" in table, f"{script.name} is missing from results/README.md's table"
         assert "tyro.cli(" in source and "argparse" not in source, f"{script.name}: flags are parsed with tyro"
         assert "sys.path" not in source, f"{script.name} edits sys.path"
+
+
+def test_benchmark_resumes_a_run_with_a_checkpoint_and_restarts_none_without(tmp_path):
+    """An interrupted run (event files and a checkpoint, no final evaluation) is the one the
+    runner resumes; a run killed before its first checkpoint has nothing to resume from."""
+    runs = tmp_path / "runs"
+    for name in ("ant__crl_infonce__1__100", "ant__crl_infonce__2__100"):
+        (runs / name).mkdir(parents=True)
+        (runs / name / "events.out.tfevents.100.host").write_bytes(b"")
+    (runs / "ant__crl_infonce__1__100" / "checkpoints").mkdir()
+    (runs / "ant__crl_infonce__1__100" / "checkpoints" / "step_000000010.ckpt").write_bytes(b"")
+    assert benchmark.resumable_run(str(runs), "crl_infonce", "ant", 1) == str(runs / "ant__crl_infonce__1__100")
+    assert benchmark.resumable_run(str(runs), "crl_infonce", "ant", 2) is None
+    assert benchmark.resumable_run(str(runs), "crl_infonce", "ant", 3) is None
+
+
+def test_cpu_research_preset_runs_six_envs_at_10m_steps_with_checkpoints():
+    preset = benchmark.PRESETS["cpu-research"]
+    assert set(preset.env_flags) == {"ant", "ant_u_maze", "humanoid", "cheetah", "simple_big_maze", "pusher_easy"}
+    assert preset.env_seeds == {"ant": (1, 2)} and preset.seeds == (1,)
+    for flags in preset.env_flags.values():
+        assert {"--total-timesteps=10000000", "--episode-length=1001", "--checkpoint-every=1000000"} <= set(flags)
+
+
+@pytest.mark.slow
+def test_gpu_check_runs_its_three_steps_at_a_tiny_scale(tmp_path):
+    """results/gpu_check.py --tiny on a cheap env: every step ends, the summary table comes
+    last and summary.json holds the env-only rate, the run's compile time, SPS and both
+    evaluation modes, and the two depths."""
+    command = [sys.executable, str(ROOT / "results" / "gpu_check.py"), "--tiny", "--env-id", "reacher"]
+    command += ["--depth-env-id", "reacher", "--out-dir", str(tmp_path), "--ant-timeout=900", "--step-timeout=900"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.stdout.rstrip().splitlines()[-1].startswith("| depth 64 (reacher) |")
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == {"env_only": "ok", "ant": "ok", "depth": "ok"}
+    assert summary["env_only"]["env_only_sps"] > 0 and summary["env_only"]["num_envs"] == 8
+    ant = summary["ant"]
+    assert ant["compile_s"] > 0 and ant["sps"] > 0 and ant["eval_env_steps"] == 2000
+    assert 0 <= ant["success_rate"] <= 1 and 0 <= ant["sampled_success_rate"] <= 1
+    assert [row["depth"] for row in summary["depth"]] == [4, 64]
+    assert all(row["compile_s"] > 0 and row["ms_per_update"] > 0 for row in summary["depth"])
+    for step in ("env_only", "ant", "depth"):
+        assert (tmp_path / f"{step}.log").exists()
