@@ -18,8 +18,9 @@ Run (then `tensorboard --logdir runs`):
     python algorithms/sac_her.py --env-id ant_maze --num-envs 512 --total-timesteps 10000000
 
 The file reads top to bottom: the flags (`Args`; the run flags every algorithm shares are
-`buffers.RunArgs`), then the whole algorithm (networks, losses, update, training step,
-evaluation), then the RUN block, the same in all four algorithm files.
+`run.RunArgs`), then the whole algorithm (networks, losses, update, training step,
+evaluation), then a few lines that hand it to the run harness (`algorithms/run/`: run
+directories, resume, seeds, devices, logging, checkpoints).
 Everything per training step runs in one compiled function: `unroll_length` steps of `num_envs`
 envs, the buffer insert, and `updates_per_rollout` gradient steps on relabelled batches;
 Python only loops over chunks of training steps to evaluate, log and print progress.
@@ -44,26 +45,23 @@ losses/actor_loss, losses/alpha, losses/alpha_loss, losses/entropy.
 from __future__ import annotations
 
 import os
-import sys
-import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
-import tyro
 
-import buffers
 import envs
-from buffers import BufferMemoryError, CheckpointError, ConfigError, RunArgs, TrajectoryBuffer, Transition, require
+from algorithms import run
+from algorithms.run import RunArgs, require
+from buffers import TrajectoryBuffer, Transition
 
 
 @dataclass(frozen=True)
 class Args(RunArgs):
     """The algorithm's flags; the run's (--env-id, --num-envs, --total-timesteps, --seed, ...)
-    come first, from buffers/flags.py. `--help` lists both."""
+    come first, from algorithms/run/flags.py. `--help` lists both."""
 
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
     """the name of this experiment (part of the run directory's name)"""
@@ -98,8 +96,8 @@ class Args(RunArgs):
 
     def __post_init__(self):
         """The algorithm's flags are checked here, as they are parsed; the run's flags are
-        checked in the RUN block (`make_schedule`)."""
-        buffers.require_network_sizes(self)
+        checked by the harness (`run.make_schedule`)."""
+        run.require_network_sizes(self)
         require(0.0 < self.gamma < 1.0, f"--gamma must be in (0, 1) (got {self.gamma}).")
         require(0.0 < self.relabel_gamma <= 1.0, f"--relabel-gamma must be in (0, 1] (got {self.relabel_gamma}).")
         require(0.0 <= self.relabel_ratio <= 1.0, f"--relabel-ratio must be in [0, 1] (got {self.relabel_ratio}).")
@@ -337,9 +335,10 @@ def make_rollout(vec_env: envs.VecEnv, unroll_length: int):
 
 
 def make_train(args: Args, env, schedule, spread=lambda batch: batch):
-    """init(key) -> carry, training_step(carry) -> (carry, metrics, learned, finished), the
-    VecEnv and the buffer. carry = (train state, env states, buffer state, key); `finished` is
-    the (sum, count) of the finished episodes' returns; `spread` places a batch on the devices."""
+    """init(key) -> run.Carry (train state, env states, buffer state, key), training_step(carry)
+    -> run.Step (the next carry, the update's metrics, whether it learned, and the (sum, count)
+    of the finished episodes' returns), the VecEnv and the buffer; `spread` places a batch on
+    the devices."""
     vec_env = envs.VecEnv(env, args.num_envs, args.fixed_goals)
     buffer = TrajectoryBuffer(
         capacity=schedule.buffer_rows,
@@ -356,7 +355,7 @@ def make_train(args: Args, env, schedule, spread=lambda batch: batch):
     def init(key):
         ts_key, env_key, key = jax.random.split(key, 3)
         example = Transition.example(env.observation_size, env.action_size)
-        return init_train_state(ts_key), vec_env.reset(env_key), buffer.init(example), key
+        return run.Carry(init_train_state(ts_key), vec_env.reset(env_key), buffer.init(example), key)
 
     def training_step(carry):
         ts, env_state, buffer_state, key = carry
@@ -387,7 +386,7 @@ def make_train(args: Args, env, schedule, spread=lambda batch: batch):
 
         learn = jnp.logical_and(buffer_state.size >= schedule.learning_start_rows, schedule.updates_per_rollout > 0)
         ts, metrics = jax.lax.cond(learn, gradient_steps, no_steps, ts)
-        return (ts, env_state, buffer_state, key), metrics, learn, finished
+        return run.Step(run.Carry(ts, env_state, buffer_state, key), metrics, learn, finished)
 
     return init, training_step, vec_env, buffer
 
@@ -409,197 +408,27 @@ def make_evaluate(args: Args, env):
 
 
 # ======================================================================= RUN
-# Run directories, resume, seeds, devices, logging, checkpoints and `main`. This block is the
-# same, byte for byte, in all four algorithm files (tests/test_research_runs.py checks it): edit
-# it in one and copy it to the other three. From the algorithm above it uses Args, make_train,
-# make_evaluate, model_of and a train state's `actor` and `grad_steps`.
-ALGORITHM = os.path.basename(__file__)[: -len(".py")]
+# The run harness (algorithms/run/main.py) takes the algorithm as this description.
+ALGORITHM = run.Algorithm(
+    name=os.path.basename(__file__)[: -len(".py")],
+    Args=Args,
+    make_train=make_train,
+    make_evaluate=make_evaluate,
+    model_of=model_of,
+)
 
 
-def make_schedule(args: Args, env) -> buffers.Schedule:
-    """The run's flags checked and turned into sizes (buffers/schedule.py) before anything
-    compiles; the algorithm's flags are checked in Args."""
-    require(
-        args.eval_only == (args.load_model is not None),
-        "--eval-only and --load-model go together: --eval-only --load-model PATH evaluates a model.",
-    )
-    require(not args.track or args.num_seeds == 1, "--track logs one run per process: drop --track or --num-seeds.")
-    if args.capture_video:
-        try:
-            envs.check_rendering()
-        except envs.RenderingUnavailable as error:
-            raise ConfigError(f"--capture-video: {error}") from None
-    return buffers.make_schedule(args, env.episode_length)
-
-
-def make_env(args: Args):
-    try:
-        return envs.make(args.env_id, backend=args.backend, episode_length=args.episode_length)
-    except ValueError as error:
-        raise ConfigError(str(error)) from None
-
-
-def load_model(path: str, args: Args | None = None):
-    """(model, args, env, header) of a file written by --save-model. The networks' shapes come
-    from the file; `args` (default: the file's) sets the env and evaluation flags."""
-    header = buffers.read_header(path, kind="model", algorithm=ALGORITHM)
-    saved = Args(**header["args"])
-    args = saved if args is None else args
-    if envs.ALIASES.get(args.env_id, args.env_id) != envs.ALIASES.get(saved.env_id, saved.env_id):
-        raise CheckpointError(
-            f"{path} holds a model trained on {saved.env_id}, not {args.env_id}: pass --env-id {saved.env_id}."
-        )
-    keep = ("seed", "run_root", "exp_name", "backend", "episode_length", "num_eval_envs", "capture_video", "load_model")
-    args = replace(saved, **{name: getattr(args, name) for name in keep}, num_seeds=1)
-    env = make_env(args)
-    init = make_train(args, env, make_schedule(replace(args, eval_only=False, load_model=None), env))[0]
-    return buffers.load_tree(path, model_of(jax.eval_shape(init, jax.random.PRNGKey(0))[0])), args, env, header
+def main(args: Args) -> list[str]:
+    """Train (or with --eval-only evaluate); returns the run directories."""
+    return run.main(ALGORITHM, args)
 
 
 def load_policy(path: str):
     """Load a model saved with --save-model: returns (act, env), where act(state, goal) -> action
     is the deterministic policy, jitted, for one state or a batch, and env is the environment it
     was trained on (state = obs[..., :env.state_dim])."""
-    (actor, *_), _, env, _ = load_model(path)
-    return buffers.goal_policy(actor.deterministic), env
-
-
-def make_logs(args: Args, env, run_dirs: list[str], purge_step: int | None = None) -> buffers.Logs:
-    """TensorBoard writers for the run's seeds (buffers/logs.py), with videos of evaluation
-    episodes every --video-every evaluations and at the last when --capture-video is on."""
-    video = envs.episode_video(env) if args.capture_video else None
-    return buffers.Logs(run_dirs, purge_step, video, args.video_every, last_eval=args.num_evals)
-
-
-def evaluate_model(args: Args) -> list[str]:
-    """--eval-only: num_eval_envs episodes of a saved model, logged as eval/* at its env steps."""
-    model, args, env, header = load_model(args.load_model, args)
-    evaluate = jax.jit(jax.vmap(make_evaluate(args, env)))
-    metrics, rollout = evaluate(jax.tree.map(lambda x: x[None], model[0]), jax.random.PRNGKey(args.seed)[None])
-    logs = make_logs(args, env, buffers.make_run_dirs(args, ALGORITHM))
-    metrics = logs.evaluation(metrics, rollout, header["env_steps"], index=0)
-    logs.close()
-    print(f"{args.load_model} on {args.env_id}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
-    return logs.run_dirs
-
-
-def start_or_resume(args: Args, init, keys, shardings, lead: bool):
-    """(run directories, carry, first training step, training seconds so far): a fresh run, or
-    the newest checkpoint of --resume."""
-    if args.resume is None:
-        run_dirs = buffers.make_run_dirs(args, ALGORITHM) if lead else []
-        return run_dirs, jax.jit(init, out_shardings=shardings)(keys), 0, 0.0
-    names = buffers.read_run(args.resume, ALGORITHM)[0]["run_names"] if lead else []
-    run_dirs = [os.path.join(os.path.dirname(args.resume), name) for name in names]
-    try:
-        like = jax.eval_shape(init, keys)
-        carry, header = buffers.load_checkpoint(os.path.join(args.resume, "checkpoints"), like, algorithm=ALGORITHM)
-    except CheckpointError as error:
-        raise CheckpointError(f"--resume {args.resume}: {error} (written with --checkpoint-every).") from None
-    carry = jax.device_put(jax.tree.map(np.asarray, carry), shardings)  # host values: any process count
-    print(f"resuming {args.resume} after {header['step'] * args.num_envs * args.unroll_length:,} env steps")
-    return run_dirs, carry, header["step"], header["train_time"]
-
-
-def save_models(args: Args, run_dirs: list[str], final, env_steps: int) -> None:
-    """--save-model: each seed's networks as run_dir/{exp_name}.eqx (see load_policy)."""
-    header = {"algorithm": ALGORITHM, "kind": "model", "args": asdict(args), "env_steps": env_steps}
-    for path in buffers.save_models(run_dirs, f"{args.exp_name}.eqx", header, model_of(final)):
-        print(f"model saved to {path}")
-
-
-def main(args: Args) -> list[str]:
-    """Train (or with --eval-only evaluate) and return the run directories (in a multi-host
-    run, the first process writes them and returns them; the others return [])."""
-    if args.distributed and not args.eval_only:
-        buffers.start_distributed(args.distributed)
-    args = buffers.resumed_args(args, ALGORITHM) if args.resume is not None else args
-    env = make_env(args)  # before anything starts JAX: an arm or pusher turns off XLA's fusion emitters
-    schedule = make_schedule(args, env)
-    if args.eval_only:
-        return evaluate_model(args)
-    mesh = buffers.make_mesh(args.num_devices, args.num_envs, args.batch_size)
-    lead = jax.process_index() == 0
-    wandb = buffers.import_wandb() if args.track else None
-
-    # every function takes a leading seed axis
-    init, training_step, vec_env, buffer = make_train(args, env, schedule, buffers.spread_over(mesh))
-    example = Transition.example(env.observation_size, env.action_size)
-    buffer.check_memory(example, copies=args.num_seeds, devices=mesh.size if mesh else 1)
-    init, evaluate = (
-        buffers.seed_axis(init, args.num_seeds),
-        buffers.seed_axis(make_evaluate(args, env), args.num_seeds),
-    )
-    chunk = buffers.seed_axis(buffers.make_chunk(training_step), args.num_seeds, in_axes=(0, None))
-    # host arrays (numpy): a multi-host run needs every process to pass the same value
-    keys = np.stack([jax.random.split(jax.random.PRNGKey(args.seed + k)) for k in range(args.num_seeds)])
-    init_keys, eval_keys = keys[:, 0], keys[:, 1]
-    shardings = buffers.carry_shardings(mesh, jax.eval_shape(init, init_keys), vec_env, buffer)
-    per_step = schedule.steps_per_training_step
-
-    run_dirs, carry, start, train_time = start_or_resume(args, init, init_keys, shardings, lead)
-    if args.track and lead:
-        wandb.init(project=args.wandb_project_name, sync_tensorboard=True, config=asdict(args), name=run_dirs[0])
-    logs = make_logs(args, env, run_dirs, purge_step=start * per_step + 1 if start else None)
-    if not start:
-        logs.hyperparameters(asdict(args), {k: v for k, v in asdict(schedule).items() if "boundaries" not in k})
-    if lead:
-        print("run directory: " + ", ".join(run_dirs) + (f" ({mesh.size} devices)" if mesh else ""))
-
-    compile_start = time.perf_counter()
-    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()) if mesh else None
-    chunk = eqx.debug.assert_max_traces(chunk, max_traces=1)  # the training loop is compiled once
-    chunk_fn = jax.jit(chunk, donate_argnums=0, out_shardings=(shardings, replicated))
-    chunk_fn = chunk_fn.lower(carry, np.int32(0)).compile()
-
-    def evaluate_at(actor, keys, index):
-        return evaluate(actor, jax.vmap(jax.random.fold_in, (0, None))(keys, index))
-
-    eval_fn = jax.jit(evaluate_at).lower(carry[0].actor, eval_keys, np.int32(0)).compile()
-    print(f"compiled training chunk and evaluation in {time.perf_counter() - compile_start:.1f} s")
-
-    loop_start = time.perf_counter()
-    success = logs.evaluation(*eval_fn(carry[0].actor, eval_keys, np.int32(0)), 0, 0) if not start else {}
-    evals = {boundary: i for i, boundary in enumerate(schedule.eval_boundaries)}
-    boundaries = sorted(set(schedule.eval_boundaries) | set(schedule.checkpoint_boundaries))
-    for lo, hi in [(lo, hi) for lo, hi in zip(boundaries, boundaries[1:]) if lo >= start]:
-        begin = time.perf_counter()
-        carry, stats = chunk_fn(carry, np.int32(hi - lo))
-        stats = jax.device_get(stats)
-        elapsed = time.perf_counter() - begin
-        train_time += elapsed
-        logs.chunk(stats, (hi - lo) * per_step / elapsed, hi * per_step)
-        if hi in evals:
-            success = logs.evaluation(
-                *eval_fn(carry[0].actor, eval_keys, np.int32(evals[hi])), hi * per_step, evals[hi]
-            )
-        if hi in schedule.checkpoint_boundaries:
-            logs.reopen()  # what the checkpoint covers is on disk first
-            header = {"algorithm": ALGORITHM, "kind": "checkpoint", "train_time": train_time}
-            snapshot = buffers.fetch(carry)
-            if lead:
-                buffers.save_checkpoint(os.path.join(run_dirs[0], "checkpoints"), hi, header, snapshot)
-        if lead:
-            eta = (schedule.training_steps - hi) * train_time / (hi - start)
-            buffers.progress(
-                hi * per_step, schedule.final_env_steps, (hi - start) * per_step / train_time, eta, success
-            )
-    print(f"\n{args.resume} had already finished" if start == schedule.training_steps else "")
-    final = jax.device_get(carry[0])  # networks and counters (replicated over the devices)
-    grad_steps = int(final.grad_steps[0])
-    print(
-        buffers.summary(schedule.final_env_steps, args.total_timesteps, args.num_seeds, grad_steps, train_time, success)
-    )
-    if args.save_model:
-        save_models(args, run_dirs, final, schedule.final_env_steps)
-    logs.close()
-    print(f"training loop: {time.perf_counter() - loop_start:.1f} s wall (training, evaluations, checkpoints, videos)")
-    return run_dirs
+    return run.load_policy(ALGORITHM, path)
 
 
 if __name__ == "__main__":
-    try:
-        main(tyro.cli(Args))
-    except (ConfigError, BufferMemoryError, FloatingPointError, CheckpointError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    run.cli(ALGORITHM)

@@ -12,17 +12,16 @@ the final and largest value of the first goal coordinate, averaged over envs.
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import pathlib
-import sys
 from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
 import tyro
 
-import buffers
 import envs
+from algorithms import run
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -38,12 +37,9 @@ class Args:
 
 
 def main(args: Args) -> None:
-    algorithm = buffers.read_header(args.model, kind="model")["algorithm"]
-    spec = importlib.util.spec_from_file_location(algorithm, ROOT / "algorithms" / f"{algorithm}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[algorithm] = module
-    spec.loader.exec_module(module)
-    (actor, *_), _, env, _ = module.load_model(args.model)
+    algorithm = run.files.read_header(args.model, kind="model")["algorithm"]
+    module = importlib.import_module(f"algorithms.{algorithm}")
+    (actor, *_), _, env, _ = run.load_model(module.ALGORITHM, args.model)
     vec = envs.VecEnv(env, args.num_envs)
     goal_index = env.goal_indices[0]
 

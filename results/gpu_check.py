@@ -184,8 +184,14 @@ def main(args: Args) -> dict:
     status = {}
     status["env_only"], _, _ = run_step(
         "env_only",
-        ["results/random_policy.py", f"--env-id={args.env_id}", f"--num-envs={num_envs}", f"--episode-length={length}",
-         f"--num-episodes={4 if args.tiny else 128}", f"--output={env_only_path}"],  # fmt: skip
+        [
+            "results/random_policy.py",
+            f"--env-id={args.env_id}",
+            f"--num-envs={num_envs}",
+            f"--episode-length={length}",
+            f"--num-episodes={4 if args.tiny else 128}",
+            f"--output={env_only_path}",
+        ],  # fmt: skip
         args.step_timeout,
         out_dir,
     )

@@ -22,7 +22,6 @@ of a 16-layer stack in float32 against bfloat16:
 
 from __future__ import annotations
 
-import importlib.util
 import pathlib
 import platform
 import statistics
@@ -35,7 +34,8 @@ import jax.numpy as jnp
 import tyro
 from throughput import synthetic_batch  # results/throughput.py: a script's own folder is on its path
 
-import buffers
+from algorithms import crl_infonce as crl
+from algorithms import run
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -55,14 +55,6 @@ class Args:
     and bfloat16, three interleaved rounds (what bfloat16 matmuls would buy)"""
 
 
-def load_crl():
-    spec = importlib.util.spec_from_file_location("crl_infonce", ROOT / "algorithms" / "crl_infonce.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["crl_infonce"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def median_seconds(fn, *inputs, repeats: int) -> float:
     jax.block_until_ready(fn(*inputs))  # compile and warm up
     times = []
@@ -73,20 +65,20 @@ def median_seconds(fn, *inputs, repeats: int) -> float:
     return statistics.median(times)
 
 
-def measure(crl, depth: int, passthrough: list[str], args: Args) -> dict:
+def measure(depth: int, passthrough: list[str], args: Args) -> dict:
     deep = ["--residual", "--layer-norm", f"--critic-depth={depth}", f"--actor-depth={depth}", f"--depth={depth}"]
-    run = tyro.cli(crl.Args, args=[*passthrough, *deep])
-    env = crl.make_env(run)
-    schedule = crl.make_schedule(run, env)
-    init, training_step, vec, _ = crl.make_train(run, env, schedule)
+    flags = tyro.cli(crl.Args, args=[*passthrough, *deep])
+    env = run.make_env(flags)
+    schedule = run.make_schedule(flags, env)
+    init, training_step, vec, _ = crl.make_train(flags, env, schedule)
 
-    chunk = jax.jit(buffers.make_chunk(training_step))
-    carry = jax.jit(init)(jax.random.PRNGKey(run.seed))
+    chunk = jax.jit(run.schedule.make_chunk(training_step))
+    carry = jax.jit(init)(jax.random.PRNGKey(flags.seed))
     lowered = chunk.lower(carry, jnp.int32(0))
     start = time.perf_counter()
     compiled = lowered.compile()
     compile_s = time.perf_counter() - start
-    prefill = max(1, schedule.learning_start_rows // run.unroll_length)
+    prefill = max(1, schedule.learning_start_rows // flags.unroll_length)
     carry, _ = jax.block_until_ready(compiled(carry, jnp.int32(prefill)))
     train_times = []
     for _ in range(args.repeats):
@@ -96,23 +88,23 @@ def measure(crl, depth: int, passthrough: list[str], args: Args) -> dict:
     assert float(stats["updated_steps"]) == args.steps, "every timed training step must run its gradient steps"
     train_s = statistics.median(train_times)
 
-    _, update = crl.make_update(run, env)
-    batch = synthetic_batch(env, run.batch_size, jax.random.PRNGKey(1))
+    _, update = crl.make_update(flags, env)
+    batch = synthetic_batch(env, flags.batch_size, jax.random.PRNGKey(1))
     num_updates = args.steps * schedule.updates_per_rollout
 
     @jax.jit
     def updates(ts, key):
         return jax.lax.scan(lambda ts, k: (update(ts, batch, k)[0], ()), ts, jax.random.split(key, num_updates))[0]
 
-    update_s = median_seconds(updates, carry[0], jax.random.PRNGKey(2), repeats=args.repeats)
+    update_s = median_seconds(updates, carry.train_state, jax.random.PRNGKey(2), repeats=args.repeats)
 
     @jax.jit
     def env_only(state, key):
         def body(state, k):
-            action = jax.random.uniform(k, (run.num_envs, env.action_size), minval=-1.0, maxval=1.0)
+            action = jax.random.uniform(k, (flags.num_envs, env.action_size), minval=-1.0, maxval=1.0)
             return vec.step(state, action), ()
 
-        return jax.lax.scan(body, state, jax.random.split(key, args.steps * run.unroll_length))[0]
+        return jax.lax.scan(body, state, jax.random.split(key, args.steps * flags.unroll_length))[0]
 
     env_s = median_seconds(env_only, vec.reset(jax.random.PRNGKey(3)), jax.random.PRNGKey(4), repeats=args.repeats)
     env_steps = args.steps * schedule.steps_per_training_step
@@ -123,7 +115,7 @@ def measure(crl, depth: int, passthrough: list[str], args: Args) -> dict:
         sps=env_steps / train_s,
         env_sps=env_steps / env_s,
         updates=schedule.updates_per_rollout,
-        env_id=run.env_id,
+        env_id=flags.env_id,
     )
 
 
@@ -147,10 +139,9 @@ def main(args: Args, passthrough: list[str]) -> None:
     if args.dtypes:
         return compare_dtypes()
     jax.config.update("jax_enable_compilation_cache", False)  # every depth compiles for real
-    crl = load_crl()
     rows = []
     for depth in args.depths:
-        row = measure(crl, depth, passthrough, args)
+        row = measure(depth, passthrough, args)
         print(row, file=sys.stderr, flush=True)
         rows.append(row)
     lines = [

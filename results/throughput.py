@@ -26,7 +26,7 @@ the policy's rollout (inference + env), the gradient steps, and the buffer sampl
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
+import importlib
 import pathlib
 import platform
 import statistics
@@ -37,18 +37,10 @@ import jax
 import jax.numpy as jnp
 import tyro
 
-import buffers
+from algorithms import run
 from buffers import Batch
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-
-
-def load(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "algorithms" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def timed(fn, *args, repeats: int):
@@ -114,15 +106,15 @@ def main() -> None:
 
 def measure(algorithm: str, argv: list[str], steps: int, repeats: int) -> tuple[str, str]:
     """One table row and one line of notes for an algorithm on one config."""
-    algo = load(algorithm)
+    algo = importlib.import_module(f"algorithms.{algorithm}")
     args = tyro.cli(algo.Args, args=argv)
     env = algo.envs.make(args.env_id, backend=args.backend, episode_length=args.episode_length)
-    schedule = algo.make_schedule(args, env)
+    schedule = run.make_schedule(args, env)
     init, training_step, vec, buffer = algo.make_train(args, env, schedule)
     per_step = schedule.steps_per_training_step
 
     # training: fill the buffer to learning_starts, then time chunks of `steps` training steps
-    chunk_fn = jax.jit(buffers.make_chunk(training_step))
+    chunk_fn = jax.jit(run.schedule.make_chunk(training_step))
     carry = jax.jit(init)(jax.random.PRNGKey(args.seed))
     warmup = max(1, schedule.learning_start_rows // args.unroll_length)
     start = time.perf_counter()
@@ -157,11 +149,11 @@ def measure(algorithm: str, argv: list[str], steps: int, repeats: int) -> tuple[
     def update_only(ts, key):
         return jax.lax.scan(lambda ts, k: (update(ts, batch, k)[0], ()), ts, jax.random.split(key, num_updates))[0]
 
-    update_s, _ = timed(update_only, carry[0], jax.random.PRNGKey(4), repeats=repeats)
+    update_s, _ = timed(update_only, carry.train_state, jax.random.PRNGKey(4), repeats=repeats)
 
     # diagnostics: the policy's own rollout (network inference + env) and buffer sampling alone
     rollout = algo.make_rollout(vec, args.unroll_length)
-    ts, _, buffer_state, _ = carry
+    ts, buffer_state = carry.train_state, carry.buffer_state
 
     @jax.jit
     def policy_rollouts(env_state, key):

@@ -70,8 +70,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 
-import buffers  # noqa: E402
 import envs  # noqa: E402
+from algorithms import run  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 ALGORITHMS = tuple(
@@ -79,13 +79,65 @@ ALGORITHMS = tuple(
 )  # the algorithm files: each names itself in ALGORITHM
 
 
+# A fork, as a researcher makes one: crl_infonce.py copied to a new name outside the repository,
+# with another critic objective, a new metric in the update's dict and a new field in the train
+# state. The tests that every algorithm file passes (a tiny run and its tags, resume, two
+# devices) run on it too, with no edit anywhere else.
+FORK = "crl_fork"
+FORK_EDITS = [
+    # the objective: the symmetric InfoNCE, whatever --contrastive-loss says
+    (
+        "    loss = contrastive_loss(logits, args.contrastive_loss) + ",
+        '    loss = contrastive_loss(logits, "sym_infonce") + ',
+    ),
+    # a new metric
+    (
+        '            "entropy": -jnp.mean(log_prob),\n',
+        '            "entropy": -jnp.mean(log_prob),\n            "twice_critic_loss": 2 * critic_loss,\n',
+    ),
+    # a new train-state field: the number of transitions the update has seen
+    (
+        "    env_steps: jax.Array\n    grad_steps: jax.Array\n",
+        "    env_steps: jax.Array\n    grad_steps: jax.Array\n    transitions_seen: jax.Array\n",
+    ),
+    (
+        "actor_opt_state, critic_opt_state, alpha_opt.init(log_alpha), zero, zero\n",
+        "actor_opt_state, critic_opt_state, alpha_opt.init(log_alpha), zero, zero, jnp.zeros(())\n",
+    ),
+    (
+        "*opt_states, ts.env_steps, ts.grad_steps + 1)",
+        "*opt_states, ts.env_steps, ts.grad_steps + 1, ts.transitions_seen + state.shape[0])",
+    ),
+]
+
+
+@functools.cache
+def fork_dir() -> pathlib.Path:
+    """A folder outside the repository holding FORK.py, made once per test process."""
+    import tempfile
+
+    source = (REPO / "algorithms" / "crl_infonce.py").read_text()
+    for old, new in FORK_EDITS:
+        assert source.count(old) == 1, f"the fork's edit no longer applies to crl_infonce.py: {old!r}"
+        source = source.replace(old, new)
+    folder = pathlib.Path(tempfile.mkdtemp(prefix="fork_"))
+    (folder / f"{FORK}.py").write_text(source)
+    return folder
+
+
+def algorithm_path(name: str) -> pathlib.Path:
+    """Where an algorithm file is: algorithms/{name}.py, or the fork's folder for FORK."""
+    return fork_dir() / f"{name}.py" if name == FORK else REPO / "algorithms" / f"{name}.py"
+
+
 def load_algorithm(name: str, folder: str = "algorithms"):
-    """Import {folder}/{name}.py as a module (the algorithm files and results/ are scripts, not
-    a package); each file is executed once per test process."""
+    """Import {folder}/{name}.py as a module (for FORK, the fork's file); each file is executed
+    once per test process."""
     module_name = f"{folder}_{name}"
     if module_name in sys.modules:
         return sys.modules[module_name]
-    spec = importlib.util.spec_from_file_location(module_name, REPO / folder / f"{name}.py")
+    path = algorithm_path(name) if folder == "algorithms" else REPO / folder / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while the file executes
     spec.loader.exec_module(module)
@@ -227,12 +279,12 @@ def check_her_rewards_are_recomputed_on_real_transitions(module) -> None:
     """A HER batch (relabel ratio 0.5) from the buffer after six tiny rollouts of reacher: half
     the goals are relabelled to future states, every reward is the env's success for the
     transition's next state and its goal, and hindsight goals are reached more often."""
-    args = module.Args(**tiny(module.ALGORITHM), relabel_ratio=0.5)
-    env = module.make_env(args)
-    init, training_step, _, buffer = module.make_train(args, env, module.make_schedule(args, env))
-    chunk = jax.jit(buffers.make_chunk(training_step))
+    args = module.Args(**tiny(module.ALGORITHM.name), relabel_ratio=0.5)
+    env = run.make_env(args)
+    init, training_step, _, buffer = module.make_train(args, env, run.make_schedule(args, env))
+    chunk = jax.jit(run.schedule.make_chunk(training_step))
     carry, _ = chunk(jax.jit(init)(jax.random.PRNGKey(0)), jax.numpy.int32(6))  # 6 rollouts of 10 steps
-    batch = buffer.sample_her(carry[2], jax.random.PRNGKey(1), 4000, 0.5, env.goal_reach_thresh)
+    batch = buffer.sample_her(carry.buffer_state, jax.random.PRNGKey(1), 4000, 0.5, env.goal_reach_thresh)
     relabelled = np.asarray(batch.relabelled)
     assert abs(relabelled.mean() - 0.5) < 4 * np.sqrt(0.25 / relabelled.size)
     goal = batch.obs[:, env.state_dim :]
@@ -247,14 +299,14 @@ def check_relabelling_discount_is_its_own_flag(module) -> None:
     --relabel-gamma says otherwise; gamma 1 (uniform) is accepted, beyond 1 is refused."""
 
     def relabel_gamma_of(**flags) -> float:
-        args = module.Args(**tiny(module.ALGORITHM), **flags)
-        env = module.make_env(args)
-        return module.make_train(args, env, module.make_schedule(args, env))[3].gamma
+        args = module.Args(**tiny(module.ALGORITHM.name), **flags)
+        env = run.make_env(args)
+        return module.make_train(args, env, run.make_schedule(args, env))[3].gamma
 
     assert relabel_gamma_of(gamma=0.9) == 0.99
     assert relabel_gamma_of(gamma=0.9, relabel_gamma=0.5) == 0.5
     assert relabel_gamma_of(relabel_gamma=1.0) == 1.0
-    with pytest.raises(module.ConfigError, match="--relabel-gamma"):
+    with pytest.raises(run.ConfigError, match="--relabel-gamma"):
         relabel_gamma_of(relabel_gamma=1.5)
 
 
@@ -263,7 +315,7 @@ def random_update_inputs(module):
     2-d goal and a 2-d action, and 16 random transitions."""
     from buffers import Batch
 
-    args = module.Args(**tiny(module.ALGORITHM))
+    args = module.Args(**tiny(module.ALGORITHM.name))
     obs_dim, action_dim = 6, 2
     env = types.SimpleNamespace(observation_size=obs_dim, state_dim=4, goal_dim=2, action_size=action_dim)
     init, update = module.make_update(args, env)

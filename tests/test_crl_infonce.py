@@ -26,6 +26,7 @@ from conftest import (
     user_process_env,
 )
 
+from algorithms import run
 from envs.base import FUSION_FLAG, SCHEDULER_FLAG
 
 crl = load_algorithm("crl_infonce")
@@ -160,7 +161,7 @@ def test_capped_tanh_log_prob_limits_the_penalty_of_a_saturated_action():
 def test_schedule_reaches_total_timesteps():
     env = crl.envs.make("reacher")
     args = crl.Args(num_envs=8, unroll_length=10, total_timesteps=1005, num_evals=3, learning_starts=20, batch_size=16)
-    schedule = crl.make_schedule(args, env)
+    schedule = run.make_schedule(args, env)
     assert schedule.final_env_steps >= 1005 > schedule.final_env_steps - 80
     assert schedule.eval_boundaries[0] == 0 and schedule.eval_boundaries[-1] == schedule.training_steps
     assert schedule.updates_per_rollout == round(8 * 49 / 16)

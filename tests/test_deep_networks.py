@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 from conftest import ALGORITHMS, load_algorithm, read_scalars, tiny
 
+from algorithms import run
+
 
 def unrolled(mlp, x):
     """The MLP's layers applied one by one in Python: the reference for the scan."""
@@ -40,9 +42,9 @@ def test_scanned_network_equals_the_unrolled_one(name, depth, layer_norm, residu
 
 def test_residual_depth_must_be_a_multiple_of_four():
     crl = load_algorithm("crl_infonce")
-    with pytest.raises(crl.ConfigError, match="--depth must be a multiple of 4 with --residual"):
+    with pytest.raises(run.ConfigError, match="--depth must be a multiple of 4 with --residual"):
         crl.Args(residual=True)
-    with pytest.raises(crl.ConfigError, match="--critic-depth must be at least 1"):
+    with pytest.raises(run.ConfigError, match="--critic-depth must be at least 1"):
         crl.Args(critic_depth=0)
     assert crl.Args(residual=True, depth=4, critic_depth=16).critic_depth == 16
 
@@ -53,8 +55,8 @@ def compile_training_step(critic_depth: int):
     compiled once (JAX also keeps compiled programs in memory)."""
     crl = load_algorithm("crl_infonce")
     args = crl.Args(**tiny("crl_infonce", depth=4, residual=True, critic_depth=critic_depth))
-    env = crl.make_env(args)
-    init, training_step, _, _ = crl.make_train(args, env, crl.make_schedule(args, env))
+    env = run.make_env(args)
+    init, training_step, _, _ = crl.make_train(args, env, run.make_schedule(args, env))
     carry = jax.eval_shape(init, jax.random.PRNGKey(0))
     lowered = jax.jit(training_step).lower(carry)
     start = time.perf_counter()

@@ -22,7 +22,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import FORK, REPO
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 pytestmark = pytest.mark.slow  # fresh processes with two devices compile every run
@@ -34,7 +34,7 @@ SCRIPT = textwrap.dedent(
     sys.path.insert(0, {tests!r})
     import jax, numpy as np
     from conftest import load_algorithm
-    import buffers
+    from algorithms import run
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     module = load_algorithm({name!r})
@@ -43,19 +43,19 @@ SCRIPT = textwrap.dedent(
 
     # the layout: half of the envs and of the buffer's env columns on each device
     args = module.Args(**flags, run_root={root!r})
-    env = module.make_env(args)
-    schedule = module.make_schedule(args, env)
-    mesh = buffers.make_mesh(args.num_devices, args.num_envs, args.batch_size)
-    init, training_step, vec_env, buffer = module.make_train(args, env, schedule, buffers.spread_over(mesh))
-    init, chunk = buffers.seed_axis(init, 1), buffers.seed_axis(buffers.make_chunk(training_step), 1, in_axes=(0, None))
+    env = run.make_env(args)
+    schedule = run.make_schedule(args, env)
+    mesh = run.devices.make_mesh(args.num_devices, args.num_envs, args.batch_size)
+    init, training_step, vec_env, buffer = module.make_train(args, env, schedule, run.devices.spread_over(mesh))
+    init, chunk = run.devices.seed_axis(init, 1), run.devices.seed_axis(run.schedule.make_chunk(training_step), 1, in_axes=(0, None))
     keys = jax.random.split(jax.random.PRNGKey(0), 1)
-    shardings = buffers.carry_shardings(mesh, jax.eval_shape(init, keys), vec_env, buffer)
+    shardings = run.devices.carry_shardings(mesh, jax.eval_shape(init, keys), vec_env, buffer)
     carry = jax.jit(init, out_shardings=shardings)(keys)
-    obs = carry[2].data.obs
+    obs = carry.buffer_state.data.obs
     out["buffer_shards"] = sorted(str(s.device) for s in obs.addressable_shards)
     out["buffer_shard_shape"] = list(obs.addressable_shards[0].data.shape)
-    out["env_shard_shape"] = list(carry[1].obs.addressable_shards[0].data.shape)
-    out["params_replicated"] = bool(jax.tree.leaves(carry[0].actor)[0].sharding.is_fully_replicated)
+    out["env_shard_shape"] = list(carry.env_state.obs.addressable_shards[0].data.shape)
+    out["params_replicated"] = bool(jax.tree.leaves(carry.train_state.actor)[0].sharding.is_fully_replicated)
     hlo = jax.jit(chunk).lower(carry, 1).compile().as_text()
     out["all_reduce"] = "all-reduce" in hlo
 
@@ -67,7 +67,7 @@ SCRIPT = textwrap.dedent(
         events.Reload()
         runs[devices] = {{t: [e.value for e in events.Scalars(t)] for t in events.Tags()["scalars"] if "SPS" not in t}}
         runs[devices]["params"] = [np.asarray(x).ravel().tolist() for x in jax.tree.leaves(
-            module.load_model(os.path.join(run_dir, {name!r} + ".eqx"))[0])]
+            run.load_model(module.ALGORITHM, os.path.join(run_dir, {name!r} + ".eqx"))[0])]
     out["runs"] = runs
 
     # flags the devices cannot serve
@@ -75,8 +75,8 @@ SCRIPT = textwrap.dedent(
     for bad in (dict(num_devices=3), dict(num_envs=5, batch_size=16), dict(num_devices=0)):
         try:
             args = module.Args(**{{**flags, **bad}})
-            buffers.make_mesh(args.num_devices, args.num_envs, args.batch_size)
-        except buffers.ConfigError as error:
+            run.devices.make_mesh(args.num_devices, args.num_envs, args.batch_size)
+        except run.ConfigError as error:
             errors.append(str(error))
     out["errors"] = errors
     print("RESULT" + json.dumps(out))
@@ -105,7 +105,7 @@ def tiny(name: str) -> dict:
     return flags
 
 
-@pytest.fixture(scope="module", params=["crl_dpo"])
+@pytest.fixture(scope="module", params=["crl_dpo", FORK])  # the fork: a train state with a field of its own
 def two_devices(request, tmp_path_factory):
     name, root = request.param, str(tmp_path_factory.mktemp(request.param))
     code = SCRIPT.format(name=name, flags=tiny(name), root=root, tests=str(REPO / "tests"))

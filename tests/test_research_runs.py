@@ -18,9 +18,12 @@ import time
 import jax
 import numpy as np
 import pytest
-from conftest import ALGORITHMS, REPO, as_flags, load_algorithm, tiny
+from conftest import ALGORITHMS, FORK, REPO, algorithm_path, as_flags, load_algorithm, tiny
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from algorithms import run as run_harness
+from algorithms.run import load_model
 
 EPISODE = 20
 # 60 training steps of 40 env steps; a checkpoint every 10, an evaluation every 15
@@ -29,7 +32,7 @@ RESUME_FLAGS = ["--checkpoint-every=400", "--save-model", "--capture-video", "--
 
 
 def command(name: str, flags: dict, *extra: str) -> list[str]:
-    return [sys.executable, str(REPO / "algorithms" / f"{name}.py"), *as_flags(flags), *extra]
+    return [sys.executable, str(algorithm_path(name)), *as_flags(flags), *extra]
 
 
 def run(cmd: list[str], expect: int = 0) -> subprocess.CompletedProcess:
@@ -50,10 +53,10 @@ def payload(path: str) -> bytes:
     return data[data.index(b"\n") + 1 :]
 
 
-# Checkpoints, resume, saved models and videos are RUN-block code, the same in every file: the
+# Checkpoints, resume, saved models and videos are the harness's (algorithms/run/): the
 # killed-and-resumed runs take one file per family (crl_dpo and td3_her save, load and resume
-# in test_devices.py).
-RESUMED = ["crl_infonce", "sac_her"]
+# in test_devices.py), and the fork, whose train state has a field the others do not.
+RESUMED = ["crl_infonce", "sac_her", FORK]
 
 
 @pytest.fixture(scope="module", params=RESUMED)
@@ -85,42 +88,34 @@ def runs(request, tmp_path_factory):
     return name, whole, resumed, checkpoints_at_kill
 
 
-RUN_BANNER = "# " + "=" * 71 + " RUN\n"
-
-
-@pytest.mark.parametrize("name", ALGORITHMS)
-def test_a_run_compiles_once_reaches_its_budget_and_logs_exactly_the_listed_tags(name, tmp_path, capsys):
+@pytest.mark.parametrize("name", [*ALGORITHMS, FORK])
+def test_a_run_compiles_once_reaches_its_budget_and_logs_its_metrics(name, tmp_path, capsys):
     """In process, 1234 env steps in training steps of 40: chunks of different lengths run
     through one compiled training chunk (main wraps it in eqx.debug.assert_max_traces, so a
     second trace would stop the run), the budget is rounded up to whole training steps (and
-    said so), and the scalars logged are exactly those the file's docstring lists."""
+    said so), every entry of the training step's metrics dict is logged as losses/<name> (the fork's
+    new one too, with no other edit), and every tag the file's docstring lists is logged."""
     module = load_algorithm(name)
     (run_dir,) = module.main(module.Args(**tiny(name), total_timesteps=1234, num_evals=3, run_root=str(tmp_path)))
     assert "+ 6 to finish the last training step" in capsys.readouterr().out  # 31 x 40 = 1240 steps
     logged = events(run_dir)
     assert max(e.step for e in logged.Scalars("eval/success_rate")) == 1240
-    docstring = ast.get_docstring(ast.parse((REPO / "algorithms" / f"{name}.py").read_text()))
+    args = module.Args(**tiny(name))
+    env = run_harness.make_env(args)
+    init, training_step, _, _ = module.make_train(args, env, run_harness.make_schedule(args, env))
+    metrics = jax.eval_shape(training_step, jax.eval_shape(init, jax.random.PRNGKey(0))).metrics
+    tags = set(logged.Tags()["scalars"])
+    assert {t for t in tags if t.startswith("losses/")} == {f"losses/{metric}" for metric in metrics}
+    assert name != FORK or "losses/twice_critic_loss" in tags
+    docstring = ast.get_docstring(ast.parse(algorithm_path(name).read_text()))
     paragraph = docstring.split("Logged (x axis = env steps):")[1].split("\n\n")[0]
     listed = set(re.findall(r"(?:charts|eval|losses)/[A-Za-z_0-9]+", paragraph))
-    assert {"charts/SPS", "eval/success_rate", "losses/actor_loss"} <= listed
+    assert {"charts/SPS", "eval/success_rate", "eval/sampled_success_rate", "losses/actor_loss"} <= listed
     # steps to success is not logged at an evaluation where no episode reached the goal
-    absent = listed - set(logged.Tags()["scalars"])
+    absent = listed - tags
     assert absent <= {"eval/steps_to_success", "eval/sampled_steps_to_success"}, absent
-    assert set(logged.Tags()["scalars"]) <= listed
+    assert {t for t in tags if not t.startswith("losses/")} <= listed
     assert "hyperparameters/text_summary" in logged.Tags()["tensors"]
-
-
-def test_the_run_block_is_the_same_in_every_algorithm_file():
-    """Each file is its algorithm, then one fenced RUN block that is byte-identical in all four
-    (so it is kept in sync by this test); no line is exempted from the formatter."""
-    blocks = {}
-    for name in ALGORITHMS:
-        text = (REPO / "algorithms" / f"{name}.py").read_text()
-        assert text.count(RUN_BANNER) == 1, name
-        blocks[name] = text[text.index(RUN_BANNER) :]
-        assert "fmt: skip" not in text and "fmt: off" not in text, name
-    assert len(blocks) == 4
-    assert len(set(blocks.values())) == 1, "the RUN blocks differ: copy the edited one to the other files"
 
 
 @pytest.mark.slow  # the runs fixture: three fresh processes per file
@@ -128,6 +123,9 @@ def test_killed_and_resumed_run_ends_with_the_same_parameters_and_evaluations(ru
     name, whole, resumed, checkpoints_at_kill = runs
     assert checkpoints_at_kill[-1] != "step_000000060.ckpt"
     assert payload(os.path.join(whole, f"{name}.eqx")) == payload(os.path.join(resumed, f"{name}.eqx"))
+    # the whole training state (the fork's extra field included) ends the same
+    final = os.path.join("checkpoints", "step_000000060.ckpt")
+    assert payload(os.path.join(whole, final)) == payload(os.path.join(resumed, final))
     a, b = events(whole), events(resumed)
     for tag in ["eval/success_rate", "eval/final_distance", "eval/episodic_return"]:
         assert [(e.step, e.value) for e in a.Scalars(tag)] == [(e.step, e.value) for e in b.Scalars(tag)]
@@ -217,8 +215,8 @@ def test_num_seeds_matches_separate_runs_with_those_seeds(name, tmp_path):
     assert [os.path.basename(d).split("__")[2] for d in together] == ["1", "2"]
     for seed, run_dir in zip([1, 2], together):
         (alone,) = module.main(module.Args(**flags, seed=seed, run_root=str(tmp_path / f"alone{seed}")))
-        vmapped, _, _, _ = module.load_model(os.path.join(run_dir, f"{name}.eqx"))
-        single, _, _, _ = module.load_model(os.path.join(alone, f"{name}.eqx"))
+        vmapped, _, _, _ = load_model(module.ALGORITHM, os.path.join(run_dir, f"{name}.eqx"))
+        single, _, _, _ = load_model(module.ALGORITHM, os.path.join(alone, f"{name}.eqx"))
         for x, y in zip(jax.tree.leaves(vmapped), jax.tree.leaves(single)):
             np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=1e-5, rtol=1e-5)
         a, b = events(run_dir), events(alone)

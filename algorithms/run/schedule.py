@@ -5,12 +5,16 @@ Python, before anything is traced.
     schedule.training_steps, schedule.eval_boundaries, schedule.final_env_steps
     chunk = make_chunk(training_step)                # chunk(carry, num_steps): the compiled loop
 
+An algorithm's `make_train` gives `init(key) -> Carry` and `training_step(carry) -> Step`,
+both named pytrees defined here: what a fork adds to its train state travels through the
+devices, checkpoints and resume with no other edit.
+
 A training step is `num_envs` envs stepped `unroll_length` times, the rollout inserted into the
 buffer, then `updates_per_rollout` gradient steps once the buffer holds `learning_start_rows`
 rows per env. The run is `training_steps` of them; evaluations and checkpoints fall between
 training steps, at the counts in `eval_boundaries` and `checkpoint_boundaries`.
 
-Bad flags raise `ConfigError` (buffers/flags.py) with a message that names the flags to change.
+Bad flags raise `ConfigError` (algorithms/run/flags.py) with a message that names the flags to change.
 The training steps between two boundaries run in one call of `make_chunk`'s loop.
 """
 
@@ -18,12 +22,34 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from buffers.flags import ConfigError, RunArgs, require
+from algorithms.run.flags import ConfigError, RunArgs, require
 from buffers.trajectory import rows_per_env
+
+
+class Carry(NamedTuple):
+    """What one training step hands the next: the algorithm's train state (an eqx.Module with
+    at least `actor` and `grad_steps`), the batched env states, the buffer state and a key."""
+
+    train_state: Any
+    env_state: Any
+    buffer_state: Any
+    key: jax.Array
+
+
+class Step(NamedTuple):
+    """What a training step returns: the next carry, the update's metrics (a dict of scalars,
+    each logged as losses/<name>), whether it learned (0 or 1: not before the buffer holds
+    `learning_start_rows`), and the (sum, count) of the returns of the episodes that ended."""
+
+    carry: Carry
+    metrics: dict
+    learned: jax.Array
+    finished: tuple[jax.Array, jax.Array]
 
 
 @dataclass(frozen=True)
@@ -45,7 +71,7 @@ class Schedule:
 
 
 def make_schedule(args: RunArgs, episode_length: int) -> Schedule:
-    """Check the run flags of `args` that set sizes (buffers/flags.py) and derive the schedule. `updates_per_rollout`
+    """Check the run flags of `args` that set sizes (algorithms/run/flags.py) and derive the schedule. `updates_per_rollout`
     None means num_envs * (episode_length - 1) / batch_size: every transition of a rollout is
     sampled about once."""
     at_least_one = "num_envs num_eval_envs unroll_length batch_size buffer_size num_evals total_timesteps"
@@ -91,27 +117,26 @@ def make_chunk(training_step):
     """chunk(carry, num_steps) -> (carry, stats): `num_steps` training steps in one loop (a
     traced count: one compile serves every chunk length), summing what the logs need.
 
-    `training_step(carry)` returns (carry, metrics, learned, (return_sum, episodes)): the
-    update's metrics (a dict of scalars), whether it learned (0 or 1, before learning starts),
-    and the sum of the returns of the episodes that ended and their count. `stats` holds the
-    sums of the metrics over the steps that learned ("losses"), their count ("updated_steps"),
-    and "return_sum" and "episodes"."""
+    `training_step(carry)` returns a `Step`. `stats` holds the sums of the metrics over the
+    steps that learned ("losses"), their count ("updated_steps"), and "return_sum" and
+    "episodes"."""
 
     def chunk(carry, num_steps):
-        metrics = jax.eval_shape(training_step, carry)[1]  # the shapes of the update's metrics
+        metrics = jax.eval_shape(training_step, carry).metrics  # the shapes of the update's metrics
         zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), metrics)
         stats = {"losses": zeros, "updated_steps": jnp.zeros(()), "return_sum": jnp.zeros(()), "episodes": 0}
 
         def body(_, loop):
             carry, stats = loop
-            carry, metrics, learned, (return_sum, episodes) = training_step(carry)
+            step = training_step(carry)
+            return_sum, episodes = step.finished
             stats = {
-                "losses": jax.tree.map(lambda s, m: s + learned * m, stats["losses"], metrics),
-                "updated_steps": stats["updated_steps"] + learned,
+                "losses": jax.tree.map(lambda s, m: s + step.learned * m, stats["losses"], step.metrics),
+                "updated_steps": stats["updated_steps"] + step.learned,
                 "return_sum": stats["return_sum"] + return_sum,
                 "episodes": stats["episodes"] + episodes,
             }
-            return carry, stats
+            return step.carry, stats
 
         return jax.lax.fori_loop(0, num_steps, body, (carry, stats))
 

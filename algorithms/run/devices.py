@@ -23,7 +23,7 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from buffers.flags import ConfigError
+from algorithms.run.flags import ConfigError
 
 
 def start_distributed(spec: str) -> None:
@@ -55,18 +55,17 @@ def make_mesh(num_devices: int | None, num_envs: int, batch_size: int) -> jax.sh
 
 
 def carry_shardings(mesh: jax.sharding.Mesh | None, carry: Any, vec_env: Any, buffer: Any) -> Any:
-    """Where a training carry (train state, env states, buffer state, key) lives: the env states
+    """Where a training `Carry` (train state, env states, buffer state, key) lives: the env states
     and the buffer's env columns split over the mesh (after the seed axis), networks, optimiser
     states, counters and keys replicated. None on one device."""
     if mesh is None:
         return None
-    ts, env_state, buffer_state, key = carry
     replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    return (
-        jax.tree.map(lambda _: replicated, ts),
-        vec_env.shardings(mesh, env_state, lead=1),
-        buffer.shardings(mesh, buffer_state, lead=1),
-        replicated,
+    return carry._replace(
+        train_state=jax.tree.map(lambda _: replicated, carry.train_state),
+        env_state=vec_env.shardings(mesh, carry.env_state, lead=1),
+        buffer_state=buffer.shardings(mesh, carry.buffer_state, lead=1),
+        key=replicated,
     )
 
 

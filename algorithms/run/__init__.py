@@ -1,0 +1,39 @@
+"""The run harness every algorithm file shares: what surrounds the algorithm in a run.
+
+* `main.py`: `Algorithm` (what an algorithm file hands over: its name, `Args`, `make_train`,
+  `make_evaluate`, `model_of`), `main` (train or evaluate: run directories, resume, seeds,
+  devices, logging, checkpoints), `cli` (flags and exit codes), `load_model`, `load_policy`.
+* `flags.py`: `RunArgs`, the flags every algorithm shares (each `Args` extends it),
+  `ConfigError`/`require` for flags that cannot run, `require_network_sizes`, `resumed_args`.
+* `schedule.py`: `Carry` and `Step`, the named pytrees of a training step; `make_schedule`
+  (the run's sizes and boundaries) and `make_chunk` (the compiled loop of training steps).
+* `devices.py`: the seed axis, the device mesh, the batch split, multi-host start and gather.
+* `logs.py`: TensorBoard writers (one per seed), evaluation videos, the progress line.
+* `files.py`: run directories, checkpoints and saved models (checksummed, written atomically).
+
+An algorithm file imports `from algorithms import run` and uses the names below.
+"""
+
+from algorithms.run.files import CheckpointError, goal_policy
+from algorithms.run.flags import ConfigError, RunArgs, require, require_network_sizes
+from algorithms.run.main import Algorithm, cli, load_model, load_policy, main, make_env, make_schedule
+from algorithms.run.schedule import Carry, Schedule, Step
+
+__all__ = [
+    "Algorithm",
+    "Carry",
+    "CheckpointError",
+    "ConfigError",
+    "RunArgs",
+    "Schedule",
+    "Step",
+    "cli",
+    "goal_policy",
+    "load_model",
+    "load_policy",
+    "main",
+    "make_env",
+    "make_schedule",
+    "require",
+    "require_network_sizes",
+]

@@ -1,0 +1,247 @@
+"""A run of any algorithm file: run directories, resume, seeds, devices, logging, checkpoints.
+
+An algorithm file ends by describing itself and handing that to this module:
+
+    ALGORITHM = run.Algorithm(name, Args, make_train, make_evaluate, model_of)
+    if __name__ == "__main__":
+        run.cli(ALGORITHM)            # parse the flags, train, exit 2 on a flag that cannot run
+
+`main(algorithm, args)` trains (or with --eval-only evaluates) and returns the run directories;
+`load_policy(algorithm, path)` loads a saved model as a goal-commanded policy. What an
+algorithm must give:
+
+* `Args`: a frozen dataclass extending `RunArgs` (algorithms/run/flags.py);
+* `make_train(args, env, schedule, spread)` -> `(init, training_step, vec_env, buffer)`, where
+  `init(key) -> Carry` and `training_step(carry) -> Step` (algorithms/run/schedule.py) and the
+  carry's train state has `actor` (with `deterministic` and `sample`) and `grad_steps`;
+  `spread(batch)` places a batch on the devices;
+* `make_evaluate(args, env)` -> `evaluate(actor, key) -> (metrics, env 0's episode)`;
+* `model_of(train_state)`: what --save-model writes (the actor first).
+
+`main` is written to be read and, by the few who must change the outer loop, copied into an
+algorithm file in place of the `run.main` call (README, "Algorithms").
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import equinox as eqx
+import jax
+import numpy as np
+import tyro
+
+import envs
+from algorithms.run import devices, files, logs
+from algorithms.run.files import CheckpointError
+from algorithms.run.flags import ConfigError, RunArgs, import_wandb, require, resumed_args
+from algorithms.run.schedule import Schedule, make_chunk
+from algorithms.run.schedule import make_schedule as schedule_of
+from buffers import BufferMemoryError, Transition
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    """What the harness needs of an algorithm file (see the module docstring)."""
+
+    name: str
+    Args: type
+    make_train: Callable
+    make_evaluate: Callable
+    model_of: Callable[[Any], Any]
+
+
+def make_schedule(args: RunArgs, env) -> Schedule:
+    """The run's flags checked and turned into sizes (algorithms/run/schedule.py) before
+    anything compiles; the algorithm's flags are checked in its Args."""
+    require(
+        args.eval_only == (args.load_model is not None),
+        "--eval-only and --load-model go together: --eval-only --load-model PATH evaluates a model.",
+    )
+    require(not args.track or args.num_seeds == 1, "--track logs one run per process: drop --track or --num-seeds.")
+    if args.capture_video:
+        try:
+            envs.check_rendering()
+        except envs.RenderingUnavailable as error:
+            raise ConfigError(f"--capture-video: {error}") from None
+    return schedule_of(args, env.episode_length)
+
+
+def make_env(args: RunArgs):
+    try:
+        return envs.make(args.env_id, backend=args.backend, episode_length=args.episode_length)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
+def load_model(algorithm: Algorithm, path: str, args: RunArgs | None = None):
+    """(model, args, env, header) of a file written by --save-model. The networks' shapes come
+    from the file; `args` (default: the file's) sets the env and evaluation flags."""
+    header = files.read_header(path, kind="model", algorithm=algorithm.name)
+    saved = algorithm.Args(**header["args"])
+    args = saved if args is None else args
+    if envs.ALIASES.get(args.env_id, args.env_id) != envs.ALIASES.get(saved.env_id, saved.env_id):
+        raise CheckpointError(
+            f"{path} holds a model trained on {saved.env_id}, not {args.env_id}: pass --env-id {saved.env_id}."
+        )
+    keep = ("seed", "run_root", "exp_name", "backend", "episode_length", "num_eval_envs", "capture_video", "load_model")
+    args = replace(saved, **{name: getattr(args, name) for name in keep}, num_seeds=1)
+    env = make_env(args)
+    init = algorithm.make_train(args, env, make_schedule(replace(args, eval_only=False, load_model=None), env))[0]
+    like = algorithm.model_of(jax.eval_shape(init, jax.random.PRNGKey(0)).train_state)
+    return files.load_tree(path, like), args, env, header
+
+
+def load_policy(algorithm: Algorithm, path: str):
+    """A model saved with --save-model as (act, env): act(state, goal) -> action is the
+    deterministic policy, jitted, for one state or a batch, and env is the environment it was
+    trained on (state = obs[..., :env.state_dim])."""
+    (actor, *_), _, env, _ = load_model(algorithm, path)
+    return files.goal_policy(actor.deterministic), env
+
+
+def make_logs(args: RunArgs, env, run_dirs: list[str], purge_step: int | None = None) -> logs.Logs:
+    """TensorBoard writers for the run's seeds (algorithms/run/logs.py), with videos of
+    evaluation episodes every --video-every evaluations and at the last when --capture-video is on."""
+    video = envs.episode_video(env) if args.capture_video else None
+    return logs.Logs(run_dirs, purge_step, video, args.video_every, last_eval=args.num_evals)
+
+
+def evaluate_model(algorithm: Algorithm, args: RunArgs) -> list[str]:
+    """--eval-only: num_eval_envs episodes of a saved model, logged as eval/* at its env steps."""
+    model, args, env, header = load_model(algorithm, args.load_model, args)
+    evaluate = jax.jit(jax.vmap(algorithm.make_evaluate(args, env)))
+    metrics, rollout = evaluate(jax.tree.map(lambda x: x[None], model[0]), jax.random.PRNGKey(args.seed)[None])
+    run_logs = make_logs(args, env, files.make_run_dirs(args, algorithm.name))
+    metrics = run_logs.evaluation(metrics, rollout, header["env_steps"], index=0)
+    run_logs.close()
+    print(f"{args.load_model} on {args.env_id}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+    return run_logs.run_dirs
+
+
+def start_or_resume(algorithm: Algorithm, args: RunArgs, init, keys, shardings, lead: bool):
+    """(run directories, carry, first training step, training seconds so far): a fresh run, or
+    the newest checkpoint of --resume."""
+    if args.resume is None:
+        run_dirs = files.make_run_dirs(args, algorithm.name) if lead else []
+        return run_dirs, jax.jit(init, out_shardings=shardings)(keys), 0, 0.0
+    names = files.read_run(args.resume, algorithm.name)[0]["run_names"] if lead else []
+    run_dirs = [os.path.join(os.path.dirname(args.resume), name) for name in names]
+    try:
+        like = jax.eval_shape(init, keys)
+        folder = os.path.join(args.resume, "checkpoints")
+        carry, header = files.load_checkpoint(folder, like, algorithm=algorithm.name)
+    except CheckpointError as error:
+        raise CheckpointError(f"--resume {args.resume}: {error} (written with --checkpoint-every).") from None
+    carry = jax.device_put(jax.tree.map(np.asarray, carry), shardings)  # host values: any process count
+    print(f"resuming {args.resume} after {header['step'] * args.num_envs * args.unroll_length:,} env steps")
+    return run_dirs, carry, header["step"], header["train_time"]
+
+
+def save_models(algorithm: Algorithm, args: RunArgs, run_dirs: list[str], final, env_steps: int) -> None:
+    """--save-model: each seed's networks as run_dir/{exp_name}.eqx (see load_policy)."""
+    header = {"algorithm": algorithm.name, "kind": "model", "args": asdict(args), "env_steps": env_steps}
+    for path in files.save_models(run_dirs, f"{args.exp_name}.eqx", header, algorithm.model_of(final)):
+        print(f"model saved to {path}")
+
+
+def main(algorithm: Algorithm, args: RunArgs) -> list[str]:
+    """Train (or with --eval-only evaluate) and return the run directories (in a multi-host
+    run, the first process writes them and returns them; the others return [])."""
+    if args.distributed and not args.eval_only:
+        devices.start_distributed(args.distributed)
+    args = resumed_args(args, algorithm.name) if args.resume is not None else args
+    env = make_env(args)  # before anything starts JAX: an arm or pusher turns off XLA's fusion emitters
+    schedule = make_schedule(args, env)
+    if args.eval_only:
+        return evaluate_model(algorithm, args)
+    mesh = devices.make_mesh(args.num_devices, args.num_envs, args.batch_size)
+    lead = jax.process_index() == 0
+    wandb = import_wandb() if args.track else None
+
+    # every function takes a leading seed axis
+    init, training_step, vec_env, buffer = algorithm.make_train(args, env, schedule, devices.spread_over(mesh))
+    example = Transition.example(env.observation_size, env.action_size)
+    buffer.check_memory(example, copies=args.num_seeds, devices=mesh.size if mesh else 1)
+    init = devices.seed_axis(init, args.num_seeds)
+    evaluate = devices.seed_axis(algorithm.make_evaluate(args, env), args.num_seeds)
+    chunk = devices.seed_axis(make_chunk(training_step), args.num_seeds, in_axes=(0, None))
+    # host arrays (numpy): a multi-host run needs every process to pass the same value
+    keys = np.stack([jax.random.split(jax.random.PRNGKey(args.seed + k)) for k in range(args.num_seeds)])
+    init_keys, eval_keys = keys[:, 0], keys[:, 1]
+    shardings = devices.carry_shardings(mesh, jax.eval_shape(init, init_keys), vec_env, buffer)
+    per_step = schedule.steps_per_training_step
+
+    run_dirs, carry, start, train_time = start_or_resume(algorithm, args, init, init_keys, shardings, lead)
+    if args.track and lead:
+        wandb.init(project=args.wandb_project_name, sync_tensorboard=True, config=asdict(args), name=run_dirs[0])
+    run_logs = make_logs(args, env, run_dirs, purge_step=start * per_step + 1 if start else None)
+    if not start:
+        run_logs.hyperparameters(asdict(args), {k: v for k, v in asdict(schedule).items() if "boundaries" not in k})
+    if lead:
+        print("run directory: " + ", ".join(run_dirs) + (f" ({mesh.size} devices)" if mesh else ""))
+
+    compile_start = time.perf_counter()
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()) if mesh else None
+    chunk = eqx.debug.assert_max_traces(chunk, max_traces=1)  # the training loop is compiled once
+    chunk_fn = jax.jit(chunk, donate_argnums=0, out_shardings=(shardings, replicated))
+    chunk_fn = chunk_fn.lower(carry, np.int32(0)).compile()
+
+    def evaluate_at(actor, keys, index):
+        return evaluate(actor, jax.vmap(jax.random.fold_in, (0, None))(keys, index))
+
+    eval_fn = jax.jit(evaluate_at).lower(carry.train_state.actor, eval_keys, np.int32(0)).compile()
+    print(f"compiled training chunk and evaluation in {time.perf_counter() - compile_start:.1f} s")
+
+    def evaluation(index: int, env_steps: int) -> dict:
+        metrics, episode = eval_fn(carry.train_state.actor, eval_keys, np.int32(index))
+        return run_logs.evaluation(metrics, episode, env_steps, index)
+
+    loop_start = time.perf_counter()
+    success = evaluation(0, 0) if not start else {}
+    evals = {boundary: i for i, boundary in enumerate(schedule.eval_boundaries)}
+    boundaries = sorted(set(schedule.eval_boundaries) | set(schedule.checkpoint_boundaries))
+    for lo, hi in [(lo, hi) for lo, hi in zip(boundaries, boundaries[1:]) if lo >= start]:
+        begin = time.perf_counter()
+        carry, stats = chunk_fn(carry, np.int32(hi - lo))
+        stats = jax.device_get(stats)
+        elapsed = time.perf_counter() - begin
+        train_time += elapsed
+        run_logs.chunk(stats, (hi - lo) * per_step / elapsed, hi * per_step)
+        if hi in evals:
+            success = evaluation(evals[hi], hi * per_step)
+        if hi in schedule.checkpoint_boundaries:
+            run_logs.reopen()  # what the checkpoint covers is on disk first
+            header = {"algorithm": algorithm.name, "kind": "checkpoint", "train_time": train_time}
+            snapshot = devices.fetch(carry)
+            if lead:
+                files.save_checkpoint(os.path.join(run_dirs[0], "checkpoints"), hi, header, snapshot)
+        if lead:
+            eta = (schedule.training_steps - hi) * train_time / (hi - start)
+            sps = (hi - start) * per_step / train_time
+            logs.progress(hi * per_step, schedule.final_env_steps, sps, eta, success)
+    print(f"\n{args.resume} had already finished" if start == schedule.training_steps else "")
+    final = jax.device_get(carry.train_state)  # networks and counters (replicated over the devices)
+    grad_steps = int(final.grad_steps[0])
+    steps = schedule.final_env_steps
+    print(logs.summary(steps, args.total_timesteps, args.num_seeds, grad_steps, train_time, success))
+    if args.save_model:
+        save_models(algorithm, args, run_dirs, final, schedule.final_env_steps)
+    run_logs.close()
+    print(f"training loop: {time.perf_counter() - loop_start:.1f} s wall (training, evaluations, checkpoints, videos)")
+    return run_dirs
+
+
+def cli(algorithm: Algorithm) -> None:
+    """`python algorithms/<name>.py [flags]`: parse the flags with tyro and run `main`; a flag
+    or file that cannot run prints one paragraph and exits with code 2."""
+    try:
+        main(algorithm, tyro.cli(algorithm.Args))
+    except (ConfigError, BufferMemoryError, FloatingPointError, CheckpointError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
