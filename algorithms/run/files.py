@@ -49,16 +49,31 @@ class _Hashing:
         return self.file.write(data)
 
 
+class WriteError(OSError):
+    """A checkpoint or model file that could not be written (a full disk or quota, an I/O
+    error); the file it would have replaced is untouched. The message says which and why."""
+
+
 def save_tree(path: str, header: dict, tree: Any) -> None:
-    """Write `header` (JSON-serialisable) and the leaves of `tree` atomically to `path`."""
+    """Write `header` (JSON-serialisable) and the leaves of `tree` atomically to `path`: into a
+    temporary file, synced, then renamed over `path`. If writing fails, the temporary file is
+    removed, whatever `path` held is left as it was, and `WriteError` says why."""
     tmp, digest = f"{path}.tmp", hashlib.sha256()
-    with open(tmp, "wb") as f:
-        f.write(json.dumps(header).encode() + b"\n")
-        eqx.tree_serialise_leaves(_Hashing(f, digest), tree)
-        f.write(_MARK + digest.hexdigest().encode())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(json.dumps(header).encode() + b"\n")
+            eqx.tree_serialise_leaves(_Hashing(f, digest), tree)
+            f.write(_MARK + digest.hexdigest().encode())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as error:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        reason = os.strerror(error.errno) if error.errno else str(error)
+        raise WriteError(error.errno, f"could not write {path}: {reason}") from None
 
 
 def save_models(run_dirs: list[str], file_name: str, header: dict, models: Any) -> list[str]:
@@ -131,13 +146,20 @@ def load_tree(path: str, like: Any) -> Any:
 
 
 def save_checkpoint(folder: str, step: int, header: dict, tree: Any, keep: int = 2) -> str:
-    """Write `folder/step_{step:09d}.ckpt` and delete all but the `keep` newest checkpoints."""
+    """Write `folder/step_{step:09d}.ckpt` and delete all but the `keep` newest checkpoints
+    (only after the new one is on disk: a failed write raises `WriteError` and deletes none)."""
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, f"step_{step:09d}.ckpt")
     save_tree(path, {**header, "step": step}, tree)
     for old in sorted(glob.glob(os.path.join(folder, "step_*.ckpt")))[:-keep]:
         os.remove(old)
     return path
+
+
+def newest_checkpoint(folder: str) -> str | None:
+    """The path of the newest checkpoint in `folder`, or None."""
+    paths = sorted(glob.glob(os.path.join(folder, "step_*.ckpt")))
+    return paths[-1] if paths else None
 
 
 def load_checkpoint(folder: str, like: Any, **expected: Any) -> tuple[Any, dict]:
@@ -155,6 +177,43 @@ def load_checkpoint(folder: str, like: Any, **expected: Any) -> tuple[Any, dict]
 
 
 # ---------------------------------------------------------------------- run directories
+class RunInUse(CheckpointError):
+    """Another live process holds a run directory's lock; the message names it."""
+
+
+_LOCKS: list[int] = []  # open lock files: a lock lasts as long as the process that took it
+LOCK_FILE = "writer.lock"
+
+
+def lock_run_dir(run_dir: str) -> None:
+    """Make this process the one writer of `run_dir` for the rest of its life: an exclusive
+    advisory lock (flock) on `run_dir/writer.lock`, which records the holder (host, process id,
+    since when). The operating system frees the lock when the process ends, however it ends, so
+    a killed run leaves nothing to clean up. Raises `RunInUse`, naming the holder, if another
+    process has it. On a network file system the lock holds across machines only where the
+    client passes flock on to the server (Linux NFS does, as a POSIX lock; check Lustre's
+    `flock` mount option)."""
+    import fcntl
+    import socket
+
+    path = os.path.join(run_dir, LOCK_FILE)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.read(fd, 4096).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise RunInUse(
+            f"{run_dir} is being written by {holder}: one process writes a run directory at a time. "
+            "Wait for that run to end (or stop it) and then resume; a process that was killed "
+            "frees the directory by itself."
+        ) from None
+    since = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"process {os.getpid()} on host {socket.gethostname()} since {since}\n".encode(), 0)
+    _LOCKS.append(fd)
+
+
 def make_run_dirs(args: Any, algorithm: str) -> list[str]:
     """One directory per seed of a run's flags (an algorithm's Args), named as CleanRL names
     them: {run_root}/{env_id}__{exp_name}__{seed}__{unix_time}. Each holds an `args.json`: the

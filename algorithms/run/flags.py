@@ -68,6 +68,8 @@ class RunArgs:
     """save the final model into the run directory as {exp_name}.eqx (see load_policy)"""
     checkpoint_every: int = 0
     """write the whole training state every N env steps (rounded up to training steps; 0: never); keeps two"""
+    checkpoint_on_stop: bool = True
+    """on SIGTERM or SIGINT (Ctrl-C), finish the training step, write a checkpoint and exit 128 + the signal's number; --no-checkpoint-on-stop exits without one"""
     resume: str | None = None
     """continue the run in this run directory from its newest checkpoint; its other flags come from the run"""
     eval_only: bool = False
@@ -126,8 +128,10 @@ def resumed_args(cli: RunArgs, algorithm: str) -> RunArgs:
         raise ConfigError(f"--resume: {error}.") from None
     resumable = os.path.normpath(first) == os.path.normpath(cli.resume)
     require(resumable, f"--resume {cli.resume}: this seed belongs to a --num-seeds run; resume {first}.")
-    keep = ("resume", "num_devices", "distributed")
+    keep = ("resume", "num_devices", "distributed", "checkpoint_on_stop")
     given = [f.name for f in fields(Args) if getattr(cli, f.name) != getattr(Args(), f.name) and f.name not in keep]
     changed = [f"--{name.replace('_', '-')}" for name in given if getattr(cli, name) != getattr(args, name)]
     require(not changed, f"--resume continues the run with its own flags; drop {', '.join(changed)}.")
-    return replace(args, num_devices=cli.num_devices, distributed=cli.distributed)
+    return replace(
+        args, num_devices=cli.num_devices, distributed=cli.distributed, checkpoint_on_stop=cli.checkpoint_on_stop
+    )

@@ -40,8 +40,9 @@ import envs
 from algorithms.run import devices, files, logs
 from algorithms.run.files import CheckpointError
 from algorithms.run.flags import ConfigError, RunArgs, import_wandb, require, resumed_args
-from algorithms.run.schedule import Schedule, make_chunk
+from algorithms.run.schedule import Schedule, make_chunk, train_until
 from algorithms.run.schedule import make_schedule as schedule_of
+from algorithms.run.signals import Stopped, StopSignals
 from buffers import BufferMemoryError, Transition
 
 
@@ -117,7 +118,10 @@ def evaluate_model(algorithm: Algorithm, args: RunArgs) -> list[str]:
     model, args, env, header = load_model(algorithm, args.load_model, args)
     evaluate = jax.jit(jax.vmap(algorithm.make_evaluate(args, env)))
     metrics, rollout = evaluate(jax.tree.map(lambda x: x[None], model[0]), jax.random.PRNGKey(args.seed)[None])
-    run_logs = make_logs(args, env, files.make_run_dirs(args, algorithm.name))
+    run_dirs = files.make_run_dirs(args, algorithm.name)
+    for run_dir in run_dirs:
+        files.lock_run_dir(run_dir)
+    run_logs = make_logs(args, env, run_dirs)
     metrics = run_logs.evaluation(metrics, rollout, header["env_steps"], index=0)
     run_logs.close()
     print(f"{args.load_model} on {args.env_id}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
@@ -126,12 +130,17 @@ def evaluate_model(algorithm: Algorithm, args: RunArgs) -> list[str]:
 
 def start_or_resume(algorithm: Algorithm, args: RunArgs, init, keys, shardings, lead: bool):
     """(run directories, carry, first training step, training seconds so far): a fresh run, or
-    the newest checkpoint of --resume."""
+    the newest checkpoint of --resume. The first process holds each run directory's lock
+    (files.lock_run_dir) from here to its end: a second writer stops with RunInUse."""
     if args.resume is None:
         run_dirs = files.make_run_dirs(args, algorithm.name) if lead else []
+        for run_dir in run_dirs:
+            files.lock_run_dir(run_dir)
         return run_dirs, jax.jit(init, out_shardings=shardings)(keys), 0, 0.0
     names = files.read_run(args.resume, algorithm.name)[0]["run_names"] if lead else []
     run_dirs = [os.path.join(os.path.dirname(args.resume), name) for name in names]
+    for run_dir in run_dirs:  # before anything is read: another process may be writing them
+        files.lock_run_dir(run_dir)
     try:
         like = jax.eval_shape(init, keys)
         folder = os.path.join(args.resume, "checkpoints")
@@ -144,10 +153,31 @@ def start_or_resume(algorithm: Algorithm, args: RunArgs, init, keys, shardings, 
 
 
 def save_models(algorithm: Algorithm, args: RunArgs, run_dirs: list[str], final, env_steps: int) -> None:
-    """--save-model: each seed's networks as run_dir/{exp_name}.eqx (see load_policy)."""
+    """--save-model: each seed's networks as run_dir/{exp_name}.eqx (see load_policy). A write
+    that fails stops the run with exit code 2; its checkpoints, if any, are intact, and
+    --resume of the finished run writes the model again."""
     header = {"algorithm": algorithm.name, "kind": "model", "args": asdict(args), "env_steps": env_steps}
-    for path in files.save_models(run_dirs, f"{args.exp_name}.eqx", header, algorithm.model_of(final)):
+    try:
+        paths = files.save_models(run_dirs, f"{args.exp_name}.eqx", header, algorithm.model_of(final))
+    except files.WriteError as error:
+        again = f"; free space and run --resume {run_dirs[0]} to write it again" if args.checkpoint_every else ""
+        raise files.WriteError(error.errno, f"the model was not saved: {error}{again}") from None
+    for path in paths:
         print(f"model saved to {path}")
+
+
+def stopped_message(algorithm: Algorithm, args: RunArgs, run_dirs: list[str], env_steps: int, saved) -> str:
+    """What a run stopped by a signal tells its user: what was saved and how to continue."""
+    script = os.path.relpath(sys.modules[algorithm.make_train.__module__].__file__)
+    resume = f"python {script} --resume {run_dirs[0] if run_dirs else args.resume}"
+    newest = files.newest_checkpoint(os.path.join(run_dirs[0], "checkpoints")) if run_dirs else None
+    if saved:
+        return f"stopped after {env_steps:,} env steps; checkpoint {saved}. Continue with: {resume}"
+    if newest:
+        return f"stopped after {env_steps:,} env steps without a new checkpoint; {resume} continues from {newest}"
+    return (
+        f"stopped after {env_steps:,} env steps; no checkpoint was written (--no-checkpoint-on-stop), nothing to resume"
+    )
 
 
 def main(algorithm: Algorithm, args: RunArgs) -> list[str]:
@@ -186,45 +216,58 @@ def main(algorithm: Algorithm, args: RunArgs) -> list[str]:
     if lead:
         print("run directory: " + ", ".join(run_dirs) + (f" ({mesh.size} devices)" if mesh else ""))
 
-    compile_start = time.perf_counter()
-    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()) if mesh else None
-    chunk = eqx.debug.assert_max_traces(chunk, max_traces=1)  # the training loop is compiled once
-    chunk_fn = jax.jit(chunk, donate_argnums=0, out_shardings=(shardings, replicated))
-    chunk_fn = chunk_fn.lower(carry, np.int32(0)).compile()
+    # SIGTERM, Ctrl-C: from here on, stop after a training step (algorithms/run/signals.py)
+    with StopSignals() as stop:
+        compile_start = time.perf_counter()
+        replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()) if mesh else None
+        chunk = eqx.debug.assert_max_traces(chunk, max_traces=1)  # the training loop is compiled once
+        chunk_fn = jax.jit(chunk, donate_argnums=0, out_shardings=(shardings, replicated))
+        chunk_fn = chunk_fn.lower(carry, np.int32(0)).compile()
 
-    def evaluate_at(actor, keys, index):
-        return evaluate(actor, jax.vmap(jax.random.fold_in, (0, None))(keys, index))
+        def evaluate_at(actor, keys, index):
+            return evaluate(actor, jax.vmap(jax.random.fold_in, (0, None))(keys, index))
 
-    eval_fn = jax.jit(evaluate_at).lower(carry.train_state.actor, eval_keys, np.int32(0)).compile()
-    print(f"compiled training chunk and evaluation in {time.perf_counter() - compile_start:.1f} s")
+        eval_fn = jax.jit(evaluate_at).lower(carry.train_state.actor, eval_keys, np.int32(0)).compile()
+        print(f"compiled training chunk and evaluation in {time.perf_counter() - compile_start:.1f} s", flush=True)
 
-    def evaluation(index: int, env_steps: int) -> dict:
-        metrics, episode = eval_fn(carry.train_state.actor, eval_keys, np.int32(index))
-        return run_logs.evaluation(metrics, episode, env_steps, index)
+        def evaluation(index: int, env_steps: int) -> dict:
+            metrics, episode = eval_fn(carry.train_state.actor, eval_keys, np.int32(index))
+            return run_logs.evaluation(metrics, episode, env_steps, index)
 
-    loop_start = time.perf_counter()
-    success = evaluation(0, 0) if not start else {}
-    evals = {boundary: i for i, boundary in enumerate(schedule.eval_boundaries)}
-    boundaries = sorted(set(schedule.eval_boundaries) | set(schedule.checkpoint_boundaries))
-    for lo, hi in [(lo, hi) for lo, hi in zip(boundaries, boundaries[1:]) if lo >= start]:
-        begin = time.perf_counter()
-        carry, stats = chunk_fn(carry, np.int32(hi - lo))
-        stats = jax.device_get(stats)
-        elapsed = time.perf_counter() - begin
-        train_time += elapsed
-        run_logs.chunk(stats, (hi - lo) * per_step / elapsed, hi * per_step)
-        if hi in evals:
-            success = evaluation(evals[hi], hi * per_step)
-        if hi in schedule.checkpoint_boundaries:
-            run_logs.reopen()  # what the checkpoint covers is on disk first
+        def checkpoint(step: int) -> str | None:
+            """The whole carry after `step` training steps, its logs on disk first; a write that
+            fails (a full disk) is reported and the run goes on: the previous checkpoint is intact."""
+            run_logs.reopen()
             header = {"algorithm": algorithm.name, "kind": "checkpoint", "train_time": train_time}
             snapshot = devices.fetch(carry)
+            if not lead:
+                return None
+            try:
+                return files.save_checkpoint(os.path.join(run_dirs[0], "checkpoints"), step, header, snapshot)
+            except files.WriteError as error:
+                print(f"\ncheckpoint not written, the previous one is kept: {error}", file=sys.stderr, flush=True)
+                return None
+
+        loop_start = time.perf_counter()
+        success = evaluation(0, 0) if not start else {}
+        evals = {boundary: i for i, boundary in enumerate(schedule.eval_boundaries)}
+        boundaries = sorted(set(schedule.eval_boundaries) | set(schedule.checkpoint_boundaries))
+        for lo, hi in [(max(lo, start), hi) for lo, hi in zip(boundaries, boundaries[1:]) if hi > start]:
+            carry, stats, reached, seconds = train_until(chunk_fn, carry, lo, hi, stop)
+            train_time += seconds
+            run_logs.chunk(stats, (reached - lo) * per_step / seconds, reached * per_step)
+            if reached < hi:
+                saved = checkpoint(reached) if args.checkpoint_on_stop else None
+                run_logs.close()
+                raise Stopped(stop.exit_code, stopped_message(algorithm, args, run_dirs, reached * per_step, saved))
+            if hi in evals:
+                success = evaluation(evals[hi], hi * per_step)
+            if hi in schedule.checkpoint_boundaries:
+                checkpoint(hi)
             if lead:
-                files.save_checkpoint(os.path.join(run_dirs[0], "checkpoints"), hi, header, snapshot)
-        if lead:
-            eta = (schedule.training_steps - hi) * train_time / (hi - start)
-            sps = (hi - start) * per_step / train_time
-            logs.progress(hi * per_step, schedule.final_env_steps, sps, eta, success)
+                eta = (schedule.training_steps - hi) * train_time / (hi - start)
+                sps = (hi - start) * per_step / train_time
+                logs.progress(hi * per_step, schedule.final_env_steps, sps, eta, success)
     print(f"\n{args.resume} had already finished" if start == schedule.training_steps else "")
     final = jax.device_get(carry.train_state)  # networks and counters (replicated over the devices)
     grad_steps = int(final.grad_steps[0])
@@ -238,10 +281,15 @@ def main(algorithm: Algorithm, args: RunArgs) -> list[str]:
 
 
 def cli(algorithm: Algorithm) -> None:
-    """`python algorithms/<name>.py [flags]`: parse the flags with tyro and run `main`; a flag
-    or file that cannot run prints one paragraph and exits with code 2."""
+    """`python algorithms/<name>.py [flags]`: parse the flags with tyro and run `main`. Exit
+    codes: 0 done; 2 a flag or file that cannot run, a run directory another process is
+    writing, a model that could not be written (one paragraph on stderr); 128 + the signal's
+    number (143 SIGTERM, 130 Ctrl-C) a run stopped by a signal after writing a checkpoint."""
     try:
         main(algorithm, tyro.cli(algorithm.Args))
-    except (ConfigError, BufferMemoryError, FloatingPointError, CheckpointError) as error:
+    except Stopped as stopped:  # SIGTERM or Ctrl-C: checkpoint written, said how to resume
+        print(f"\n{stopped}", flush=True)
+        sys.exit(stopped.exit_code)
+    except (ConfigError, BufferMemoryError, FloatingPointError, CheckpointError, files.WriteError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

@@ -21,11 +21,13 @@ The training steps between two boundaries run in one call of `make_chunk`'s loop
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from algorithms.run.flags import ConfigError, RunArgs, require
 from buffers.trajectory import rows_per_env
@@ -141,3 +143,26 @@ def make_chunk(training_step):
         return jax.lax.fori_loop(0, num_steps, body, (carry, stats))
 
     return chunk
+
+
+def train_until(chunk_fn, carry, start: int, end: int, stop) -> tuple[Carry, dict, int, float]:
+    """Training steps `start` to `end` through the compiled loop `chunk_fn(carry, num_steps)`,
+    in calls of 1, 2, 4, ... steps (doubling while a call takes under a second, so that a stop
+    request waits at most about two seconds), asking `stop.poll` after each call. Returns the
+    carry, the summed stats, the training step reached (`end` unless a stop was requested)
+    and the seconds spent."""
+    total, step, num_steps, seconds = None, start, 1, 0.0
+    while step < end:
+        num_steps = min(num_steps, end - step)
+        begin = time.perf_counter()
+        carry, stats = chunk_fn(carry, np.int32(num_steps))
+        stats = jax.device_get(stats)
+        took = time.perf_counter() - begin
+        seconds += took
+        total = stats if total is None else jax.tree.map(np.add, total, stats)
+        step += num_steps
+        stopping, faster = stop.poll(faster=took < 1.0)
+        if stopping:
+            break
+        num_steps = 2 * num_steps if faster else num_steps
+    return carry, total, step, seconds
