@@ -1,0 +1,84 @@
+"""The ant investigation's table: each run's evaluations with deterministic and sampled actions.
+
+    python results/ant_gap.py                                   # the runs of results/ant_gap.md
+    python results/ant_gap.py --run-roots runs --every 1000000  # any runs
+
+Reads every run directory under `--run-roots` (TensorBoard's reader) whose env is `--env-id`
+and prints, per run (its exp_name names the variant), one row per evaluation nearest to each
+multiple of `--every` env steps and its last: success rate and time at goal with the policy's mean
+(tanh(mean), what eval/success_rate logs) and with sampled actions (eval/sampled_*), the final
+distance in both modes, and steps to success. `--output` also writes the table to a file.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from dataclasses import dataclass
+
+import plots  # results/plots.py: a script's own folder is the first entry of its import path
+import tyro
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+TAGS = {
+    "success": "eval/success_rate",
+    "sampled success": "eval/sampled_success_rate",
+    "time at goal": "eval/time_at_goal",
+    "sampled time at goal": "eval/sampled_time_at_goal",
+    "final distance": "eval/final_distance",
+    "sampled final distance": "eval/sampled_final_distance",
+    "steps to success": "eval/steps_to_success",
+    "sampled steps to success": "eval/sampled_steps_to_success",
+}
+
+
+@dataclass(frozen=True)
+class Args:
+    run_roots: tuple[str, ...] = ("results/ant_gap/runs", "results/benchmark/cpu-research/runs")
+    """folders that hold run directories (relative to the repository or absolute)"""
+    env_id: str = "ant"
+    """the env whose runs are tabulated"""
+    every: int = 1_000_000
+    """tabulate the evaluations at multiples of this many env steps (and each run's last)"""
+    output: str = ""
+    """also write the table to this file"""
+
+
+def table(args: Args) -> str:
+    lines = [
+        "| run (variant, seed) | env steps | " + " | ".join(TAGS) + " |",
+        "|---|---:|" + "---:|" * len(TAGS),
+    ]
+    for root in args.run_roots:
+        found = plots.find_runs(os.path.join(ROOT, root) if not os.path.isabs(root) else root)
+        for (env_id, variant), by_seed in sorted(found.items()):
+            if env_id != args.env_id:
+                continue
+            for seed, run_dir in sorted(by_seed.items()):
+                scalars = plots.read_scalars(run_dir, tuple(TAGS.values()))
+                steps = sorted(scalars.get("eval/success_rate", {}))
+                if not steps:
+                    continue
+                # the evaluation nearest to each multiple of --every, and the last one
+                multiples = range(args.every, steps[-1] + args.every, args.every)
+                shown = {min(steps, key=lambda s, m=m: abs(s - m)) for m in multiples} | {steps[-1]}
+                for step in sorted(shown):
+                    cells = []
+                    for tag in TAGS.values():
+                        value = scalars.get(tag, {}).get(step)
+                        steps_to = tag.endswith("steps_to_success")
+                        cells.append("-" if value is None else f"{value:.0f}" if steps_to else f"{value:.3f}")
+                    lines.append(f"| {variant}, {seed} | {step:,} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(args: Args) -> str:
+    text = table(args)
+    print(text)
+    if args.output:
+        pathlib.Path(args.output).write_text(text)
+    return text
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args, description=__doc__))
