@@ -94,6 +94,8 @@ def main(args: Args) -> str:
         [
             "# Ant: what collides with maze walls",
             "",
+            "Made by `python results/ant_contacts.py --output results/ant_contacts.md`.",
+            "",
             f"`ant_u_maze`, default backend; jax {jax.__version__}, {platform.machine()}, "
             f"{jax.devices()[0].device_kind}; {args.num_envs} envs x {args.steps} steps for the throughput, "
             f"{args.throws} throws at the wall (face at x = 2) at 2-6 m/s for the rest.",
