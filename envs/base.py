@@ -340,7 +340,8 @@ class VecEnv:
         """One full episode per env from `reset(key)` with `policy(obs batch) -> action batch`
         (`None`: uniformly random actions in [-1, 1], the random-policy baseline), and with
         `sampled(obs batch, key) -> action batch` too when given: a second set of episodes from
-        the same starts and goals, with a fresh key at every step.
+        the same starts and goals, with a fresh key at every step. Both sets run as one batch of
+        twice the envs, so the evaluation compiles one episode loop.
 
         Returns `(metrics, (pipeline_states, goals))`. The metrics are means over envs:
         `success_rate` (the goal was reached at some step), `time_at_goal` (fraction of the
@@ -352,44 +353,54 @@ class VecEnv:
         env's first episode only counts: steps after it ends are masked. Pure; jit it (or a
         function around it).
         """
-        start = self.reset(key)
+        start, n = self.reset(key), self.num_envs
+        step_keys = jax.random.split(jax.random.fold_in(key, 1), self.env.episode_length)
 
-        def random_or_policy(obs, k):
+        def act(obs, k):
             if policy is None:
-                return jax.random.uniform(k, (self.num_envs, self.env.action_size), minval=-1.0, maxval=1.0)
-            return policy(obs)
+                return jax.random.uniform(k, (n, self.env.action_size), minval=-1.0, maxval=1.0)
+            if sampled is None:
+                return policy(obs)
+            # both modes in one batch of 2n envs: the first n deterministic, the last n sampled
+            return jnp.concatenate([policy(obs[:n]), sampled(obs[n:], k)])
 
-        step_keys = jax.random.split(jax.random.fold_in(key, 1), self.env.episode_length)  # random policy only
-        metrics, episode = self._episodes(random_or_policy, start, step_keys, record=True)
-        if sampled is not None:
-            step_keys = jax.random.split(jax.random.fold_in(key, 2), self.env.episode_length)
-            more, _ = self._episodes(sampled, start, step_keys, record=False)
+        if sampled is not None and policy is not None:
+            start = jax.tree.map(lambda x: jnp.concatenate([x, x]), start)  # the same starts and goals twice
+        per_env, episode = self._episodes(act, start, step_keys)
+        metrics = self._means({name: v[:n] for name, v in per_env.items()})
+        if sampled is not None and policy is not None:
+            more = self._means({name: v[n:] for name, v in per_env.items()})
             metrics.update({f"sampled_{name}": value for name, value in more.items()})
         return metrics, episode
 
-    def _episodes(self, policy, start: State, step_keys: jax.Array, record: bool) -> tuple[dict, tuple]:
-        """`evaluate`'s episodes under `policy(obs batch, key)` from the batched state `start`;
-        env 0's states and goals when `record` (else None)."""
-        length = self.env.episode_length
+    def _episodes(self, act, start: State, step_keys: jax.Array) -> tuple[dict, tuple]:
+        """`evaluate`'s episodes under `act(obs batch, key)` from the batched state `start`: per
+        env, the success and reward of each step, the final distance; and env 0's episode."""
 
         def step(carry, k):
             state, alive, final_dist = carry
-            nxt = self.step(state, policy(state.obs, k))
+            nxt = self.step(state, act(state.obs, k))
             ended = jnp.logical_or(nxt.done > 0, nxt.info["truncation"] > 0)
             final_dist = jnp.where(alive * ended > 0, nxt.metrics["dist"], final_dist)
             out = (nxt.metrics["success"] * alive, nxt.reward * alive)
             first_env = (jax.tree.map(lambda x: x[0], state.pipeline_state), state.info["goal"][0])
-            return (nxt, alive * (1.0 - ended), final_dist), out + (first_env if record else (None, None))
+            return (nxt, alive * (1.0 - ended), final_dist), out + first_env
 
-        carry = (start, jnp.ones(self.num_envs), jnp.zeros(self.num_envs))
+        batch = start.obs.shape[0]
+        carry = (start, jnp.ones(batch), jnp.zeros(batch))
         (_, _, final_dist), (success, reward, frames, goals) = jax.lax.scan(step, carry, step_keys)
-        reached = jnp.max(success, axis=0)
-        first_step = jnp.argmax(success > 0, axis=0) + 1.0
-        metrics = {
+        # env axis first, for splitting the two modes apart
+        return {"success": success.T, "reward": reward.T, "final_dist": final_dist}, (frames, goals)
+
+    def _means(self, per_env: dict) -> dict:
+        """The evaluation metrics (means over envs) of `_episodes`'s per-env arrays."""
+        success = per_env["success"]  # (envs, steps)
+        reached = jnp.max(success, axis=1)
+        first_step = jnp.argmax(success > 0, axis=1) + 1.0
+        return {
             "success_rate": jnp.mean(reached),
-            "time_at_goal": jnp.mean(jnp.sum(success, axis=0) / length),
-            "final_distance": jnp.mean(final_dist),
-            "episodic_return": jnp.mean(jnp.sum(reward, axis=0)),
+            "time_at_goal": jnp.mean(jnp.sum(success, axis=1) / self.env.episode_length),
+            "final_distance": jnp.mean(per_env["final_dist"]),
+            "episodic_return": jnp.mean(jnp.sum(per_env["reward"], axis=1)),
             "steps_to_success": jnp.sum(first_step * reached) / jnp.sum(reached),
         }
-        return metrics, (frames, goals)

@@ -3,12 +3,11 @@ gradients are all-reduced, and a run matches the one-device run of the same flag
 joined by jax.distributed match one process.
 
 Each case runs in a subprocess, because XLA_FLAGS=--xla_force_host_platform_device_count=2 must
-be set before JAX starts. The code that shards, gathers, checkpoints and saves is the RUN block,
-the same in every algorithm file (test_research_runs.py checks that), and the algorithm code
-only passes its batches through `spread`, so each setting runs one algorithm: crl_dpo on two
-devices, td3_her (with a resume) in two processes. The killed-and-resumed runs of
-test_research_runs.py take crl_infonce and sac_her, so every file saves, loads and resumes in
-one of these tests."""
+be set before JAX starts. The code that shards, gathers, checkpoints and saves is the harness's
+(algorithms/run/), the same for every algorithm file, and the algorithm code only passes its
+batches through `spread`, so each setting runs one algorithm: the fork of crl_infonce (whose
+train state has a field of its own, conftest.FORK) on two devices, td3_her (with a resume) in
+two processes. Every file saves and loads its model in test_research_runs.py's tiny runs."""
 
 from __future__ import annotations
 
@@ -105,7 +104,7 @@ def tiny(name: str) -> dict:
     return flags
 
 
-@pytest.fixture(scope="module", params=["crl_dpo", FORK])  # the fork: a train state with a field of its own
+@pytest.fixture(scope="module", params=[FORK])  # crl_infonce forked: a train state with a field of its own
 def two_devices(request, tmp_path_factory):
     name, root = request.param, str(tmp_path_factory.mktemp(request.param))
     code = SCRIPT.format(name=name, flags=tiny(name), root=root, tests=str(REPO / "tests"))
