@@ -65,7 +65,8 @@ def test_a_second_writer_of_a_live_run_exits_2_naming_the_holder(tmp_path):
     try:
         assert holder.stdout.readline().strip() == "locked"
         before = sorted(os.listdir(run_dir))
-        second = subprocess.run([sys.executable, SCRIPT, f"--resume={run_dir}"], capture_output=True, text=True)
+        command = [sys.executable, SCRIPT, f"--resume={run_dir}"]
+        second = subprocess.run(command, capture_output=True, text=True, timeout=600)
         assert second.returncode == 2, second.stderr[-2000:]
         assert f"being written by process {holder.pid} on host" in second.stderr and "since" in second.stderr
         assert "Traceback" not in second.stderr and "compiled" not in second.stdout
@@ -90,7 +91,8 @@ def stopped_and_resumed(tmp_path_factory):
     (stopped,) = glob.glob(str(root / "stopped" / "*"))
     checkpoints = sorted(os.listdir(os.path.join(stopped, "checkpoints")))
     finished_before_resume = os.path.exists(os.path.join(stopped, "crl_infonce.eqx"))
-    resumed = subprocess.run([sys.executable, SCRIPT, f"--resume={stopped}"], capture_output=True, text=True)
+    command = [sys.executable, SCRIPT, f"--resume={stopped}"]
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     (whole_dir,) = glob.glob(str(root / "whole" / "*"))
     return dict(
