@@ -7,7 +7,7 @@
     python results/benchmark.py --preset cpu-small --algorithms crl_infonce --seeds 1 2 --env-ids reacher
 
 Each (algorithm, env, seed) is one subprocess `python algorithms/{algorithm}.py` with the
-preset's flags for that env (plus `--extra` flags, given as `--extra=--flag=value`), writing its
+preset's flags for that env (plus `--extra` flags, one per `--extra=--flag=value`), writing its
 TensorBoard run directory under `{out_dir}/runs`. The pseudo-algorithm `random` is
 `python results/random_policy.py` instead: the same evaluation protocol (the run's
 `--num-eval-envs` episodes of its episode length) with uniformly random actions, and the env-only
@@ -199,8 +199,8 @@ class Args:
     """restrict to these envs (default: the preset's)"""
     seeds: tuple[int, ...] = ()
     """use these seeds (default: the preset's)"""
-    extra: tuple[str, ...] = ()
-    """flags added to every run, e.g. --extra=--backend=mjx"""
+    extra: tyro.conf.UseAppendAction[tuple[str, ...]] = ()
+    """flags added to every run, one per --extra: --extra=--backend=mjx --extra=--fixed-goals"""
     out_dir: str = ""
     """where runs/, the CSVs and the PNG go (default: results/benchmark/{preset})"""
     plot: bool = True

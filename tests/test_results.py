@@ -211,8 +211,18 @@ def test_throughput_prints_one_row_per_algorithm_and_env():
 
 
 def test_gpu_paper_dry_run_states_each_runs_episode_length_and_update_ratio():
+    """Also: each `--extra` adds its flag to every run (a second one does not replace the first)."""
+    command = [
+        sys.executable,
+        str(ROOT / "results" / "benchmark.py"),
+        "--preset",
+        "gpu-paper",
+        "--dry-run",
+        "--seeds",
+        "1",
+    ]
     result = subprocess.run(
-        [sys.executable, str(ROOT / "results" / "benchmark.py"), "--preset", "gpu-paper", "--dry-run", "--seeds", "1"],
+        command + ["--extra=--fixed-goals", "--extra=--num-evals=7"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -223,6 +233,7 @@ def test_gpu_paper_dry_run_states_each_runs_episode_length_and_update_ratio():
     schedules = [line.strip() for line in lines if line.startswith("  episode length")]
     assert len(commands) == len(schedules) == 16 * 4
     for command, schedule in zip(commands, schedules):
+        assert command.endswith(" --fixed-goals --num-evals=7")
         envs_512 = "--num-envs=512" in command
         if "arm_reach" in command:
             assert schedule == "episode length 100, 99 gradient steps per training step"
