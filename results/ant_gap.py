@@ -12,8 +12,10 @@ distance in both modes, and steps to success. `--output` also writes the table t
 
 from __future__ import annotations
 
+import glob
 import os
 import pathlib
+import re
 from dataclasses import dataclass
 
 import plots  # results/plots.py: a script's own folder is the first entry of its import path
@@ -38,10 +40,29 @@ class Args:
     """folders that hold run directories (relative to the repository or absolute)"""
     env_id: str = "ant"
     """the env whose runs are tabulated"""
+    peer_logs: tuple[str, ...] = ("results/ant_gap/jaxgcrl/*.log",)
+    """JaxGCRL run logs to add (glob patterns, relative to the repository or absolute)"""
     every: int = 1_000_000
     """tabulate the evaluations at multiples of this many env steps (and each run's last)"""
     output: str = ""
     """also write the table to this file"""
+
+
+def read_peer_log(path: str) -> tuple[int, int, dict[str, dict[int, float]]]:
+    """A JaxGCRL log's seed, episode length and metrics by env step."""
+    text = pathlib.Path(path).read_text()
+    seed = int(re.search(r"'seed': (\d+)", text).group(1))
+    episode_length = int(re.search(r"'episode_length': (\d+)", text).group(1))
+    metrics: dict[str, dict[int, float]] = {}
+    for step, name, value in re.findall(r"step: (\d+), (eval/\w+): (\S+) \+/-", text):
+        metrics.setdefault(name, {})[int(step)] = float(value)
+    return seed, episode_length, metrics
+
+
+def shown_steps(steps: list[int], every: int) -> list[int]:
+    """The evaluation nearest to each multiple of `every`, and the last one."""
+    multiples = range(every, steps[-1] + every, every)
+    return sorted({min(steps, key=lambda s, m=m: abs(s - m)) for m in multiples} | {steps[-1]})
 
 
 def table(args: Args) -> str:
@@ -59,16 +80,26 @@ def table(args: Args) -> str:
                 steps = sorted(scalars.get("eval/success_rate", {}))
                 if not steps:
                     continue
-                # the evaluation nearest to each multiple of --every, and the last one
-                multiples = range(args.every, steps[-1] + args.every, args.every)
-                shown = {min(steps, key=lambda s, m=m: abs(s - m)) for m in multiples} | {steps[-1]}
-                for step in sorted(shown):
+                for step in shown_steps(steps, args.every):
                     cells = []
                     for tag in TAGS.values():
                         value = scalars.get(tag, {}).get(step)
                         steps_to = tag.endswith("steps_to_success")
                         cells.append("-" if value is None else f"{value:.0f}" if steps_to else f"{value:.3f}")
                     lines.append(f"| {variant}, {seed} | {step:,} | " + " | ".join(cells) + " |")
+    for pattern in args.peer_logs:
+        for path in sorted(glob.glob(os.path.join(ROOT, pattern) if not os.path.isabs(pattern) else pattern)):
+            seed, episode_length, metrics = read_peer_log(path)
+            success, at_goal = metrics.get("eval/episode_success_any", {}), metrics.get("eval/episode_success", {})
+            if not success:
+                continue
+            for step in shown_steps(sorted(success), args.every):
+                cells = ["-"] * len(TAGS)
+                cells[0] = f"{success[step]:.3f}"
+                if step in at_goal:
+                    cells[2] = f"{at_goal[step] / episode_length:.3f}"
+                name = pathlib.Path(path).stem
+                lines.append(f"| JaxGCRL 6dccab2 crl ({name}), {seed} | {step:,} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

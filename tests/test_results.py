@@ -18,6 +18,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 plots = load_algorithm("plots", folder="results")
 sys.modules.setdefault("plots", plots)  # what results/benchmark.py imports, as a script would find it
 benchmark = load_algorithm("benchmark", folder="results")
+ant_gap = load_algorithm("ant_gap", folder="results")
 
 
 @pytest.mark.parametrize("n", range(1, 13))
@@ -264,6 +265,25 @@ def test_benchmark_resumes_a_run_with_a_checkpoint_and_restarts_none_without(tmp
     assert benchmark.resumable_run(str(runs), "crl_infonce", "ant", 1) == str(runs / "ant__crl_infonce__1__100")
     assert benchmark.resumable_run(str(runs), "crl_infonce", "ant", 2) is None
     assert benchmark.resumable_run(str(runs), "crl_infonce", "ant", 3) is None
+
+
+def test_ant_gap_tabulates_a_jaxgcrl_log_beside_our_runs(tmp_path):
+    """JaxGCRL's printed evaluations become rows with its success in the deterministic column
+    and its steps at the goal over its episode length as the time at goal."""
+    log = tmp_path / "ant_s3.log"
+    lines = ["2026-12-03 11:08:19 INFO    |  Arguments:", "{'episode_length': 1001,", " 'seed': 3}"]
+    for step, success, steps_at_goal in ((476160, 0.0, 0.0), (952320, 0.25, 100.1), (1428480, 0.5, 200.2)):
+        lines += [
+            f"2026-12-03 11:30:00 INFO    |  step: {step}, eval/episode_success: {steps_at_goal:.3f} +/- 9.000",
+            f"2026-12-03 11:30:00 INFO    |  step: {step}, eval/episode_success_any: {success:.3f} +/- 0.400",
+        ]
+    log.write_text("\n".join(lines) + "\n")
+    args = ant_gap.Args(run_roots=(), peer_logs=(str(log),), every=1_000_000)
+    rows = [line.split("|")[1:-1] for line in ant_gap.table(args).splitlines()[2:]]
+    assert [[cell.strip() for cell in row[:5]] for row in rows] == [
+        ["JaxGCRL 6dccab2 crl (ant_s3), 3", "952,320", "0.250", "-", "0.100"],
+        ["JaxGCRL 6dccab2 crl (ant_s3), 3", "1,428,480", "0.500", "-", "0.200"],
+    ]
 
 
 def test_cpu_research_preset_runs_six_envs_at_10m_steps_with_checkpoints():
