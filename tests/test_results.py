@@ -286,6 +286,13 @@ def test_ant_gap_tabulates_a_jaxgcrl_log_beside_our_runs(tmp_path):
     ]
 
 
+def test_peer_speed_without_a_jaxgcrl_installation_says_so_with_exit_2(tmp_path):
+    command = [sys.executable, str(ROOT / "results" / "peer_speed.py"), "--peer-root", str(tmp_path)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert f"no JaxGCRL installation under {tmp_path}" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_cpu_research_preset_runs_six_envs_at_10m_steps_with_checkpoints():
     preset = benchmark.PRESETS["cpu-research"]
     assert set(preset.env_flags) == {"ant", "ant_u_maze", "humanoid", "cheetah", "simple_big_maze", "pusher_easy"}
