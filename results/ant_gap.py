@@ -16,6 +16,7 @@ import glob
 import os
 import pathlib
 import re
+import sys
 from dataclasses import dataclass
 
 import plots  # results/plots.py: a script's own folder is the first entry of its import path
@@ -51,8 +52,11 @@ class Args:
 def read_peer_log(path: str) -> tuple[int, int, dict[str, dict[int, float]]]:
     """A JaxGCRL log's seed, episode length and metrics by env step."""
     text = pathlib.Path(path).read_text()
-    seed = int(re.search(r"'seed': (\d+)", text).group(1))
-    episode_length = int(re.search(r"'episode_length': (\d+)", text).group(1))
+    seed, episode_length = (re.search(rf"'{name}': (\d+)", text) for name in ("seed", "episode_length"))
+    if seed is None or episode_length is None:
+        print(f"error: {path} does not start with JaxGCRL's printed arguments (seed, episode_length)", file=sys.stderr)
+        sys.exit(2)
+    seed, episode_length = int(seed.group(1)), int(episode_length.group(1))
     metrics: dict[str, dict[int, float]] = {}
     for step, name, value in re.findall(r"step: (\d+), (eval/\w+): (\S+) \+/-", text):
         metrics.setdefault(name, {})[int(step)] = float(value)

@@ -59,8 +59,14 @@ PREFILL_STEPS = 1000  # both codebases' default rows per env before the first gr
 
 
 def run_logged(command: list[str], log: pathlib.Path, timeout: int, **kwargs) -> str:
-    """Runs `command`, writes its output to `log` and returns it; exits 2 if it fails."""
-    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, **kwargs)
+    """Runs `command`, writes its output to `log` and returns it; a failure or a run past
+    `timeout` seconds stops the measurement with one line saying where the output is."""
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, **kwargs)
+    except subprocess.TimeoutExpired as stopped:
+        output = (stopped.stdout or b"") + (stopped.stderr or b"")
+        log.write_text(output.decode(errors="replace") if isinstance(output, bytes) else output)
+        sys.exit(f"error: {' '.join(command[:3])} ... ran past --timeout {timeout} s; its output is in {log}")
     log.write_text(result.stdout + result.stderr)
     if result.returncode != 0:
         sys.exit(f"error: {' '.join(command[:3])} ... exited {result.returncode}; its output is in {log}")

@@ -286,6 +286,13 @@ def test_ant_gap_tabulates_a_jaxgcrl_log_beside_our_runs(tmp_path):
     ]
 
 
+def test_ant_gap_rejects_a_log_that_is_not_jaxgcrls_with_exit_2(tmp_path):
+    (tmp_path / "other.log").write_text("step: 10, eval/episode_success_any: 0.5 +/- 0.1\n")
+    command = [sys.executable, str(ROOT / "results" / "ant_gap.py"), "--run-roots", "--peer-logs"]
+    result = subprocess.run(command + [str(tmp_path / "other.log")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "JaxGCRL's printed arguments" in result.stderr, result.stderr[-2000:]
+
+
 def test_peer_speed_without_a_jaxgcrl_installation_says_so_with_exit_2(tmp_path):
     command = [sys.executable, str(ROOT / "results" / "peer_speed.py"), "--peer-root", str(tmp_path)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
