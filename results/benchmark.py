@@ -18,24 +18,32 @@ preset that another invocation is still running). Afterwards the evaluation scal
 back with TensorBoard's reader and written to
 
 * `{out_dir}/evals.csv`: one row per evaluation (algorithm, env_id, seed, env_steps,
-  success_rate, time_at_goal, final_distance, episodic_return, run_dir);
+  success_rate, time_at_goal, final_distance, episodic_return, steps_to_success, the same
+  three measures with sampled actions, run_dir);
 * `{out_dir}/final.csv`: one row per run (its last evaluation, the mean training SPS, the
   wall time of the subprocess, its compile and training seconds as the run printed them, and
   the exact command); a `random` row has env_steps 0 and, as mean_sps, the env-only rate.
   The timings of the invocation that ran each run are kept in `{out_dir}/timings.json`,
   written after every run;
-* `{out_dir}/summary.md`: per (env, algorithm) the final success rate and time at goal (IQM
-  over seeds, 95% bootstrap interval), training SPS and wall time; where the env has a `random`
-  row, the share of the wall time spent compiling, in the env (env steps / env-only rate, an
-  estimate: the env runs fused with the rest), in the rest of training (gradient steps and
-  the buffer) and outside training (evaluations, start-up);
+* `{out_dir}/summary.md`: per (env, algorithm) the final success rate (the policy's mean, and
+  sampled actions) and time at goal (IQM over seeds, 95% bootstrap interval), training SPS
+  and wall time; where the env has a `random` row, the share of the wall time spent
+  compiling, in the env (env steps / env-only rate, an estimate: the env runs fused with the
+  rest), in the rest of training (gradient steps and the buffer) and outside training
+  (evaluations, start-up);
 * `{out_dir}/curves.png`: learning curves (IQM over seeds with a 95% bootstrap interval, see
-  `results/plots.py`) of success rate and time at goal per env, with the random policy's as a
-  dashed line, unless `--no-plot`.
+  `results/plots.py`) of success rate (the policy's mean, then sampled actions where the runs
+  logged them) and time at goal per env, with the random policy's as a dashed line, unless
+  `--no-plot`.
+
+The tables and the curves hold every finished run of the preset (with the same `--extra`
+flags), also when an invocation is restricted to some of its runs (`--env-ids ant --seeds 2`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import pathlib
@@ -427,8 +435,24 @@ FINAL_COLUMNS = (
 )
 
 
-def run_jobs(args: Args) -> tuple[list[dict], list[dict], str, list[str]]:
-    preset, jobs = plan(args)
+def tabulated_jobs(args: Args) -> list[tuple[str, str, int, list[str]]]:
+    """The jobs whose finished runs the tables hold: the whole preset's (with this invocation's
+    --extra flags), then any of this invocation's that the preset does not list (other seeds), so
+    an invocation restricted to one run does not drop the runs that finished before it."""
+    _, whole = plan(Args(preset=args.preset, extra=args.extra))
+    _, chosen = plan(args)
+    listed = {(algorithm, env_id, seed) for algorithm, env_id, seed, _ in whole}
+    return whole + [job for job in chosen if job[:3] not in listed]
+
+
+def run_jobs(
+    args: Args, jobs: list[tuple[str, str, int, list[str]]] | None = None
+) -> tuple[list[dict], list[dict], str, list[str]]:
+    """Run the jobs (default: those args select) that have not finished, in order, and return
+    the evaluation rows and final rows of every job that has, the output folder and the failures.
+    With --finished-only, run none."""
+    if jobs is None:
+        _, jobs = plan(args)
     out_dir = args.out_dir or str(ROOT / "results" / "benchmark" / args.preset)
     finals, evals, failures = [], [], []
     # run dir -> the timings of the invocation that ran it, kept in timings.json after every run
@@ -483,9 +507,10 @@ def time_shares(rows: list[dict], env_only_sps: float | None) -> str:
 
 
 def summary_table(finals: list[dict], preset: str, samples: int = 2000) -> str:
-    """Markdown: per (env, algorithm), the final success rate and time at goal (IQM over seeds
-    with a 95% bootstrap interval), mean training SPS (a `random` row: env-only SPS), mean wall
-    time per run and, where the env has a `random` row, where that wall time went."""
+    """Markdown: per (env, algorithm), the final success rate (the policy's mean, and sampled
+    actions) and time at goal (IQM over seeds with a 95% bootstrap interval), mean training SPS
+    (a `random` row: env-only SPS), mean wall time per run and, where the env has a `random`
+    row, where that wall time went."""
     import numpy as np
 
     rng = np.random.default_rng(0)
@@ -495,8 +520,9 @@ def summary_table(finals: list[dict], preset: str, samples: int = 2000) -> str:
         "Time split, % of wall time: compile / env (env steps at the env-only rate) / rest of training (gradient"
         " steps, buffer) / outside training (evaluations, start-up).",
         "",
-        "| env | algorithm | seeds | env steps | success rate | time at goal | SPS | wall s / run | time split % |",
-        "|---|---|---:|---:|---|---|---:|---:|---|",
+        "| env | algorithm | seeds | env steps | success rate | sampled success rate | time at goal | SPS"
+        " | wall s / run | time split % |",
+        "|---|---|---:|---:|---|---|---|---:|---:|---|",
     ]
     groups: dict[tuple[str, str], list[dict]] = {}
     for row in finals:
@@ -504,7 +530,10 @@ def summary_table(finals: list[dict], preset: str, samples: int = 2000) -> str:
     env_only = {env_id: float(rows[0]["mean_sps"]) for (env_id, a), rows in groups.items() if a == RANDOM}
     for (env_id, algorithm), rows in groups.items():
         cells = []
-        for name in ("success_rate", "time_at_goal"):
+        for name in ("success_rate", "sampled_success_rate", "time_at_goal"):
+            if any(r[name] in ("", None) for r in rows):  # the random policy, or runs from before it was logged
+                cells.append("")
+                continue
             values = np.array([float(r[name]) for r in rows])
             low, high = plots.bootstrap_interval(values, plots.iqm, samples, 0.95, rng)
             cells.append(f"{plots.iqm(values):.3f} [{low:.3f}, {high:.3f}]")
@@ -513,7 +542,7 @@ def summary_table(finals: list[dict], preset: str, samples: int = 2000) -> str:
         shares = "" if algorithm == RANDOM else time_shares(rows, env_only.get(env_id))
         lines.append(
             f"| {env_id} | {algorithm} | {len(rows)} | {max(int(r['env_steps']) for r in rows):,} | {cells[0]} | "
-            f"{cells[1]} | {statistics.mean(sps) if sps else float('nan'):,.0f} | "
+            f"{cells[1]} | {cells[2]} | {statistics.mean(sps) if sps else float('nan'):,.0f} | "
             + (f"{statistics.mean(walls):.0f}" if walls else "")
             + f" | {shares} |"
         )
@@ -524,6 +553,14 @@ def main(args: Args) -> str:
     evals, finals, out_dir, failures = run_jobs(args)
     if args.dry_run:
         return out_dir
+    if args.algorithms or args.env_ids or args.seeds:
+        # a restricted invocation: the tables still hold every finished run of the preset
+        print("tabulating every finished run of the preset", flush=True)
+        with contextlib.redirect_stdout(io.StringIO()):  # its lines repeat what was printed
+            evals, finals, _, _ = run_jobs(
+                Args(preset=args.preset, extra=args.extra, out_dir=out_dir, finished_only=True),
+                tabulated_jobs(args),
+            )
     os.makedirs(out_dir, exist_ok=True)
     plots.write_csv(evals, os.path.join(out_dir, "evals.csv"))
     plots.write_csv(finals, os.path.join(out_dir, "final.csv"))
@@ -531,17 +568,21 @@ def main(args: Args) -> str:
     pathlib.Path(out_dir, "summary.md").write_text(table)
     print(table)
     if args.plot and evals:
-        wanted = {(r["env_id"], r["algorithm"], r["seed"]) for r in finals}  # this invocation's runs only
+        wanted = {(r["env_id"], r["algorithm"], r["seed"]) for r in finals}  # the tabulated runs only
         runs = {
             key: {seed: d for seed, d in by_seed.items() if (*key, seed) in wanted}
             for key, by_seed in plots.find_runs(os.path.join(out_dir, "runs")).items()
         }
         runs = {key: by_seed for key, by_seed in runs.items() if by_seed}
-        tags = plots.DEFAULT_TAGS  # success rate, and time at goal: where learning shows first
+        # success rate with the policy's mean and with sampled actions (where the runs logged it),
+        # and time at goal: where learning shows first
+        tags = ("eval/success_rate", "eval/sampled_success_rate", "eval/time_at_goal")
         rows = plots.aggregate(runs, tags)
+        tags = tuple(tag for tag in tags if any(r["tag"] == tag for r in rows))
         baselines = {}  # (env, tag) -> the random policy's mean over seeds
         for tag in tags:
-            name = tag.split("/")[1]
+            # the random policy's actions are sampled in both modes: it has one success rate
+            name = tag.split("/")[1].removeprefix("sampled_")
             for env_id in {r["env_id"] for r in finals if r["algorithm"] == RANDOM}:
                 values = [float(r[name]) for r in finals if r["algorithm"] == RANDOM and r["env_id"] == env_id]
                 baselines[env_id, tag] = statistics.mean(values)

@@ -179,7 +179,8 @@ def plot(
                 if not points:
                     continue
                 x = np.array([p["env_steps"] for p in points])
-                label = f"{algorithm} ({points[0]['seeds']} seeds)"
+                seeds = points[0]["seeds"]
+                label = f"{algorithm} ({seeds} seed{'' if seeds == 1 else 's'})"
                 ax.plot(x, [p["value"] for p in points], color=colors[algorithm], label=label, marker=".")
                 ax.fill_between(
                     x, [p["low"] for p in points], [p["high"] for p in points], color=colors[algorithm], alpha=0.2

@@ -137,6 +137,12 @@ def test_benchmark_cpu_smoke_end_to_end(tmp_path):
     # a second invocation finds every run finished and only re-tabulates
     again = subprocess.run(command + ["--no-plot"], capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and again.stdout.count("already done") == 3
+    # restricted to one of its runs, an invocation still tabulates the others that finished
+    only_random = command[: command.index("--algorithms") + 1] + ["random"] + command[command.index("--out-dir") :]
+    restricted = subprocess.run(only_random + ["--no-plot"], capture_output=True, text=True, timeout=600)
+    assert restricted.returncode == 0 and restricted.stdout.count("already done") == 1
+    with open(tmp_path / "final.csv") as f:
+        assert sorted(r["algorithm"] for r in csv.DictReader(f)) == sorted(algorithms)
     # --finished-only starts no run: not sac_her's (never started), nor those of the two files
     # whose runs have not reached a doubled budget (as a run still going), and tabulates the rest
     run_dirs = sorted((tmp_path / "runs").iterdir())
@@ -306,6 +312,16 @@ def test_cpu_research_preset_runs_six_envs_at_10m_steps_with_checkpoints():
     assert preset.env_seeds == {"ant": (1, 2)} and preset.seeds == (1,)
     for flags in preset.env_flags.values():
         assert {"--total-timesteps=10000000", "--episode-length=1001", "--checkpoint-every=1000000"} <= set(flags)
+
+
+def test_a_restricted_invocation_tabulates_the_whole_presets_runs_and_its_own_extra_seeds():
+    whole = [job[:3] for job in benchmark.plan(benchmark.Args(preset="cpu-research"))[1]]
+    restricted = benchmark.Args(preset="cpu-research", env_ids=("ant",), seeds=(2,))
+    assert [job[:3] for job in benchmark.tabulated_jobs(restricted)] == whole
+    other_seeds = benchmark.Args(preset="cpu-research", env_ids=("humanoid",), seeds=(1, 5))
+    assert [job[:3] for job in benchmark.tabulated_jobs(other_seeds)] == whole + [("crl_infonce", "humanoid", 5)]
+    extra = benchmark.Args(preset="cpu-research", env_ids=("ant",), extra=("--fixed-goals",))
+    assert all(job[3][-1] == "--fixed-goals" for job in benchmark.tabulated_jobs(extra))
 
 
 @pytest.mark.slow
