@@ -36,13 +36,21 @@ back with TensorBoard's reader and written to
   logged them) and time at goal per env, with the random policy's as a dashed line, unless
   `--no-plot`.
 
-The tables and the curves hold every finished run of the preset (with the same `--extra`
-flags), also when an invocation is restricted to some of its runs (`--env-ids ant --seeds 2`).
+A run is a job's when the arguments it recorded (its `args.json`) are the job's flags and,
+where the flags say nothing, the algorithm's defaults; so a run made with other `--extra` flags
+in the same `--out-dir` is neither resumed nor tabulated as this job's (arguments that do not
+change what is learned, such as `--checkpoint-every`, are not compared). The tables and the
+curves hold every finished run of the preset, also when an invocation is restricted to some
+of its runs (`--env-ids ant --seeds 2`); runs outside the preset (other seeds) only while an
+invocation names them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
+import importlib
 import io
 import json
 import os
@@ -281,20 +289,107 @@ def schedule_line(flags: list[str]) -> str:
     return f"episode length {length}, {updates} gradient steps per training step"
 
 
-def finished_run(run_root: str, algorithm: str, env_id: str, seed: int, total: int) -> str | None:
-    """A run directory of this job whose last evaluation reached the budget, if any."""
-    runs = plots.find_runs(run_root).get((env_id, algorithm), {})
-    run_dir = runs.get(seed)
+# Arguments that do not change what a run learns or measures: a run recorded with other values
+# of these is still the job's (the runner's own --run-root, a later --resume, logging, saving).
+NOT_COMPARED = {
+    "run_root",
+    "resume",
+    "track",
+    "wandb_project_name",
+    "capture_video",
+    "video_every",
+    "save_model",
+    "checkpoint_every",
+    "eval_only",
+    "load_model",
+}
+
+
+@functools.cache
+def default_args(algorithm: str) -> dict:
+    """An algorithm file's argument defaults, as its args.json would record them."""
+    module = importlib.import_module(f"algorithms.{algorithm}")
+    defaults = {}
+    for f in dataclasses.fields(module.Args):
+        value = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        defaults[f.name] = json.loads(json.dumps(value))  # tuples as lists, as in args.json
+    return defaults
+
+
+def same_value(recorded, given: str) -> bool:
+    """Whether a flag's text gives the value args.json recorded."""
+    if isinstance(recorded, bool):
+        return given.lower() == str(recorded).lower()
+    if recorded is None:
+        return given.lower() == "none"
+    if isinstance(recorded, (int, float)):
+        try:
+            return float(given) == float(recorded)
+        except ValueError:
+            return False
+    return str(recorded) == given
+
+
+def recorded_args_agree(run_dir: str, algorithm: str, flags: list[str]) -> bool:
+    """Whether a run's recorded arguments (its args.json) are the job's: each argument its flags
+    set (`--name=value`, or boolean `--name` / `--no-name`) has that value, and each other one
+    the algorithm's default, so that a run made with other `--extra` flags is neither resumed nor
+    tabulated as this job's. Arguments in NOT_COMPARED, and those a run older than them did not
+    record, are not compared; a run without args.json cannot be checked and agrees."""
+    path = os.path.join(run_dir, "args.json")
+    if not os.path.exists(path):
+        return True
+    with open(path) as f:
+        recorded = json.load(f)["args"]
+    given = {}
+    for flag in flags:
+        name, equals, text = flag.removeprefix("--").partition("=")
+        key = name.replace("-", "_")
+        if not equals:  # a boolean flag
+            key, text = (key[3:], "false") if key not in recorded and key.startswith("no_") else (key, "true")
+        if key not in recorded:
+            return False  # a flag the run could not have had
+        given[key] = text
+    for key, value in recorded.items():
+        if key in NOT_COMPARED:
+            continue
+        if key in given:
+            if not same_value(value, given[key]):
+                return False
+        elif key in default_args(algorithm) and value != default_args(algorithm)[key]:
+            return False
+    return True
+
+
+def job_run(run_root: str, algorithm: str, env_id: str, seed: int, flags: list[str]) -> str | None:
+    """The newest run directory of this (algorithm, env, seed) whose recorded arguments agree
+    with the job's flags, if any."""
+    candidates = []
+    for directory, _, files in os.walk(run_root):
+        match = plots.RUN_NAME.match(os.path.basename(directory))
+        if match is None or not any(f.startswith("events.out.tfevents") for f in files):
+            continue
+        if (match["env_id"], match["exp_name"], int(match["seed"])) == (env_id, algorithm, seed):
+            candidates.append((int(match["time"]), directory))
+    for _, directory in sorted(candidates, reverse=True):
+        if recorded_args_agree(directory, algorithm, flags):
+            return directory
+    return None
+
+
+def finished_run(run_root: str, algorithm: str, env_id: str, seed: int, flags: list[str]) -> str | None:
+    """This job's run directory (see job_run) if its last evaluation reached the budget."""
+    run_dir = job_run(run_root, algorithm, env_id, seed, flags)
     if run_dir is None:
         return None
     evals = plots.read_scalars(run_dir, ("eval/success_rate",)).get("eval/success_rate", {})
-    return run_dir if evals and max(evals) >= total else None
+    return run_dir if evals and max(evals) >= budget(flags) else None
 
 
-def resumable_run(run_root: str, algorithm: str, env_id: str, seed: int) -> str | None:
-    """The newest run directory of this job that holds a checkpoint (written with
-    --checkpoint-every) but not its final evaluation, if any: an interrupted run to resume."""
-    run_dir = plots.find_runs(run_root).get((env_id, algorithm), {}).get(seed)
+def resumable_run(run_root: str, algorithm: str, env_id: str, seed: int, flags: list[str]) -> str | None:
+    """This job's run directory (see job_run) if it holds a checkpoint (written with
+    --checkpoint-every) but not its final evaluation: an interrupted run to resume."""
+    run_dir = job_run(run_root, algorithm, env_id, seed, flags)
     checkpoints = os.path.join(run_dir, "checkpoints") if run_dir else ""
     has_checkpoint = os.path.isdir(checkpoints) and any(f.endswith(".ckpt") for f in os.listdir(checkpoints))
     return run_dir if has_checkpoint else None
@@ -337,7 +432,7 @@ def finished(algorithm: str, env_id: str, seed: int, flags: list[str], out_dir: 
     last evaluation reached the budget."""
     if algorithm == RANDOM:
         return os.path.exists(random_output(out_dir, env_id, seed))
-    return finished_run(os.path.join(out_dir, "runs"), algorithm, env_id, seed, budget(flags)) is not None
+    return finished_run(os.path.join(out_dir, "runs"), algorithm, env_id, seed, flags) is not None
 
 
 def run_random(env_id: str, seed: int, flags: list[str], out_dir: str, timings: dict) -> tuple[dict, str | None]:
@@ -381,11 +476,10 @@ def run_algorithm(
     run_root = os.path.join(out_dir, "runs")
     command = [sys.executable, str(ROOT / "algorithms" / f"{algorithm}.py"), *flags, f"--run-root={run_root}"]
     shown = " ".join(["python", f"algorithms/{algorithm}.py", *flags])
-    total = budget(flags)
-    run_dir = finished_run(run_root, algorithm, env_id, seed, total)
+    run_dir = finished_run(run_root, algorithm, env_id, seed, flags)
     timing = None
     if run_dir is None:
-        interrupted = resumable_run(run_root, algorithm, env_id, seed)
+        interrupted = resumable_run(run_root, algorithm, env_id, seed, flags)
         if interrupted is not None:  # a run stopped part-way: continue it from its last checkpoint
             print(f"  resuming {interrupted}", flush=True)
             command = [sys.executable, str(ROOT / "algorithms" / f"{algorithm}.py"), f"--resume={interrupted}"]
@@ -394,7 +488,7 @@ def run_algorithm(
         timing = {"wall_s": round(time.perf_counter() - start, 1), **printed_seconds(result.stdout)}
         if result.returncode != 0:
             return [], {}, f"{shown}\n{result.stderr.strip()[-2000:]}"
-        run_dir = finished_run(run_root, algorithm, env_id, seed, total)
+        run_dir = finished_run(run_root, algorithm, env_id, seed, flags)
         if run_dir is None:
             return [], {}, f"{shown}\nfinished without a final evaluation in {run_root}"
     else:
@@ -437,8 +531,9 @@ FINAL_COLUMNS = (
 
 def tabulated_jobs(args: Args) -> list[tuple[str, str, int, list[str]]]:
     """The jobs whose finished runs the tables hold: the whole preset's (with this invocation's
-    --extra flags), then any of this invocation's that the preset does not list (other seeds), so
-    an invocation restricted to one run does not drop the runs that finished before it."""
+    --extra flags), then any of this invocation's that the preset does not list (other seeds or
+    algorithms), so an invocation restricted to one run does not drop the runs that finished
+    before it."""
     _, whole = plan(Args(preset=args.preset, extra=args.extra))
     _, chosen = plan(args)
     listed = {(algorithm, env_id, seed) for algorithm, env_id, seed, _ in whole}
@@ -447,14 +542,14 @@ def tabulated_jobs(args: Args) -> list[tuple[str, str, int, list[str]]]:
 
 def run_jobs(
     args: Args, jobs: list[tuple[str, str, int, list[str]]] | None = None
-) -> tuple[list[dict], list[dict], str, list[str]]:
+) -> tuple[list[dict], list[dict], str, dict[tuple[str, str, int], str]]:
     """Run the jobs (default: those args select) that have not finished, in order, and return
-    the evaluation rows and final rows of every job that has, the output folder and the failures.
-    With --finished-only, run none."""
+    the evaluation rows and final rows of every job that has, the output folder and the failures
+    ((algorithm, env, seed) -> what went wrong). With --finished-only, run none."""
     if jobs is None:
         _, jobs = plan(args)
     out_dir = args.out_dir or str(ROOT / "results" / "benchmark" / args.preset)
-    finals, evals, failures = [], [], []
+    finals, evals, failures = [], [], {}
     # run dir -> the timings of the invocation that ran it, kept in timings.json after every run
     timings_path = os.path.join(out_dir, "timings.json")
     timings = {}
@@ -483,7 +578,7 @@ def run_jobs(
                 json.dump(timings, f, indent=1, sort_keys=True)
             os.replace(f"{timings_path}.tmp", timings_path)
         if failure:
-            failures.append(failure)
+            failures[algorithm, env_id, seed] = failure
             print("  failed", flush=True)
             continue
         finals.append({k: final.get(k, "") for k in FINAL_COLUMNS})
@@ -531,7 +626,9 @@ def summary_table(finals: list[dict], preset: str, samples: int = 2000) -> str:
     for (env_id, algorithm), rows in groups.items():
         cells = []
         for name in ("success_rate", "sampled_success_rate", "time_at_goal"):
-            if any(r[name] in ("", None) for r in rows):  # the random policy, or runs from before it was logged
+            if algorithm == RANDOM:  # its actions are sampled in both modes: it has one success rate
+                name = name.removeprefix("sampled_")
+            if any(r[name] in ("", None) for r in rows):  # a run from before sampled actions were evaluated
                 cells.append("")
                 continue
             values = np.array([float(r[name]) for r in rows])
@@ -555,12 +652,19 @@ def main(args: Args) -> str:
         return out_dir
     if args.algorithms or args.env_ids or args.seeds:
         # a restricted invocation: the tables still hold every finished run of the preset
-        print("tabulating every finished run of the preset", flush=True)
+        jobs = [job for job in tabulated_jobs(args) if job[:3] not in failures]
         with contextlib.redirect_stdout(io.StringIO()):  # its lines repeat what was printed
             evals, finals, _, _ = run_jobs(
-                Args(preset=args.preset, extra=args.extra, out_dir=out_dir, finished_only=True),
-                tabulated_jobs(args),
+                Args(preset=args.preset, extra=args.extra, out_dir=out_dir, finished_only=True), jobs
             )
+        tabulated = {(r["algorithm"], r["env_id"], r["seed"]) for r in finals}
+        waiting = [f"{env_id} {algorithm} seed {seed}" for algorithm, env_id, seed, _ in jobs]
+        waiting = [name for name, job in zip(waiting, jobs) if job[:3] not in tabulated]
+        print(
+            f"tabulating the {len(tabulated)} finished runs of the preset's {len(jobs)}"
+            + (f"; not finished: {', '.join(waiting)}" if waiting else ""),
+            flush=True,
+        )
     os.makedirs(out_dir, exist_ok=True)
     plots.write_csv(evals, os.path.join(out_dir, "evals.csv"))
     plots.write_csv(finals, os.path.join(out_dir, "final.csv"))
@@ -568,12 +672,12 @@ def main(args: Args) -> str:
     pathlib.Path(out_dir, "summary.md").write_text(table)
     print(table)
     if args.plot and evals:
-        wanted = {(r["env_id"], r["algorithm"], r["seed"]) for r in finals}  # the tabulated runs only
-        runs = {
-            key: {seed: d for seed, d in by_seed.items() if (*key, seed) in wanted}
-            for key, by_seed in plots.find_runs(os.path.join(out_dir, "runs")).items()
-        }
-        runs = {key: by_seed for key, by_seed in runs.items() if by_seed}
+        runs = {}  # (env, algorithm) -> {seed: run directory}: the tabulated runs
+        for row in finals:
+            if row["algorithm"] != RANDOM:
+                runs.setdefault((row["env_id"], row["algorithm"]), {})[row["seed"]] = os.path.join(
+                    out_dir, row["run_dir"]
+                )
         # success rate with the policy's mean and with sampled actions (where the runs logged it),
         # and time at goal: where learning shows first
         tags = ("eval/success_rate", "eval/sampled_success_rate", "eval/time_at_goal")
@@ -589,7 +693,7 @@ def main(args: Args) -> str:
         plots.plot(rows, tags, os.path.join(out_dir, "curves.png"), "iqm", 0.95, baselines)
     print(f"wrote {out_dir}/evals.csv, final.csv, summary.md" + (", curves.png" if args.plot and evals else ""))
     if failures:
-        raise BenchmarkError("run(s) failed (the tables hold the others):\n\n" + "\n\n".join(failures))
+        raise BenchmarkError("run(s) failed (the tables hold the others):\n\n" + "\n\n".join(failures.values()))
     return out_dir
 
 

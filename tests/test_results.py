@@ -261,16 +261,31 @@ def test_every_results_script_is_in_the_readme_table_and_parses_its_flags_with_t
 
 def test_benchmark_resumes_a_run_with_a_checkpoint_and_restarts_none_without(tmp_path):
     """An interrupted run (event files and a checkpoint, no final evaluation) is the one the
-    runner resumes; a run killed before its first checkpoint has nothing to resume from."""
+    runner resumes; a run killed before its first checkpoint has nothing to resume from; a run
+    whose recorded arguments disagree with the job's flags (another --extra) is not the job's."""
     runs = tmp_path / "runs"
-    for name in ("ant__crl_infonce__1__100", "ant__crl_infonce__2__100"):
+    recorded = {"fixed_goals": False, "num_envs": 256, "actor_lr": 0.0003, "backend": None, "env_id": "ant"}
+    for name in ("ant__crl_infonce__1__100", "ant__crl_infonce__2__100", "ant__crl_infonce__1__200"):
         (runs / name).mkdir(parents=True)
         (runs / name / "events.out.tfevents.100.host").write_bytes(b"")
-    (runs / "ant__crl_infonce__1__100" / "checkpoints").mkdir()
+        (runs / name / "checkpoints").mkdir()
+        args = {**recorded, "fixed_goals": name.endswith("200")}  # the newest run of seed 1: a variant
+        (runs / name / "args.json").write_text(json.dumps({"args": args}))
     (runs / "ant__crl_infonce__1__100" / "checkpoints" / "step_000000010.ckpt").write_bytes(b"")
-    assert benchmark.resumable_run(str(runs), "crl_infonce", "ant", 1) == str(runs / "ant__crl_infonce__1__100")
-    assert benchmark.resumable_run(str(runs), "crl_infonce", "ant", 2) is None
-    assert benchmark.resumable_run(str(runs), "crl_infonce", "ant", 3) is None
+    (runs / "ant__crl_infonce__1__200" / "checkpoints" / "step_000000020.ckpt").write_bytes(b"")
+    flags = ["--env-id=ant", "--num-envs=256", "--actor-lr=3e-4", "--backend=None"]
+    resume = benchmark.resumable_run
+    assert resume(str(runs), "crl_infonce", "ant", 1, flags) == str(runs / "ant__crl_infonce__1__100")
+    assert resume(str(runs), "crl_infonce", "ant", 1, [*flags, "--no-fixed-goals"]) == str(
+        runs / "ant__crl_infonce__1__100"
+    )
+    assert resume(str(runs), "crl_infonce", "ant", 1, [*flags, "--fixed-goals"]) == str(
+        runs / "ant__crl_infonce__1__200"
+    )
+    assert resume(str(runs), "crl_infonce", "ant", 2, flags) is None  # no checkpoint
+    assert resume(str(runs), "crl_infonce", "ant", 3, flags) is None  # no run
+    assert resume(str(runs), "crl_infonce", "ant", 1, ["--num-envs=1024"]) is None
+    assert resume(str(runs), "crl_infonce", "ant", 1, ["--width=512"]) is None  # a flag it did not record
 
 
 def test_ant_gap_tabulates_a_jaxgcrl_log_beside_our_runs(tmp_path):
