@@ -24,7 +24,9 @@ back with TensorBoard's reader and written to
   wall time of the subprocess, its compile and training seconds as the run printed them, and
   the exact command); a `random` row has env_steps 0 and, as mean_sps, the env-only rate.
   The timings of the invocation that ran each run are kept in `{out_dir}/timings.json`,
-  written after every run;
+  written after every run. A resumed run's wall and compile seconds are those of its last
+  segment (the invocation that finished it), and its training seconds its env steps over the
+  SPS it printed last, so they do not add up as a single run's do;
 * `{out_dir}/summary.md`: per (env, algorithm) the final success rate (the policy's mean, and
   sampled actions) and time at goal (IQM over seeds, 95% bootstrap interval), training SPS
   and wall time; where the env has a `random` row, the share of the wall time spent
