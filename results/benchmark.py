@@ -660,8 +660,7 @@ def main(args: Args) -> str:
                 Args(preset=args.preset, extra=args.extra, out_dir=out_dir, finished_only=True), jobs
             )
         tabulated = {(r["algorithm"], r["env_id"], r["seed"]) for r in finals}
-        waiting = [f"{env_id} {algorithm} seed {seed}" for algorithm, env_id, seed, _ in jobs]
-        waiting = [name for name, job in zip(waiting, jobs) if job[:3] not in tabulated]
+        waiting = [f"{e} {a} seed {s}" for a, e, s, _ in jobs if (a, e, s) not in tabulated]
         print(
             f"tabulating the {len(tabulated)} finished runs of the preset's {len(jobs)}"
             + (f"; not finished: {', '.join(waiting)}" if waiting else ""),
