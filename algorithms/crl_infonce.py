@@ -88,6 +88,8 @@ class Args(RunArgs):
     """LayerNorm after every hidden layer"""
     residual: bool = False
     """deep networks: an input layer, then depth/4 residual blocks of four layers (depth a multiple of 4)"""
+    scan_unroll: int | None = None
+    """hidden layers' loops: 0 = a loop over blocks of a loop over layers, k >= 1 = each block's layers written out and k blocks per loop iteration (equal up to float rounding; faster on GPU); default: SCAN_UNROLL for the platform"""
     energy_fn: Literal["norm", "l2", "l1", "dot", "cosine"] = "norm"
     """critic energy f(phi, psi)"""
     contrastive_loss: Literal["fwd_infonce", "bwd_infonce", "sym_infonce", "binary_nce"] = "fwd_infonce"
@@ -103,6 +105,7 @@ class Args(RunArgs):
         """The algorithm's flags are checked here, as they are parsed; the run's flags are
         checked by the harness (`run.make_schedule`)."""
         run.require_network_sizes(self, widths=("repr_dim", "width"))
+        require((self.scan_unroll or 0) >= 0, f"--scan-unroll must be at least 0 (got {self.scan_unroll}).")
         require(0.0 < self.gamma < 1.0, f"--gamma must be in (0, 1) (got {self.gamma}).")
         require(self.batch_size >= 2, "--batch-size must be at least 2: the other goals are the negatives.")
 
@@ -130,14 +133,21 @@ class MLP(eqx.Module):
     one. Residual (--residual, for deep networks): the input layer, then depth / 4 blocks of
     four layers with the skip around each block, x + block(x). The blocks are one module whose
     leaves carry two leading axes (block, layer in block), applied by `jax.lax.scan`, so the
-    compiled program does not grow with depth."""
+    compiled program does not grow with depth.
+
+    `unroll` (--scan-unroll): 0 loops over the blocks and, inside, over a block's layers; k >= 1
+    writes each block's layers out and runs k blocks per iteration of the loop over blocks. Same
+    layers, same order: results equal up to float rounding (XLA fuses differently). On a GPU the
+    host launches every loop iteration (an estimated 15-25 us each), which at depth 64 would be
+    most of a gradient step (results/step_latency.md)."""
 
     first: Dense
     blocks: Dense  # every leaf has leading axes (num_blocks, block_size)
     out: eqx.nn.Linear
     residual: bool = eqx.field(static=True)
+    unroll: int = eqx.field(static=True)
 
-    def __init__(self, in_size, out_size, width, depth, layer_norm, residual, key):
+    def __init__(self, in_size, out_size, width, depth, layer_norm, residual, key, unroll=0):
         block_size = 4 if residual else 1
         hidden = depth if residual else depth - 1
         keys = jax.random.split(key, hidden + 2)
@@ -147,18 +157,33 @@ class MLP(eqx.Module):
         self.blocks = make_block(block_keys)
         self.out = eqx.nn.Linear(width, out_size, key=keys[-1])
         self.residual = residual
+        self.unroll = unroll
 
     def __call__(self, x):
         params, static = eqx.partition(self.blocks, eqx.is_array)
+        num_blocks, block_size = self.blocks.linear.weight.shape[:2]
 
         def layer(h, layer_params):
             return eqx.combine(layer_params, static)(h), None
 
         def block(x, block_params):
-            h = jax.lax.scan(layer, x, block_params)[0]
+            h = jax.lax.scan(layer, x, block_params, unroll=block_size if self.unroll else 1)[0]
             return (x + h if self.residual else h), None
 
-        return self.out(jax.lax.scan(block, self.first(x), params)[0])
+        blocks_per_iteration = min(max(self.unroll, 1), num_blocks)
+        return self.out(jax.lax.scan(block, self.first(x), params, unroll=blocks_per_iteration)[0])
+
+
+# --scan-unroll's default per platform (jax.default_backend()), as measured by
+# results/step_latency.py (results/step_latency.md); other platforms loop (0).
+SCAN_UNROLL = {"cpu": 0, "gpu": 4}
+
+
+def scan_unroll(args: Args) -> int:
+    """--scan-unroll, or its default for the platform this process computes on."""
+    if args.scan_unroll is not None:
+        return args.scan_unroll
+    return SCAN_UNROLL.get(jax.default_backend(), 0)
 
 
 class Critic(eqx.Module):
@@ -171,6 +196,7 @@ class Critic(eqx.Module):
         sa_key, g_key = jax.random.split(key)
         depth = args.critic_depth or args.depth
         net = dict(width=args.width, depth=depth, layer_norm=args.layer_norm, residual=args.residual)
+        net["unroll"] = scan_unroll(args)
         self.sa_encoder = MLP(state_dim + action_dim, args.repr_dim, key=sa_key, **net)
         self.g_encoder = MLP(goal_dim, args.repr_dim, key=g_key, **net)
 
@@ -190,7 +216,9 @@ class Actor(eqx.Module):
 
     def __init__(self, obs_dim, action_dim, args: Args, key):
         depth = args.actor_depth or args.depth
-        self.net = MLP(obs_dim, 2 * action_dim, args.width, depth, args.layer_norm, args.residual, key)
+        self.net = MLP(
+            obs_dim, 2 * action_dim, args.width, depth, args.layer_norm, args.residual, key, scan_unroll(args)
+        )
         self.action_dim = action_dim
         self.tanh_log_prob = args.tanh_log_prob
 
