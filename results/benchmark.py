@@ -6,6 +6,10 @@
     python results/benchmark.py --preset gpu-paper          # the benchmark's envs, 10M-50M steps (GPU)
     python results/benchmark.py --preset cpu-small --algorithms crl_infonce --seeds 1 2 --env-ids reacher
 
+    # one GPU window: the jobs of gpu-crl that fit in 500 s, then what must leave the machine
+    python results/benchmark.py --preset gpu-crl --time-budget 500 --pack $OUT
+    python results/benchmark.py --preset gpu-crl --unpack FOLDER   # back here: merge and tabulate
+
 Each (algorithm, env, seed) is one subprocess `python algorithms/{algorithm}.py` with the
 preset's flags for that env (plus `--extra` flags, one per `--extra=--flag=value`), writing its
 TensorBoard run directory under `{out_dir}/runs`. The pseudo-algorithm `random` is
@@ -38,6 +42,22 @@ back with TensorBoard's reader and written to
   logged them) and time at goal per env, with the random policy's as a dashed line, unless
   `--no-plot`.
 
+A preset with `seeds_per_process` K (gpu-crl: 5) trains K consecutive seeds in one process
+through one compile (`--num-seeds K`): such a job is named by its first seed, has one run
+directory per seed, and is finished when each of them is; its rows share the process's wall,
+compile and training seconds.
+
+`--time-budget SECONDS` starts a job only if its expected time fits in what is left of the
+budget, and stops (SIGTERM, then SIGKILL) one still running when none is: the expected time is
+the job's measured wall time when it finished before, otherwise the preset's estimate for its env
+scaled by how the finished jobs compared with theirs (`estimate_seconds`). Each job's wall time
+and whether it finished go into `{out_dir}/jobs.json`. `--pack FOLDER` ends the invocation by
+writing what must leave a lent machine (at most 8 files of at most 16 MB): summary.md,
+final.csv, evals.csv, curves.png, timings.json, jobs.json and runs.tgz (the tabulated runs'
+event files and args.json, no model or checkpoint). `--unpack FOLDER` on this side merges such a
+folder into `{out_dir}` (results/benchmark/{preset}/, committed) and tabulates every finished run:
+each GPU window adds rows.
+
 A run is a job's when the arguments it recorded (its `args.json`) are the job's flags and,
 where the flags say nothing, the algorithm's defaults; so a run made with other `--extra` flags
 in the same `--out-dir` is neither resumed nor tabulated as this job's (arguments that do not
@@ -58,9 +78,11 @@ import json
 import os
 import pathlib
 import re
+import shutil
 import statistics
 import subprocess
 import sys
+import tarfile
 import time
 from dataclasses import dataclass, field
 
@@ -93,6 +115,13 @@ class Preset:
     algorithm_flags: dict[str, tuple[str, ...]] = field(default_factory=dict)
     note: str = ""
     env_seeds: dict[str, tuple[int, ...]] = field(default_factory=dict)  # env id -> seeds, where not `seeds`
+    # Seeds trained together by one process through one compile (--num-seeds): a job is then
+    # consecutive seeds, named by its first, and finished when each of its runs is.
+    seeds_per_process: int = 1
+    # env id -> the expected wall seconds of one job (one process) on the machine the preset is
+    # for, before any was measured: what --time-budget plans with until jobs.json holds a
+    # measurement (see estimate_seconds).
+    estimate_s: dict[str, float] = field(default_factory=dict)
 
 
 _TINY = (
@@ -121,6 +150,46 @@ _PAPER_10M = ("--total-timesteps=10000000", "--num-evals=50", "--num-envs=256", 
 # length, an evaluation every 500k steps, a checkpoint every 1M (an interrupted run resumes from
 # it). About 1,900 training SPS on ant on 2 CPU cores: 90 minutes per run with the cores to itself.
 _RESEARCH_10M = ("--total-timesteps=10000000", "--num-evals=20", "--checkpoint-every=1000000", *_EP_1001)
+
+# The headline configuration on a GPU: JaxGCRL's ant run (1024 envs, 1001-step episodes) for
+# 10M env steps, 10 evaluations.
+_HEADLINE_10M = ("--num-envs=1024", "--episode-length=1001", "--total-timesteps=10000000", "--num-evals=10")
+_GPU_10M = ("--num-envs=1024", "--total-timesteps=10000000", "--num-evals=10")
+# JaxGCRL's CRL set and the episode length of its runs: 1001 steps (its run default), except the
+# arm, for which its docs recommend 100 (reach) and 150 (push, binpick).
+_CRL_SET = {
+    "reacher": 1001,
+    "cheetah": 1001,
+    "pusher_easy": 1001,
+    "pusher_hard": 1001,
+    "ant": 1001,
+    "ant_ball": 1001,
+    "ant_push": 1001,
+    "ant_u_maze": 1001,
+    "ant_big_maze": 1001,
+    "ant_hardest_maze": 1001,
+    "humanoid": 1001,
+    "humanoid_u_maze": 1001,
+    "simple_u_maze": 1001,
+    "simple_big_maze": 1001,
+    "simple_hardest_maze": 1001,
+    "arm_reach": 100,
+    "arm_push_easy": 150,
+    "arm_binpick_easy": 150,
+}
+# Expected H200 seconds of one gpu-crl job (5 seeds of 10M env steps, compile and evaluations
+# included), before any was measured. From ant's single seed (170 s: 29 s compile, 102 s of
+# 568,000 gradient steps, 9 s in the env at 1.13M env-only SPS): about 300 s for five seeds if
+# the update stays latency-bound; the other bodies scaled by their env cost. The arm's short
+# episodes mean a tenth of the gradient steps, but its env is the slowest. Guesses until
+# measured: the runner records each job's time in jobs.json and scales these by what it finds.
+_GPU_CRL_ESTIMATE_S = {
+    **dict.fromkeys(("reacher", "simple_u_maze", "simple_big_maze", "simple_hardest_maze"), 240.0),
+    **dict.fromkeys(("cheetah", "ant", "ant_ball", "ant_push"), 300.0),
+    **dict.fromkeys(("ant_u_maze", "ant_big_maze", "ant_hardest_maze", "pusher_easy", "pusher_hard"), 330.0),
+    **dict.fromkeys(("humanoid", "humanoid_u_maze"), 360.0),
+    **dict.fromkeys(("arm_reach", "arm_push_easy", "arm_binpick_easy"), 400.0),
+}
 
 PRESETS = {
     "cpu-smoke": Preset(
@@ -204,13 +273,33 @@ PRESETS = {
         seeds=(1, 2, 3, 4, 5),
         note="the benchmark's envs at its budgets (10M-50M env steps) and episode lengths: a GPU job",
     ),
+    "gpu-headline": Preset(
+        algorithms=("crl_infonce",),
+        env_flags={"ant": _HEADLINE_10M},
+        seeds=(1, 2),
+        common_flags=("--save-model",),
+        note="ant at 10M env steps in JaxGCRL's headline configuration (1024 envs, 1001-step episodes), one seed"
+        " per process: the first runs on an H200 (results/benchmark/gpu-headline/README.md)",
+    ),
+    "gpu-crl": Preset(
+        algorithms=("crl_infonce",),
+        env_flags={env_id: (*_GPU_10M, f"--episode-length={length}") for env_id, length in _CRL_SET.items()},
+        seeds=(1, 2, 3, 4, 5),
+        seeds_per_process=5,
+        # No checkpoint when a job is stopped at the end of --time-budget: five seeds' buffers are
+        # 14 GB to write, and the machine is gone before it could be resumed; the job runs again.
+        common_flags=("--no-checkpoint-on-stop",),
+        estimate_s=_GPU_CRL_ESTIMATE_S,
+        note="crl_infonce on JaxGCRL's 18 CRL envs at 10M env steps, 1024 envs, 5 seeds per compile: one GPU"
+        " command at a time with --time-budget and --pack",
+    ),
 }
 
 
 @dataclass(frozen=True)
 class Args:
     preset: str = "cpu-smoke"
-    """one of cpu-smoke, cpu-small, cpu-suite, cpu-research, gpu-paper"""
+    """one of cpu-smoke, cpu-small, cpu-suite, cpu-research, gpu-paper, gpu-headline, gpu-crl"""
     algorithms: tuple[str, ...] = ()
     """restrict to these algorithms (default: the preset's)"""
     env_ids: tuple[str, ...] = ()
@@ -228,6 +317,16 @@ class Args:
     finished_only: bool = False
     """start no run: tabulate and plot the runs that have finished (a long preset can be
     tabulated while another invocation is still running it)"""
+    time_budget: float | None = None
+    """seconds this invocation may run jobs for: a job starts only if its measured or estimated
+    time (jobs.json, the preset's estimates) fits in what is left, and is stopped when none is"""
+    pack: str = ""
+    """afterwards, write what must leave the machine into this folder: the tables, the curves,
+    timings.json, jobs.json and runs.tgz (the finished runs' event files and args.json), at most
+    8 files of at most 16 MB"""
+    unpack: str = ""
+    """a folder written by --pack on another machine: merge its runs and timings into --out-dir,
+    then tabulate the finished runs (starts no run)"""
 
 
 class BenchmarkError(Exception):
@@ -251,18 +350,39 @@ def plan(args: Args) -> tuple[Preset, list[tuple[str, str, int, list[str]]]]:
     jobs = []
     for env_id in env_ids:
         for algorithm in algorithms:
-            for seed in args.seeds or preset.env_seeds.get(env_id, preset.seeds):
+            seeds = args.seeds or preset.env_seeds.get(env_id, preset.seeds)
+            together = 1 if algorithm == RANDOM else preset.seeds_per_process
+            for first, count in seed_groups(seeds, together):
                 flags = [
                     f"--env-id={env_id}",
-                    f"--seed={seed}",
+                    f"--seed={first}",
+                    *([f"--num-seeds={count}"] if count > 1 else []),
                     f"--exp-name={algorithm}",
                     *preset.common_flags,
                     *preset.env_flags[env_id],
                     *preset.algorithm_flags.get(algorithm, ()),
                     *args.extra,
                 ]
-                jobs.append((algorithm, env_id, seed, flags))
+                jobs.append((algorithm, env_id, first, flags))
     return preset, jobs
+
+
+def seed_groups(seeds: tuple[int, ...], size: int) -> list[tuple[int, int]]:
+    """(first seed, count) of each process: runs of consecutive seeds (--num-seeds trains seed,
+    seed + 1, ...), at most `size` each, in the order given."""
+    groups = []
+    for seed in seeds:
+        if groups and groups[-1][0] + groups[-1][1] == seed and groups[-1][1] < size:
+            groups[-1] = (groups[-1][0], groups[-1][1] + 1)
+        else:
+            groups.append((seed, 1))
+    return groups
+
+
+def job_seeds(flags: list[str]) -> range:
+    """The seeds a job's process trains: --seed and the --num-seeds after it."""
+    first = int(flag_value(flags, "seed"))
+    return range(first, first + int(flag_value(flags, "num-seeds") or 1))
 
 
 def flag_value(flags: list[str], name: str) -> str | None:
@@ -434,7 +554,8 @@ def finished(algorithm: str, env_id: str, seed: int, flags: list[str], out_dir: 
     last evaluation reached the budget."""
     if algorithm == RANDOM:
         return os.path.exists(random_output(out_dir, env_id, seed))
-    return finished_run(os.path.join(out_dir, "runs"), algorithm, env_id, seed, flags) is not None
+    run_root = os.path.join(out_dir, "runs")
+    return all(finished_run(run_root, algorithm, env_id, s, flags) is not None for s in job_seeds(flags))
 
 
 def run_random(env_id: str, seed: int, flags: list[str], out_dir: str, timings: dict) -> tuple[dict, str | None]:
@@ -470,50 +591,77 @@ def run_random(env_id: str, seed: int, flags: list[str], out_dir: str, timings: 
     return row, failure
 
 
+def run_process(command: list[str], timeout: float | None) -> tuple[int | None, str, str]:
+    """Run a job's process: (exit code, or None when it was stopped at `timeout` seconds, stdout,
+    stderr). A process that reaches its time is sent SIGTERM (a run stops after its training
+    step) and, a minute later, SIGKILL."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = process.communicate(timeout=timeout)
+        return process.returncode, out, err
+    except subprocess.TimeoutExpired:
+        process.terminate()
+        try:
+            out, err = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            out, err = process.communicate()
+        return None, out, err
+
+
 def run_algorithm(
-    algorithm: str, env_id: str, seed: int, flags: list[str], out_dir: str, timings: dict
-) -> tuple[list[dict], dict, str | None]:
-    """The evaluation rows and the final row of one algorithm run; runs it unless it finished,
-    and records its wall, compile and training seconds in `timings`."""
+    algorithm: str, env_id: str, seed: int, flags: list[str], out_dir: str, timings: dict, timeout: float | None = None
+) -> tuple[list[dict], list[dict], str | None]:
+    """The evaluation rows and the final rows (one per seed of the job) of one algorithm job; runs
+    it unless every run of it finished, stopped after `timeout` seconds, and records the wall,
+    compile and training seconds of its process in `timings` (under each of its run directories)."""
     run_root = os.path.join(out_dir, "runs")
     command = [sys.executable, str(ROOT / "algorithms" / f"{algorithm}.py"), *flags, f"--run-root={run_root}"]
     shown = " ".join(["python", f"algorithms/{algorithm}.py", *flags])
-    run_dir = finished_run(run_root, algorithm, env_id, seed, flags)
+    seeds = job_seeds(flags)
+    run_dirs = [finished_run(run_root, algorithm, env_id, s, flags) for s in seeds]
     timing = None
-    if run_dir is None:
+    if None in run_dirs:
         interrupted = resumable_run(run_root, algorithm, env_id, seed, flags)
         if interrupted is not None:  # a run stopped part-way: continue it from its last checkpoint
             print(f"  resuming {interrupted}", flush=True)
             command = [sys.executable, str(ROOT / "algorithms" / f"{algorithm}.py"), f"--resume={interrupted}"]
         start = time.perf_counter()
-        result = subprocess.run(command, capture_output=True, text=True)
-        timing = {"wall_s": round(time.perf_counter() - start, 1), **printed_seconds(result.stdout)}
-        if result.returncode != 0:
-            return [], {}, f"{shown}\n{result.stderr.strip()[-2000:]}"
-        run_dir = finished_run(run_root, algorithm, env_id, seed, flags)
-        if run_dir is None:
-            return [], {}, f"{shown}\nfinished without a final evaluation in {run_root}"
+        code, stdout, stderr = run_process(command, timeout)
+        timing = {"wall_s": round(time.perf_counter() - start, 1), **printed_seconds(stdout)}
+        if code is None:
+            return [], [], f"{shown}\nstopped at the time budget after {timing['wall_s']} s"
+        if code != 0:
+            return [], [], f"{shown}\n{stderr.strip()[-2000:]}"
+        run_dirs = [finished_run(run_root, algorithm, env_id, s, flags) for s in seeds]
+        if None in run_dirs:
+            return [], [], f"{shown}\nfinished without a final evaluation in {run_root}"
     else:
-        print(f"  already done: {run_dir}", flush=True)
-    relative = os.path.relpath(run_dir, out_dir)
-    if timing is not None:
-        timings[relative] = timing
-    timing = {k: timings.get(relative, {}).get(k, "") for k in ("wall_s", "compile_s", "train_s")}
-    scalars = plots.read_scalars(run_dir, (*EVAL_TAGS.values(), "charts/SPS"))
-    evals = []
-    for step in sorted(scalars.get("eval/success_rate", {})):
-        row = dict(algorithm=algorithm, env_id=env_id, seed=seed, env_steps=step)
-        row.update({name: scalars.get(tag, {}).get(step, "") for name, tag in EVAL_TAGS.items()})
-        evals.append({**row, "run_dir": relative})
-    sps = list(scalars.get("charts/SPS", {}).values())
-    final = {
-        **{k: evals[-1][k] for k in ("algorithm", "env_id", "seed", "env_steps", *EVAL_TAGS)},
-        "mean_sps": round(statistics.mean(sps)) if sps else "",
-        "run_dir": relative,
-        "command": shown,
-        **timing,
-    }
-    return evals, final, None
+        print("  already done: " + ", ".join(run_dirs), flush=True)
+    evals, finals = [], []
+    for s, run_dir in zip(seeds, run_dirs):
+        relative = os.path.relpath(run_dir, out_dir)
+        if timing is not None:
+            timings[relative] = {**timing, **({"seeds_per_process": len(seeds)} if len(seeds) > 1 else {})}
+        recorded = {k: timings.get(relative, {}).get(k, "") for k in ("wall_s", "compile_s", "train_s")}
+        scalars = plots.read_scalars(run_dir, (*EVAL_TAGS.values(), "charts/SPS"))
+        rows = []
+        for step in sorted(scalars.get("eval/success_rate", {})):
+            row = dict(algorithm=algorithm, env_id=env_id, seed=s, env_steps=step)
+            row.update({name: scalars.get(tag, {}).get(step, "") for name, tag in EVAL_TAGS.items()})
+            rows.append({**row, "run_dir": relative})
+        sps = list(scalars.get("charts/SPS", {}).values())
+        finals.append(
+            {
+                **{k: rows[-1][k] for k in ("algorithm", "env_id", "seed", "env_steps", *EVAL_TAGS)},
+                "mean_sps": round(statistics.mean(sps)) if sps else "",
+                "run_dir": relative,
+                "command": shown,
+                **recorded,
+            }
+        )
+        evals.extend(rows)
+    return evals, finals, None
 
 
 FINAL_COLUMNS = (
@@ -542,22 +690,61 @@ def tabulated_jobs(args: Args) -> list[tuple[str, str, int, list[str]]]:
     return whole + [job for job in chosen if job[:3] not in listed]
 
 
+def job_key(algorithm: str, env_id: str, seed: int) -> str:
+    return f"{algorithm}/{env_id}/{seed}"
+
+
+def read_json(path: str) -> dict:
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+def write_json(data: dict, path: str) -> None:
+    """`data` into `path` whole or not at all (a temporary file renamed over it)."""
+    with open(f"{path}.tmp", "w") as f:
+        json.dump(data, f, indent=1, sort_keys=True)
+    os.replace(f"{path}.tmp", path)
+
+
+def estimate_seconds(preset: Preset, measured: dict, algorithm: str, env_id: str, seed: int) -> float | None:
+    """The expected wall seconds of a job, for --time-budget. A job that finished before: its
+    measured time. Otherwise the preset's estimate for its env, scaled by the median ratio of
+    measured to estimated time over the jobs that finished (the machine and flags as they are,
+    not as guessed), or without an estimate the median time of those jobs; a job stopped
+    part-way before takes longer than it ran then. None: nothing to go by."""
+    own = measured.get(job_key(algorithm, env_id, seed))
+    if own and own["finished"]:
+        return own["wall_s"]
+    done = [(key.split("/")[1], record["wall_s"]) for key, record in measured.items() if record["finished"]]
+    ratios = [wall / preset.estimate_s[env] for env, wall in done if env in preset.estimate_s]
+    if env_id in preset.estimate_s:
+        guess = preset.estimate_s[env_id] * (statistics.median(ratios) if ratios else 1.0)
+    else:
+        guess = statistics.median(wall for _, wall in done) if done else None
+    if own:  # stopped at the end of an earlier budget
+        guess = max(guess or 0.0, 1.25 * own["wall_s"])
+    return guess
+
+
 def run_jobs(
     args: Args, jobs: list[tuple[str, str, int, list[str]]] | None = None
-) -> tuple[list[dict], list[dict], str, dict[tuple[str, str, int], str]]:
-    """Run the jobs (default: those args select) that have not finished, in order, and return
-    the evaluation rows and final rows of every job that has, the output folder and the failures
-    ((algorithm, env, seed) -> what went wrong). With --finished-only, run none."""
+) -> tuple[list[dict], list[dict], str, dict[tuple[str, str, int], str], list[str]]:
+    """Run the jobs (default: those args select) that have not finished, in order, within
+    --time-budget, and return the evaluation rows and final rows of every job that has, the
+    output folder, the failures ((algorithm, env, first seed) -> what went wrong) and the jobs
+    not started for lack of time. With --finished-only, run none."""
+    preset = PRESETS[args.preset]
     if jobs is None:
         _, jobs = plan(args)
     out_dir = args.out_dir or str(ROOT / "results" / "benchmark" / args.preset)
-    finals, evals, failures = [], [], {}
-    # run dir -> the timings of the invocation that ran it, kept in timings.json after every run
-    timings_path = os.path.join(out_dir, "timings.json")
-    timings = {}
-    if os.path.exists(timings_path):
-        with open(timings_path) as f:
-            timings = json.load(f)
+    finals, evals, failures, not_started = [], [], {}, []
+    # run dir -> the timings of the invocation that ran it; job -> its process's wall time and
+    # whether it finished (what --time-budget estimates from); both kept after every job
+    timings_path, jobs_path = os.path.join(out_dir, "timings.json"), os.path.join(out_dir, "jobs.json")
+    timings, measured = read_json(timings_path), read_json(jobs_path)
+    began = time.perf_counter()
     for n, (algorithm, env_id, seed, flags) in enumerate(jobs, 1):
         if algorithm == RANDOM:
             shown = ["results/random_policy.py", *random_command(flags, random_output(out_dir, env_id, seed))]
@@ -566,30 +753,45 @@ def run_jobs(
         print(f"[{n}/{len(jobs)}] python {' '.join(shown)}\n  {schedule_line(flags)}", flush=True)
         if args.dry_run:
             continue
-        if args.finished_only and not finished(algorithm, env_id, seed, flags, out_dir):
+        done = finished(algorithm, env_id, seed, flags, out_dir)
+        if args.finished_only and not done:
             print("  not finished: skipped", flush=True)
             continue
+        left = None if args.time_budget is None else args.time_budget - (time.perf_counter() - began)
+        if left is not None and not done:
+            expected = estimate_seconds(preset, measured, algorithm, env_id, seed)
+            if left <= 0 or (expected is not None and expected > left):
+                guess = "no estimate" if expected is None else f"estimated {expected:.0f} s"
+                print(f"  not started: {guess}, {max(left, 0):.0f} s of --time-budget left", flush=True)
+                not_started.append(f"{env_id} {algorithm} seed {seed}")
+                continue
+        started = time.perf_counter()
         if algorithm == RANDOM:
             final, failure = run_random(env_id, seed, flags, out_dir, timings)
+            job_finals = [final] if not failure else []
         else:
-            run_evals, final, failure = run_algorithm(algorithm, env_id, seed, flags, out_dir, timings)
+            run_evals, job_finals, failure = run_algorithm(algorithm, env_id, seed, flags, out_dir, timings, left)
             evals.extend(run_evals)
         os.makedirs(out_dir, exist_ok=True)
-        if not args.finished_only:  # nothing new to record; another invocation may be writing it
-            with open(f"{timings_path}.tmp", "w") as f:
-                json.dump(timings, f, indent=1, sort_keys=True)
-            os.replace(f"{timings_path}.tmp", timings_path)
+        if not done and not args.finished_only:  # nothing new to record; another invocation may be writing it
+            measured[job_key(algorithm, env_id, seed)] = {
+                "wall_s": round(time.perf_counter() - started, 1),
+                "finished": failure is None,
+            }
+            write_json(timings, timings_path)
+            write_json(measured, jobs_path)
         if failure:
             failures[algorithm, env_id, seed] = failure
             print("  failed", flush=True)
             continue
-        finals.append({k: final.get(k, "") for k in FINAL_COLUMNS})
-        print(
-            f"  success_rate {final['success_rate']:.3f} time_at_goal {final['time_at_goal']:.3f}"
-            f" at {final['env_steps']:,} steps, {final['wall_s']} s",
-            flush=True,
-        )
-    return evals, finals, out_dir, failures
+        for final in job_finals:
+            finals.append({k: final.get(k, "") for k in FINAL_COLUMNS})
+            print(
+                f"  seed {final['seed']}: success_rate {final['success_rate']:.3f} time_at_goal"
+                f" {final['time_at_goal']:.3f} at {final['env_steps']:,} steps, {final['wall_s']} s",
+                flush=True,
+            )
+    return evals, finals, out_dir, failures, not_started
 
 
 def time_shares(rows: list[dict], env_only_sps: float | None) -> str:
@@ -615,7 +817,8 @@ def summary_table(finals: list[dict], preset: str, samples: int = 2000) -> str:
         f"Preset `{preset}`. Final evaluation per run, IQM over seeds [95% bootstrap interval]. A `random` row is"
         " the random policy under the same evaluation, its SPS the env-only rate at the same number of envs.",
         "Time split, % of wall time: compile / env (env steps at the env-only rate) / rest of training (gradient"
-        " steps, buffer) / outside training (evaluations, start-up).",
+        " steps, buffer) / outside training (evaluations, start-up). Seeds trained in one process (--num-seeds)"
+        " share its wall time.",
         "",
         "| env | algorithm | seeds | env steps | success rate | sampled success rate | time at goal | SPS"
         " | wall s / run | time split % |",
@@ -648,15 +851,77 @@ def summary_table(finals: list[dict], preset: str, samples: int = 2000) -> str:
     return "\n".join(lines) + "\n"
 
 
+PACK_LIMITS = (8, 16 * 2**20)  # what may leave a lent GPU machine: files, bytes each
+PACKED_TABLES = ("summary.md", "final.csv", "evals.csv", "curves.png", "timings.json", "jobs.json")
+
+
+def pack(out_dir: str, finals: list[dict], folder: str) -> list[str]:
+    """--pack: the tables, the curves, timings.json and jobs.json of `out_dir`, and runs.tgz with
+    the event files and args.json of every tabulated run (and the random policy's JSON files),
+    into `folder`; refuses to leave more than 8 files or one over 16 MB. Returns the paths."""
+    os.makedirs(folder, exist_ok=True)
+    written = []
+    for name in PACKED_TABLES:
+        if os.path.exists(os.path.join(out_dir, name)):
+            shutil.copyfile(os.path.join(out_dir, name), os.path.join(folder, name))
+            written.append(os.path.join(folder, name))
+    archive = os.path.join(folder, "runs.tgz")
+    with tarfile.open(archive, "w:gz") as tar:
+        for row in finals:
+            path = os.path.join(out_dir, row["run_dir"])
+            if os.path.isfile(path):  # the random policy's JSON
+                kept = [path]
+            else:  # a run directory: no model, checkpoint, video or lock file
+                names = sorted(os.listdir(path))
+                kept = [os.path.join(path, n) for n in names if n == "args.json" or n.startswith("events.out.tfevents")]
+            for file in kept:
+                tar.add(file, arcname=os.path.relpath(file, out_dir))
+    written.append(archive)
+    too_big = [
+        f"{path} ({os.path.getsize(path) / 2**20:.1f} MB)" for path in written if os.path.getsize(path) > PACK_LIMITS[1]
+    ]
+    if len(written) > PACK_LIMITS[0] or too_big:
+        raise BenchmarkError(f"--pack {folder}: {len(written)} files, over 16 MB: {', '.join(too_big) or 'none'}")
+    return written
+
+
+def unpack(folder: str, out_dir: str) -> None:
+    """--unpack: a folder written by --pack merged into `out_dir`: its runs.tgz extracted (only
+    runs/ and random/ files, nothing outside out_dir, no file replaced by a different one), its
+    timings.json and jobs.json entries added to out_dir's."""
+    archive = os.path.join(folder, "runs.tgz")
+    if not os.path.exists(archive):
+        raise BenchmarkError(f"--unpack {folder}: no runs.tgz there (a folder written by --pack holds one)")
+    os.makedirs(out_dir, exist_ok=True)
+    with tarfile.open(archive, "r:gz") as tar:
+        for member in tar.getmembers():
+            parts = pathlib.PurePosixPath(member.name).parts
+            if not member.isfile() or parts[0] not in ("runs", RANDOM) or ".." in parts or member.name.startswith("/"):
+                raise BenchmarkError(f"--unpack {archive}: {member.name} is not a run's file")
+            target = os.path.join(out_dir, *parts)
+            data = tar.extractfile(member).read()
+            if os.path.exists(target) and pathlib.Path(target).read_bytes() != data:
+                raise BenchmarkError(f"--unpack {archive}: {target} exists and differs; nothing replaced")
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            pathlib.Path(target).write_bytes(data)
+    for name in ("timings.json", "jobs.json"):
+        merged = {**read_json(os.path.join(out_dir, name)), **read_json(os.path.join(folder, name))}
+        write_json(merged, os.path.join(out_dir, name))
+    print(f"unpacked {archive} into {out_dir}", flush=True)
+
+
 def main(args: Args) -> str:
-    evals, finals, out_dir, failures = run_jobs(args)
+    if args.unpack:
+        unpack(args.unpack, args.out_dir or str(ROOT / "results" / "benchmark" / args.preset))
+        args = dataclasses.replace(args, finished_only=True)
+    evals, finals, out_dir, failures, not_started = run_jobs(args)
     if args.dry_run:
         return out_dir
     if args.algorithms or args.env_ids or args.seeds:
         # a restricted invocation: the tables still hold every finished run of the preset
         jobs = [job for job in tabulated_jobs(args) if job[:3] not in failures]
         with contextlib.redirect_stdout(io.StringIO()):  # its lines repeat what was printed
-            evals, finals, _, _ = run_jobs(
+            evals, finals, _, _, _ = run_jobs(
                 Args(preset=args.preset, extra=args.extra, out_dir=out_dir, finished_only=True), jobs
             )
         tabulated = {(r["algorithm"], r["env_id"], r["seed"]) for r in finals}
@@ -693,6 +958,11 @@ def main(args: Args) -> str:
                 baselines[env_id, tag] = statistics.mean(values)
         plots.plot(rows, tags, os.path.join(out_dir, "curves.png"), "iqm", 0.95, baselines)
     print(f"wrote {out_dir}/evals.csv, final.csv, summary.md" + (", curves.png" if args.plot and evals else ""))
+    if not_started:
+        print(f"not started within --time-budget: {', '.join(not_started)}", flush=True)
+    if args.pack:
+        written = pack(out_dir, finals, args.pack)
+        print(f"packed {len(written)} files into {args.pack}: " + ", ".join(map(os.path.basename, written)))
     if failures:
         raise BenchmarkError("run(s) failed (the tables hold the others):\n\n" + "\n\n".join(failures.values()))
     return out_dir
