@@ -686,8 +686,13 @@ def tabulated_jobs(args: Args) -> list[tuple[str, str, int, list[str]]]:
     before it."""
     _, whole = plan(Args(preset=args.preset, extra=args.extra))
     _, chosen = plan(args)
-    listed = {(algorithm, env_id, seed) for algorithm, env_id, seed, _ in whole}
-    return whole + [job for job in chosen if job[:3] not in listed]
+    listed = {(algorithm, env_id, tuple(job_seeds(flags))) for algorithm, env_id, _, flags in whole}
+    return whole + [job for job in chosen if (job[0], job[1], tuple(job_seeds(job[3]))) not in listed]
+
+
+def job_name(algorithm: str, env_id: str, flags: list[str]) -> str:
+    seeds = job_seeds(flags)
+    return f"{env_id} {algorithm} seed{f's {seeds[0]}-{seeds[-1]}' if len(seeds) > 1 else f' {seeds[0]}'}"
 
 
 def job_key(algorithm: str, env_id: str, seed: int) -> str:
@@ -763,7 +768,7 @@ def run_jobs(
             if left <= 0 or (expected is not None and expected > left):
                 guess = "no estimate" if expected is None else f"estimated {expected:.0f} s"
                 print(f"  not started: {guess}, {max(left, 0):.0f} s of --time-budget left", flush=True)
-                not_started.append(f"{env_id} {algorithm} seed {seed}")
+                not_started.append(job_name(algorithm, env_id, flags))
                 continue
         started = time.perf_counter()
         if algorithm == RANDOM:
@@ -925,9 +930,9 @@ def main(args: Args) -> str:
                 Args(preset=args.preset, extra=args.extra, out_dir=out_dir, finished_only=True), jobs
             )
         tabulated = {(r["algorithm"], r["env_id"], r["seed"]) for r in finals}
-        waiting = [f"{e} {a} seed {s}" for a, e, s, _ in jobs if (a, e, s) not in tabulated]
+        waiting = [job_name(a, e, f) for a, e, _, f in jobs if any((a, e, s) not in tabulated for s in job_seeds(f))]
         print(
-            f"tabulating the {len(tabulated)} finished runs of the preset's {len(jobs)}"
+            f"tabulating the {len(tabulated)} finished runs of the preset's {len(jobs)} jobs"
             + (f"; not finished: {', '.join(waiting)}" if waiting else ""),
             flush=True,
         )

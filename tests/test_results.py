@@ -359,3 +359,87 @@ def test_gpu_check_runs_its_three_steps_at_a_tiny_scale(tmp_path):
     assert all(row["compile_s"] > 0 and row["ms_per_update"] > 0 for row in summary["depth"])
     for step in ("env_only", "ant", "depth"):
         assert (tmp_path / f"{step}.log").exists()
+
+
+# ------------------------------------------------------------------ the GPU preset, one window at a time
+GPU_CRL_SET = set(
+    "reacher cheetah pusher_easy pusher_hard ant ant_ball ant_push ant_u_maze ant_big_maze ant_hardest_maze humanoid"
+    " humanoid_u_maze simple_u_maze simple_big_maze simple_hardest_maze arm_reach arm_push_easy arm_binpick_easy".split()
+)
+# the preset's runs at a toy scale: later flags win
+TINY_EXTRA = [
+    f"--extra=--{flag}"
+    for flag in (
+        "num-envs=4 num-eval-envs=2 unroll-length=10 batch-size=16 buffer-size=100 learning-starts=10 width=16"
+        " depth=1 repr-dim=8 updates-per-rollout=2 total-timesteps=400 num-evals=2 episode-length=20"
+    ).split()
+]
+
+
+def test_gpu_crl_preset_is_jaxgcrls_crl_set_at_10m_steps_five_seeds_per_compile():
+    preset, jobs = benchmark.plan(benchmark.Args(preset="gpu-crl"))
+    assert set(preset.env_flags) == GPU_CRL_SET and set(preset.estimate_s) == GPU_CRL_SET
+    assert len(jobs) == 18  # one process per env, seeds 1-5 in it
+    for algorithm, env_id, seed, flags in jobs:
+        assert algorithm == "crl_infonce" and seed == 1 and list(benchmark.job_seeds(flags)) == [1, 2, 3, 4, 5]
+        assert {"--num-envs=1024", "--total-timesteps=10000000", "--num-seeds=5"} <= set(flags)
+        length = {"arm_reach": "100", "arm_push_easy": "150", "arm_binpick_easy": "150"}.get(env_id, "1001")
+        assert benchmark.flag_value(flags, "episode-length") == length
+
+
+def test_seed_groups_are_runs_of_consecutive_seeds_up_to_the_process_size():
+    assert benchmark.seed_groups((1, 2, 3, 4, 5, 6, 7), 5) == [(1, 5), (6, 2)]
+    assert benchmark.seed_groups((1, 3, 4), 5) == [(1, 1), (3, 2)]
+    assert benchmark.seed_groups((2, 1), 5) == [(2, 1), (1, 1)]
+    assert benchmark.seed_groups((1, 2, 3), 1) == [(1, 1), (2, 1), (3, 1)]
+
+
+def test_time_budget_estimates_from_measurements_then_the_presets_guesses_scaled():
+    preset = benchmark.Preset(algorithms=("a",), env_flags={}, seeds=(1,), estimate_s={"x": 100.0, "y": 200.0})
+    estimate = benchmark.estimate_seconds
+    assert estimate(preset, {}, "a", "y", 1) == 200.0  # nothing measured: the guess
+    assert estimate(preset, {}, "a", "z", 1) is None  # no guess either
+    measured = {"a/x/1": {"wall_s": 50.0, "finished": True}}
+    assert estimate(preset, measured, "a", "x", 1) == 50.0  # its own measurement
+    assert estimate(preset, measured, "a", "y", 1) == 100.0  # the guess, scaled as x's was (x took half)
+    assert estimate(preset, measured, "a", "z", 1) == 50.0  # no guess: the median of the measured jobs
+    stopped = {**measured, "a/y/1": {"wall_s": 300.0, "finished": False}}
+    assert estimate(preset, stopped, "a", "y", 1) == 375.0  # stopped at 300 s before: longer than that
+
+
+@pytest.mark.slow
+def test_gpu_crl_runs_within_its_time_budget_packs_within_the_limits_and_unpacks_elsewhere(tmp_path):
+    """The preset at a toy scale (two seeds in one process): a budget too short starts nothing; a
+    long one runs the job; --pack leaves at most 8 files of at most 16 MB; --unpack on another
+    folder gives the same table; a second window finds the job finished."""
+    script = [sys.executable, str(ROOT / "results" / "benchmark.py"), "--preset=gpu-crl", "--env-ids=reacher"]
+    window = [*script, "--seeds", "1", "2", *TINY_EXTRA, f"--out-dir={tmp_path / 'gpu'}", "--no-plot"]
+    short = subprocess.run([*window, "--time-budget=5"], capture_output=True, text=True, timeout=600)
+    assert short.returncode == 0, short.stderr[-3000:]
+    assert "not started: estimated 240 s, 5 s of --time-budget left" in short.stdout
+    assert not (tmp_path / "gpu" / "runs").exists()
+    pack = tmp_path / "pack"
+    long = subprocess.run([*window, "--time-budget=900", f"--pack={pack}"], capture_output=True, text=True, timeout=900)
+    assert long.returncode == 0, long.stdout[-3000:] + long.stderr[-3000:]
+    files = sorted(path.name for path in pack.iterdir())
+    assert files == sorted(["summary.md", "final.csv", "evals.csv", "timings.json", "jobs.json", "runs.tgz"])
+    assert all(path.stat().st_size <= 16 * 2**20 for path in pack.iterdir())
+    jobs = json.loads((pack / "jobs.json").read_text())
+    assert list(jobs) == ["crl_infonce/reacher/1"] and jobs["crl_infonce/reacher/1"]["finished"]
+    here = tmp_path / "here"
+    back = subprocess.run(
+        [*script, "--seeds", "1", "2", *TINY_EXTRA, f"--out-dir={here}", f"--unpack={pack}", "--no-plot"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert back.returncode == 0, back.stderr[-3000:]
+    with open(here / "final.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["env_id"], r["seed"], r["env_steps"]) for r in rows] == [
+        ("reacher", "1", "400"),
+        ("reacher", "2", "400"),
+    ]
+    assert not list(here.glob("runs/*/*.eqx")) and len(list(here.glob("runs/*/events.out.tfevents*"))) == 2
+    again = subprocess.run([*window, "--time-budget=5"], capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "already done" in again.stdout and "not started" not in again.stdout
