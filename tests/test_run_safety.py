@@ -1,17 +1,25 @@
 """A run on a shared cluster (algorithms/run/): one writer per run directory, a clean stop on
-SIGTERM and Ctrl-C that resumes to the same result, and a full disk that loses nothing."""
+SIGTERM and Ctrl-C that resumes to the same result, and a full or read-only disk that stops the
+run with exit 2, one line and nothing lost.
+
+The disk tests use a real small file system: a size-limited tmpfs mounted in a private mount
+namespace (`unshare -m`), which needs root (CI runs as root); elsewhere they skip and say why.
+Each runs a shell script in that namespace, where the tmpfs is visible, and checks what it
+printed and what it copied out."""
 
 from __future__ import annotations
 
-import errno
+import functools
 import glob
+import hashlib
+import json
 import os
+import re
+import shlex
 import signal
 import subprocess
 import sys
 
-import equinox as eqx
-import jax.numpy as jnp
 import pytest
 from conftest import REPO, as_flags, load_algorithm, tiny
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -132,48 +140,261 @@ def test_ctrl_c_without_checkpoint_on_stop_exits_130_and_says_nothing_can_be_res
     assert not glob.glob(str(tmp_path / "*" / "checkpoints" / "*"))
 
 
-# ------------------------------------------------------------------ a full disk
-def test_a_failed_checkpoint_write_leaves_the_previous_one_intact_and_loadable(tmp_path, monkeypatch):
-    """ENOSPC half-way through a checkpoint: WriteError says so in one line, the partial file
-    is gone, and the previous checkpoints are neither damaged nor deleted."""
-    folder = str(tmp_path / "checkpoints")
-    tree = {"w": jnp.arange(1000.0), "b": jnp.ones(3)}
-    files.save_checkpoint(folder, 1, {"kind": "checkpoint"}, tree)
-    files.save_checkpoint(folder, 2, {"kind": "checkpoint"}, tree)
-    real = eqx.tree_serialise_leaves
-
-    def full_disk(file, tree):
-        file.write(b"x" * 100)  # part of the file reached the disk
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-    monkeypatch.setattr(eqx, "tree_serialise_leaves", full_disk)
-    with pytest.raises(files.WriteError, match="could not write .*step_000000003.ckpt: No space left on device"):
-        files.save_checkpoint(folder, 3, {"kind": "checkpoint"}, {"w": jnp.zeros(1000), "b": jnp.zeros(3)})
-    monkeypatch.setattr(eqx, "tree_serialise_leaves", real)
-    assert sorted(os.listdir(folder)) == ["step_000000001.ckpt", "step_000000002.ckpt"]
-    loaded, header = files.load_checkpoint(folder, tree)
-    assert header["step"] == 2 and bool(jnp.all(loaded["w"] == tree["w"]))
+# ------------------------------------------------------------------ a full or read-only disk
+@functools.cache
+def small_disks_unavailable() -> str | None:
+    """Why a tmpfs cannot be mounted in a private mount namespace here (None: it can)."""
+    if os.geteuid() != 0:
+        return "mounting a small tmpfs in a private mount namespace (unshare -m) needs root"
+    probe = subprocess.run(
+        ["unshare", "-m", "sh", "-c", "mount -t tmpfs -o size=4k tmpfs /mnt && umount /mnt"],
+        capture_output=True,
+        text=True,
+    )
+    return None if probe.returncode == 0 else f"unshare -m + mount -t tmpfs failed: {probe.stderr.strip()}"
 
 
-def test_a_run_whose_checkpoint_fails_goes_on_and_one_whose_model_fails_stops(tmp_path, monkeypatch, capsys):
-    """In a run, the first checkpoint write fails (a full disk): one line on stderr, training
-    goes on and the next checkpoint is written. A model that cannot be written stops the run
-    with WriteError (exit 2 from the command line) that says how to write it again."""
+def on_small_disk(disk, size: str, script: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run the shell `script` from the repository root in a private mount namespace, with a
+    fresh tmpfs of `size` mounted on the folder `disk` (gone when the script ends)."""
+    reason = small_disks_unavailable()
+    if reason:
+        pytest.skip(reason)
+    os.makedirs(disk, exist_ok=True)
+    mount = f"mount -t tmpfs -o size={size} tmpfs {shlex.quote(str(disk))}"
+    command = ["unshare", "-m", "sh", "-c", f"{mount} && cd {shlex.quote(str(REPO))} && {script}"]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+
+
+def python(code: str) -> str:
+    """`python -c code` as a shell word, with this interpreter and the tests' imports."""
+    return f"PYTHONPATH=tests {shlex.quote(sys.executable)} -c {shlex.quote(code)}"
+
+
+def complete(path: str) -> bool:
+    """A checkpoint or model file whose sha256 footer matches its contents."""
+    data = open(path, "rb").read()
+    body = data[data.index(b"\n") + 1 : -len(b"\nsha256:") - 64]
+    return data.endswith(b"\nsha256:" + hashlib.sha256(body).hexdigest().encode())
+
+
+FILL = """
+def fill(folder):
+    with open(os.path.join(folder, "filler"), "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"x" * 4096)
+        except OSError:
+            pass
+"""
+
+
+def test_checkpoints_and_models_on_a_full_disk_fail_in_one_line_and_keep_the_previous_file(tmp_path):
+    """On a 128 KiB tmpfs, one checkpoint (about 80 KiB) fits and the second does not: its
+    write raises WriteError naming the file and the reason (equinox wraps the ENOSPC), the
+    partial file is gone and the first checkpoint is intact and loads. A model file on the full
+    disk fails the same way and leaves the model it would have replaced."""
+    disk = tmp_path / "disk"
+    code = f"""
+import os, numpy as np
+from algorithms.run import files
+{FILL}
+disk = {str(disk)!r}
+tree = {{"w": np.arange(20000, dtype=np.float32), "b": np.ones(3, np.float32)}}
+files.save_checkpoint(disk + "/checkpoints", 1, {{"kind": "checkpoint"}}, tree)
+try:
+    files.save_checkpoint(disk + "/checkpoints", 2, {{"kind": "checkpoint"}}, {{"w": tree["w"] + 1, "b": tree["b"]}})
+except files.WriteError as error:
+    print("checkpoint:", error)
+print("listing:", sorted(os.listdir(disk + "/checkpoints")))
+loaded, header = files.load_checkpoint(disk + "/checkpoints", tree)
+print("loaded step", header["step"], bool((loaded["w"] == tree["w"]).all()))
+files.save_models([disk], "model.eqx", {{"kind": "model"}}, {{"w": tree["w"][None, :100]}})
+fill(disk)
+try:
+    files.save_models([disk], "model.eqx", {{"kind": "model"}}, {{"w": tree["w"][None] * 2}})
+except files.WriteError as error:
+    print("model:", error)
+print("left:", sorted(os.listdir(disk)), files.load_tree(disk + "/model.eqx", {{"w": tree["w"][:100]}})["w"][5])
+"""
+    result = on_small_disk(disk, "128k", python(code), timeout=120)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"checkpoint: could not write {disk}/checkpoints/step_000000002.ckpt: No space left on device"
+    assert lines[1] == "listing: ['step_000000001.ckpt']"
+    assert lines[2] == "loaded step 1 True"
+    assert lines[3] == f"model: could not write {disk}/model.eqx: No space left on device"
+    assert lines[4] == "left: ['checkpoints', 'filler', 'model.eqx'] 5.0"
+
+
+def test_event_files_and_gifs_on_a_full_disk_fail_in_one_line_and_keep_whole_records(tmp_path):
+    """The TensorBoard logs on a tmpfs that fills up while they are written: the evaluation
+    whose scalars no longer fit raises WriteError naming the event file, at once and without a
+    traceback from a writer thread or at exit; the file keeps the whole records before it
+    (TensorBoard reads every earlier evaluation). A GIF that does not fit fails the same way
+    and leaves no partial file."""
+    disk = tmp_path / "disk"
+    code = f"""
+import os, numpy as np
+from algorithms.run import files, logs
+import envs
+{FILL}
+disk = {str(disk)!r}
+os.makedirs(disk + "/run")
+run_logs = logs.Logs([disk + "/run"])
+run_logs.hyperparameters({{"seed": 1}}, {{}})
+fill(disk)
+done = 0
+try:
+    for index in range(1000):
+        run_logs.evaluation({{"success_rate": np.array([index / 1000])}}, None, 10 * index, index)
+        done += 1
+except files.WriteError as error:
+    print("events:", error)
+from conftest import read_scalars
+print("read back:", done > 0, [e.step for e in read_scalars(disk + "/run").Scalars("eval/success_rate")] == list(range(0, 10 * done, 10)))
+os.remove(disk + "/filler")
+
+def video(writer, run_dir, frames, env_steps):
+    path = os.path.join(run_dir, "videos", f"eval_{{env_steps:012d}}.gif")
+    envs.save_gif(list(frames), path, fps=10, writer=writer, step=env_steps, tag="videos/eval")
+
+os.makedirs(disk + "/gif")
+gif_logs = logs.Logs([disk + "/gif"], video=video, video_every=1)
+gif_logs.hyperparameters({{"seed": 1}}, {{}})
+fill(disk)
+frames = np.random.default_rng(0).integers(0, 255, (1, 8, 64, 64, 3), dtype=np.uint8)
+try:
+    gif_logs.evaluation({{"success_rate": np.array([0.5])}}, frames, 0, 0)
+    gif_logs.close()
+except files.WriteError as error:
+    print("gif:", error)
+print("videos:", os.listdir(disk + "/gif/videos"))
+"""
+    result = on_small_disk(disk, "64k", python(code), timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr and "Exception" not in result.stderr, result.stderr[-3000:]
+    events, read_back, gif, videos = result.stdout.splitlines()
+    pattern = (
+        f"events: could not write {re.escape(str(disk))}/run/events\\.out\\.tfevents\\.\\S+: No space left on device"
+    )
+    assert re.fullmatch(pattern, events), events
+    assert read_back == "read back: True True"
+    assert gif == f"gif: could not write {disk}/gif/videos/eval_000000000000.gif: No space left on device"
+    assert videos == "videos: []"
+
+
+def error_lines(stderr: str) -> list[str]:
+    """The lines of `stderr` from the run itself (not a library's warning), after checking
+    that no traceback is among them."""
+    assert "Traceback" not in stderr, stderr[-3000:]
+    return [line for line in stderr.splitlines() if line.startswith("error:")]
+
+
+def tiny_run_flags(**changes) -> list[str]:
+    flags = tiny("crl_infonce", total_timesteps=400, num_evals=2, **changes)
+    return [shlex.quote(flag) for flag in as_flags(flags)]
+
+
+def python_resume(disk, out, label: str) -> str:
+    """A shell line: --resume the one run on `disk`, its output and exit code into out/label.*"""
+    command = f"{shlex.quote(sys.executable)} algorithms/crl_infonce.py --resume=$(ls -d {disk}/*)"
+    return f"{command} >{out}/{label}.out 2>{out}/{label}.err; echo $? >{out}/{label}.code"
+
+
+@pytest.mark.slow  # three fresh processes
+def test_a_run_on_a_full_disk_stops_with_exit_2_keeps_its_checkpoint_and_resumes_to_the_same_result(tmp_path):
+    """The issue's probe at a tiny scale: a run whose second checkpoint does not fit on its
+    128 KiB tmpfs stops with exit 2 and one line that names the file, the reason, the newest
+    complete checkpoint and the --resume command; no partial file and no writer.lock is left.
+    --resume on the disk made read-only exits 2 naming writer.lock and changes nothing. After
+    space is freed, --resume finishes and its model equals an uninterrupted run's."""
+    disk, out = tmp_path / "disk", tmp_path / "out"
+    flags = " ".join(tiny_run_flags(checkpoint_every=200))
+    run = f"{shlex.quote(sys.executable)} algorithms/crl_infonce.py {flags} --save-model"
+    script = f"""
+mkdir -p {out}/full {out}/resumed
+{run} --run-root={disk} >{out}/full.out 2>{out}/full.err; echo $? >{out}/full.code
+cp -a {disk}/. {out}/full/
+mount -o remount,ro {disk}
+{python_resume(disk, out, "readonly")}
+mount -o remount,rw,size=2m {disk}
+{python_resume(disk, out, "resumed")}
+cp -a {disk}/. {out}/resumed/
+{run} --run-root={out}/whole >{out}/whole.out 2>{out}/whole.err
+"""
+    result = on_small_disk(disk, "128k", script, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    code, err = int((out / "full.code").read_text()), (out / "full.err").read_text()
+    (name,) = os.listdir(out / "full")
+    stopped = f"{disk}/{name}"
+    newest = f"{stopped}/checkpoints/step_000000005.ckpt"
+    assert code == 2, err[-3000:]
+    assert error_lines(err) == [
+        f"error: could not write {stopped}/checkpoints/step_000000010.ckpt: No space left on device; stopped after "
+        f"400 env steps. Free space, then continue from {newest} with: python algorithms/crl_infonce.py --resume {stopped}"
+    ]
+    kept = out / "full" / name
+    assert sorted(os.listdir(kept / "checkpoints")) == ["step_000000005.ckpt"]
+    assert complete(kept / "checkpoints" / "step_000000005.ckpt")
+    assert not glob.glob(f"{kept}/**/*.tmp*", recursive=True) and not (kept / "writer.lock").exists()
+
+    readonly = (out / "readonly.err").read_text()
+    assert (out / "readonly.code").read_text().strip() == "2"
+    assert error_lines(readonly) == [f"error: could not write {stopped}/writer.lock: Read-only file system"]
+
+    assert (out / "resumed.code").read_text().strip() == "0", (out / "resumed.err").read_text()[-3000:]
+    resumed = out / "resumed" / name
+    assert sorted(os.listdir(resumed / "checkpoints")) == ["step_000000005.ckpt", "step_000000010.ckpt"]
+    assert not (resumed / "writer.lock").exists()
+    (whole,) = glob.glob(str(out / "whole" / "*"))
+    assert payload(os.path.join(whole, "crl_infonce.eqx")) == payload(resumed / "crl_infonce.eqx")
+    assert scalars(whole, "eval/final_distance") == scalars(str(resumed), "eval/final_distance")
+
+
+def test_a_model_that_does_not_fit_and_a_read_only_run_root_stop_with_exit_2_in_one_line(tmp_path):
+    """A run whose model (networks 512 wide, about 200 KiB) does not fit on its 64 KiB tmpfs
+    stops with exit 2 and one line naming the model file, after its logs are complete; no
+    partial file is left. A new run on a read-only --run-root exits 2 naming the directory it
+    could not create, before compiling anything."""
+    disk, out = tmp_path / "disk", tmp_path / "out"
+    flags = " ".join(tiny_run_flags(width=512))
+    run = f"{shlex.quote(sys.executable)} algorithms/crl_infonce.py {flags} --save-model --run-root={disk}"
+    script = f"""
+mkdir -p {out}/model
+{run} >{out}/model.out 2>{out}/model.err; echo $? >{out}/model.code
+cp -a {disk}/. {out}/model/
+mount -o remount,ro {disk}
+{run} --seed=2 >{out}/ro.out 2>{out}/ro.err; echo $? >{out}/ro.code
+"""
+    result = on_small_disk(disk, "64k", script, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    err = (out / "model.err").read_text()
+    assert (out / "model.code").read_text().strip() == "2", err[-3000:]
+    (name,) = os.listdir(out / "model")
+    assert error_lines(err) == [
+        f"error: could not write {disk}/{name}/crl_infonce.eqx: No space left on device; stopped after 400 env "
+        "steps, with no checkpoint to continue from: free space and start the run again"
+    ]
+    kept = out / "model" / name
+    assert sorted(os.listdir(kept))[:1] == ["args.json"] and not glob.glob(f"{kept}/*.eqx*")
+    assert not (kept / "writer.lock").exists()
+    assert [step for step, _ in scalars(str(kept), "eval/success_rate")] == [0, 200, 400]
+    err = (out / "ro.err").read_text()
+    assert (out / "ro.code").read_text().strip() == "2" and "compiled" not in (out / "ro.out").read_text()
+    (line,) = error_lines(err)
+    assert re.fullmatch(
+        f"error: could not create {re.escape(str(disk))}/reacher__crl_infonce__2__\\d+: Read-only file system", line
+    )
+
+
+def test_eval_only_takes_the_env_from_the_model_file_and_leaves_no_lock(tmp_path):
+    """--eval-only --load-model without --env-id evaluates on the env the model was trained on
+    (the fixture's simple_u_maze), and the finished run directory holds no writer.lock."""
     module = load_algorithm("crl_infonce")
-    save_tree, calls = files.save_tree, []
-
-    def flaky(path, header, tree):
-        calls.append(path)
-        if len(calls) == 1 or path.endswith(".eqx"):
-            raise files.WriteError(errno.ENOSPC, f"could not write {path}: No space left on device")
-        return save_tree(path, header, tree)
-
-    monkeypatch.setattr(files, "save_tree", flaky)
-    flags = dict(total_timesteps=400, num_evals=2, checkpoint_every=200, save_model=True, run_root=str(tmp_path))
-    with pytest.raises(files.WriteError, match="the model was not saved: .*--resume"):
-        module.main(module.Args(**tiny("crl_infonce"), **flags))
-    err = capsys.readouterr().err
-    assert err.count("checkpoint not written, the previous one is kept") == 1
-    (run_dir,) = glob.glob(str(tmp_path / "*"))
-    assert os.listdir(os.path.join(run_dir, "checkpoints")) == ["step_000000010.ckpt"]  # the second of two
-    assert not glob.glob(os.path.join(run_dir, "**", "*.tmp"), recursive=True)
+    model = str(REPO / "tests" / "fixtures" / "simple_u_maze_crl_infonce.eqx")
+    flags = dict(eval_only=True, load_model=model, num_eval_envs=2, episode_length=5, run_root=str(tmp_path))
+    (run_dir,) = module.main(module.Args(**flags))
+    assert os.path.basename(run_dir).startswith("simple_u_maze__")
+    assert scalars(run_dir, "eval/success_rate") and not os.path.exists(os.path.join(run_dir, "writer.lock"))
+    assert json.load(open(os.path.join(run_dir, "args.json")))["args"]["env_id"] == "simple_u_maze"

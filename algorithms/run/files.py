@@ -50,8 +50,46 @@ class _Hashing:
 
 
 class WriteError(OSError):
-    """A checkpoint or model file that could not be written (a full disk or quota, an I/O
-    error); the file it would have replaced is untouched. The message says which and why."""
+    """A file of a run that could not be written (a full disk or quota, a read-only file system,
+    an I/O error): no partial file is left and the file it would have replaced is untouched.
+    The message names the file and the reason, in one line."""
+
+    def __init__(self, errno: int | None, message: str):
+        super().__init__(errno, message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def os_error_in(error: BaseException) -> OSError | None:
+    """The OSError behind `error`, following its causes: libraries wrap what the file system
+    said (`eqx.tree_serialise_leaves` raises a TreePathError from the ENOSPC of one leaf)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, OSError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def write_error(path: str, error: BaseException, doing: str = "write") -> WriteError:
+    """WriteError for `path` from the OSError behind `error`: "could not write PATH: reason"."""
+    if isinstance(error, WriteError):
+        return error
+    cause = os_error_in(error)
+    number = cause.errno if cause is not None else None
+    reason = os.strerror(number) if number else str(cause or error)
+    return WriteError(number, f"could not {doing} {path}: {reason}")
+
+
+def remove_quietly(path: str) -> None:
+    """Delete `path` if it is there; a failure is ignored (it only ever cleans up)."""
+    try:
+        os.remove(path)
+    except OSError:
+        pass
 
 
 def save_tree(path: str, header: dict, tree: Any) -> None:
@@ -67,13 +105,25 @@ def save_tree(path: str, header: dict, tree: Any) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except Exception as error:
+        remove_quietly(tmp)
+        if os_error_in(error) is None:
+            raise  # not the file system's: a bug, with its traceback
+        raise write_error(path, error) from None
+
+
+def write_json(path: str, record: Any) -> None:
+    """`record` as indented JSON in `path`, atomically as `save_tree` writes (WriteError)."""
+    tmp = f"{path}.tmp"
+    try:
+        with open(tmp, "w") as f:
+            json.dump(record, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
     except OSError as error:
-        try:
-            os.remove(tmp)
-        except OSError:
-            pass
-        reason = os.strerror(error.errno) if error.errno else str(error)
-        raise WriteError(error.errno, f"could not write {path}: {reason}") from None
+        remove_quietly(tmp)
+        raise write_error(path, error) from None
 
 
 def save_models(run_dirs: list[str], file_name: str, header: dict, models: Any) -> list[str]:
@@ -148,11 +198,14 @@ def load_tree(path: str, like: Any) -> Any:
 def save_checkpoint(folder: str, step: int, header: dict, tree: Any, keep: int = 2) -> str:
     """Write `folder/step_{step:09d}.ckpt` and delete all but the `keep` newest checkpoints
     (only after the new one is on disk: a failed write raises `WriteError` and deletes none)."""
-    os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, f"step_{step:09d}.ckpt")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as error:
+        raise write_error(path, error) from None
     save_tree(path, {**header, "step": step}, tree)
     for old in sorted(glob.glob(os.path.join(folder, "step_*.ckpt")))[:-keep]:
-        os.remove(old)
+        remove_quietly(old)
     return path
 
 
@@ -181,58 +234,94 @@ class RunInUse(CheckpointError):
     """Another live process holds a run directory's lock; the message names it."""
 
 
-_LOCKS: list[int] = []  # open lock files: a lock lasts as long as the process that took it
+_LOCKS: dict[str, int] = {}  # lock file -> its open descriptor, for as long as this process holds it
 LOCK_FILE = "writer.lock"
 
 
 def lock_run_dir(run_dir: str) -> None:
-    """Make this process the one writer of `run_dir` for the rest of its life: an exclusive
-    advisory lock (flock) on `run_dir/writer.lock`, which records the holder (host, process id,
-    since when). The operating system frees the lock when the process ends, however it ends, so
-    a killed run leaves nothing to clean up. Raises `RunInUse`, naming the holder, if another
-    process has it. On a network file system the lock holds across machines only where the
-    client passes flock on to the server (Linux NFS does, as a POSIX lock; check Lustre's
-    `flock` mount option)."""
+    """Make this process the one writer of `run_dir` until `unlock_run_dirs` (or its end): an
+    exclusive advisory lock (flock) on `run_dir/writer.lock`, which records the holder (host,
+    process id, since when). The operating system frees the lock when the process ends, however
+    it ends: a killed run leaves the file behind, harmless, and nothing to clean up. Raises
+    `RunInUse`, naming the holder, if another process has it, and `WriteError` if the file
+    cannot be written (a read-only file system, a full disk). On a network file system the lock
+    holds across machines only where the client passes flock on to the server (Linux NFS does,
+    as a POSIX lock; check Lustre's `flock` mount option)."""
     import fcntl
     import socket
 
     path = os.path.join(run_dir, LOCK_FILE)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        holder = os.read(fd, 4096).decode(errors="replace").strip() or "another process"
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise write_error(path, error) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 4096).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise RunInUse(
+                f"{run_dir} is being written by {holder}: one process writes a run directory at a time. "
+                "Wait for that run to end (or stop it) and then resume; a process that was killed "
+                "frees the directory by itself."
+            ) from None
+        try:  # the holder before us may have deleted the file as it ended: lock the one at `path`
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                break
+        except FileNotFoundError:
+            pass
         os.close(fd)
-        raise RunInUse(
-            f"{run_dir} is being written by {holder}: one process writes a run directory at a time. "
-            "Wait for that run to end (or stop it) and then resume; a process that was killed "
-            "frees the directory by itself."
-        ) from None
     since = time.strftime("%Y-%m-%d %H:%M:%S %Z")
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"process {os.getpid()} on host {socket.gethostname()} since {since}\n".encode(), 0)
-    _LOCKS.append(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"process {os.getpid()} on host {socket.gethostname()} since {since}\n".encode(), 0)
+    except OSError as error:
+        remove_quietly(path)
+        os.close(fd)
+        raise write_error(path, error) from None
+    _LOCKS[path] = fd
+
+
+def unlock_run_dirs() -> None:
+    """Delete the lock files this process holds, then free them: a run that ended, however it
+    ended short of being killed, leaves no writer.lock. A process that opened the file before
+    it was deleted gets the lock on a file no longer there, sees that and takes a new one."""
+    while _LOCKS:
+        path, fd = _LOCKS.popitem()
+        remove_quietly(path)
+        os.close(fd)
 
 
 def make_run_dirs(args: Any, algorithm: str) -> list[str]:
     """One directory per seed of a run's flags (an algorithm's Args), named as CleanRL names
     them: {run_root}/{env_id}__{exp_name}__{seed}__{unix_time}. Each holds an `args.json`: the
     algorithm, the flags, its seed and "run_names" (every directory's name, so that any of them
-    leads to the others). A name that is taken gets a suffix: a directory is never reused."""
+    leads to the others). A name that is taken gets a suffix: a directory is never reused. If
+    one cannot be made or written (WriteError), none of them is left behind."""
+    import shutil
+
     seeds, stamp = range(args.seed, args.seed + args.num_seeds), int(time.time())
     root, names = args.run_root, [f"{args.env_id}__{args.exp_name}__{seed}__{stamp}" for seed in seeds]
     records = [{"algorithm": algorithm, "args": dataclasses.asdict(args), "seed": seed} for seed in seeds]
     dirs = []
-    for name in names:
-        base = path = os.path.join(root, name)
-        while os.path.exists(path):
-            path = f"{base}_{len(dirs) + 1}_{time.time_ns() % 10**6}"
-        os.makedirs(path)
-        dirs.append(path)
-    run_names = [os.path.basename(d) for d in dirs]
-    for run_dir, record in zip(dirs, records):
-        with open(os.path.join(run_dir, "args.json"), "w") as f:
-            json.dump({**record, "run_names": run_names}, f, indent=1)
+    try:
+        for name in names:
+            base = path = os.path.join(root, name)
+            while os.path.exists(path):
+                path = f"{base}_{len(dirs) + 1}_{time.time_ns() % 10**6}"
+            try:
+                os.makedirs(path)
+            except OSError as error:
+                raise write_error(path, error, doing="create") from None
+            dirs.append(path)
+        run_names = [os.path.basename(d) for d in dirs]
+        for run_dir, record in zip(dirs, records):
+            write_json(os.path.join(run_dir, "args.json"), {**record, "run_names": run_names})
+    except WriteError:
+        for run_dir in dirs:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     return dirs
 
 

@@ -11,11 +11,24 @@ training goes on.
     progress(env_steps, total, sps, eta_s, success)      # one line on the terminal
 
 `stats` and `metrics` carry a leading seed axis (see the algorithm files' `make_chunk`).
+
+The event files are written in the caller's thread, not tensorboardX's writer thread: a write
+that fails there (a full disk, a read-only file system) would end that thread with a traceback
+and leave the next log call waiting on its full queue forever, and its exit handler prints
+another. Here every call that logs also writes what it logged, and the first write that fails
+raises `WriteError` naming the file; the file is cut back to its last complete record (or
+removed if it holds none), so TensorBoard reads all of it. A video whose GIF cannot be written
+does the same, and leaves no partial GIF.
 """
 
 from __future__ import annotations
 
+import glob
+import os
+import socket
+import struct
 import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +37,104 @@ from typing import Any
 import jax
 import numpy as np
 from tensorboardX import SummaryWriter
+from tensorboardX.proto.event_pb2 import Event, SessionLog
+from tensorboardX.record_writer import masked_crc32c
+from tensorboardX.writer import FileWriter
+
+from algorithms.run.files import WriteError, remove_quietly, write_error
+
+
+class EventFile:
+    """One TensorBoard event file, written by `flush` in the calling thread (in place of
+    tensorboardX's EventFileWriter and its thread). `error`: the WriteError of the first write
+    that failed; from then on nothing more is written and the file holds only whole records."""
+
+    def __init__(self, logdir: str, filename_suffix: str = ""):
+        name = f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}{filename_suffix}"
+        self.logdir, self.path = logdir, os.path.join(logdir, name)
+        self.lock = threading.Lock()  # videos log from their own thread
+        self.pending: list[bytes] = []
+        self.fd: int | None = None
+        self.written = 0  # bytes of whole records in the file
+        self.error: WriteError | None = None
+        self.add_event(Event(wall_time=time.time(), file_version="brain.Event:2"))
+
+    def get_logdir(self) -> str:
+        return self.logdir
+
+    def add_event(self, event) -> None:
+        data = event.SerializeToString()
+        header = struct.pack("Q", len(data))
+        record = header + struct.pack("I", masked_crc32c(header)) + data + struct.pack("I", masked_crc32c(data))
+        with self.lock:
+            self.pending.append(record)
+
+    def flush(self, sync: bool = False) -> None:
+        """Write what was logged since the last call (and with `sync`, to the device)."""
+        with self.lock:
+            data, self.pending = b"".join(self.pending), []
+            if self.error is not None or (not data and not sync):
+                return
+            try:
+                if self.fd is None:
+                    self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(self.fd, view) :]
+                self.written += len(data)
+                if sync:
+                    os.fsync(self.fd)
+            except OSError as error:
+                self.error = write_error(self.path, error)
+                self._cut_back()
+
+    def _cut_back(self) -> None:
+        """After a failed write: keep the whole records, or no file if there are none."""
+        if self.fd is not None:
+            try:
+                os.ftruncate(self.fd, self.written)
+            except OSError:
+                pass
+            os.close(self.fd)
+            self.fd = None
+        if self.written == 0:
+            remove_quietly(self.path)
+
+    def close(self) -> None:
+        self.flush(sync=True)
+        with self.lock:
+            if self.fd is not None:
+                os.close(self.fd)
+                self.fd = None
+
+    def reopen(self) -> None:
+        pass  # Logs.reopen opens new writers
+
+
+class _FileWriter(FileWriter):
+    """tensorboardX's FileWriter over an `EventFile` (its own constructor starts a thread)."""
+
+    def __init__(self, logdir: str, filename_suffix: str = ""):
+        self.event_writer = EventFile(str(logdir), filename_suffix)
+        self._default_metadata = {}
+
+
+class Writer(SummaryWriter):
+    """tensorboardX's SummaryWriter (every add_* works) whose event file is an `EventFile`."""
+
+    def _get_file_writer(self):
+        if self.all_writers is None or self.file_writer is None:
+            self.file_writer = _FileWriter(self.logdir, self._filename_suffix)
+            if self.purge_step is not None:  # as tensorboardX does: TensorBoard hides later steps
+                self.file_writer.add_event(Event(step=self.purge_step, file_version="brain.Event:2"))
+                start = SessionLog(status=SessionLog.START)
+                self.file_writer.add_event(Event(step=self.purge_step, session_log=start))
+            self.all_writers = {self.file_writer.get_logdir(): self.file_writer}
+        return self.file_writer
+
+    @property
+    def error(self) -> WriteError | None:
+        return self.file_writer.event_writer.error if self.file_writer is not None else None
 
 
 class Logs:
@@ -45,18 +156,49 @@ class Logs:
         self.reopen(purge_step)
 
     def reopen(self, purge_step: int | None = None) -> None:
-        """Close the writers (their queue drains to disk) and open new event files; tensorboardX
+        """Close the writers (all they logged on disk) and open new event files; tensorboardX
         names them by the second, so a suffix keeps reopened writers apart."""
         self.close()
         suffix = f".{time.time_ns()}"
-        self.writers = [SummaryWriter(d, purge_step=purge_step, filename_suffix=suffix) for d in self.run_dirs]
+        self.writers = [Writer(d, purge_step=purge_step, filename_suffix=suffix) for d in self.run_dirs]
 
     def close(self) -> None:
+        """Wait for the videos, write and close the event files; WriteError if a write failed."""
         for job in self.videos:
-            job.result()  # re-raises a rendering error
-        self.videos = []
+            job.exception()  # wait: a failure is raised by `check` below, after the files are closed
+        event_files = [writer.file_writer.event_writer for writer in self.writers if writer.file_writer is not None]
         for writer in self.writers:
             writer.close()
+        self.writers = []
+        self.check([event_file.error for event_file in event_files])
+
+    def flush(self) -> None:
+        """Write what was logged; WriteError if that, or a finished video, failed."""
+        for writer in self.writers:
+            writer.flush()
+        self.check([writer.error for writer in self.writers])
+
+    def check(self, errors: list) -> None:
+        done = [job for job in self.videos if job.done()]
+        self.videos = [job for job in self.videos if not job.done()]
+        for job in done:
+            job.result()  # re-raises a rendering error or the WriteError of its GIF
+        for error in errors:
+            if error is not None:
+                raise error
+
+    def _video(self, writer, run_dir: str, rollout: Any, env_steps: int) -> None:
+        """`self.video`, with a GIF that cannot be written as a WriteError and no partial file."""
+        try:
+            self.video(writer, run_dir, rollout, env_steps)
+        except Exception as error:
+            partial = glob.glob(os.path.join(glob.escape(run_dir), "videos", "*.tmp.gif"))
+            for path in partial:
+                remove_quietly(path)
+            if isinstance(error, WriteError) or not isinstance(error, OSError):
+                raise
+            path = error.filename or (partial[0] if partial else os.path.join(run_dir, "videos"))
+            raise write_error(str(path).removesuffix(".tmp.gif"), error) from None
 
     def hyperparameters(self, args: dict[str, Any], derived: dict[str, Any]) -> None:
         """A table of the flags (with each seed's own "seed") and the derived sizes, per seed."""
@@ -65,6 +207,7 @@ class Logs:
             rows = {**args, "seed": args["seed"] + k, **derived}
             table = "\n".join(f"|{name}|{value}|" for name, value in rows.items())
             writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + table)
+        self.flush()
 
     def chunk(self, stats: dict, sps: float, env_steps: int) -> None:
         """charts/SPS, charts/episodic_return (episodes that ended in the chunk) and the mean of
@@ -85,6 +228,7 @@ class Logs:
                 )
             for name, v in losses.items():
                 writer.add_scalar(f"losses/{name}", v, env_steps)
+        self.flush()
 
     def evaluation(self, metrics: dict, rollout: Any, env_steps: int, index: int) -> dict[str, float]:
         """eval/* per seed, and each seed's video of the evaluation `index` when one is due;
@@ -98,7 +242,8 @@ class Logs:
             rollout = jax.device_get(rollout)
             for k, (writer, run_dir) in enumerate(zip(self.writers, self.run_dirs)):
                 one = jax.tree.map(lambda x, k=k: x[k], rollout)
-                self.videos.append(self.executor.submit(self.video, writer, run_dir, one, env_steps))
+                self.videos.append(self.executor.submit(self._video, writer, run_dir, one, env_steps))
+        self.flush()
         return {name: _finite_mean(v) for name, v in metrics.items()}
 
 

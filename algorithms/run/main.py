@@ -25,6 +25,7 @@ algorithm file in place of the `run.main` call (README, "Algorithms").
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -81,11 +82,14 @@ def make_env(args: RunArgs):
 
 
 def load_model(algorithm: Algorithm, path: str, args: RunArgs | None = None):
-    """(model, args, env, header) of a file written by --save-model. The networks' shapes come
-    from the file; `args` (default: the file's) sets the env and evaluation flags."""
+    """(model, args, env, header) of a file written by --save-model. The networks' shapes and
+    the env come from the file; `args` (default: the file's) sets the evaluation flags, and an
+    --env-id in it other than the default must be the file's."""
     header = files.read_header(path, kind="model", algorithm=algorithm.name)
     saved = algorithm.Args(**header["args"])
     args = saved if args is None else args
+    if args.env_id == algorithm.Args.__dataclass_fields__["env_id"].default:  # no --env-id: the file's
+        args = replace(args, env_id=saved.env_id)
     if envs.ALIASES.get(args.env_id, args.env_id) != envs.ALIASES.get(saved.env_id, saved.env_id):
         raise CheckpointError(
             f"{path} holds a model trained on {saved.env_id}, not {args.env_id}: pass --env-id {saved.env_id}."
@@ -119,11 +123,14 @@ def evaluate_model(algorithm: Algorithm, args: RunArgs) -> list[str]:
     evaluate = jax.jit(jax.vmap(algorithm.make_evaluate(args, env)))
     metrics, rollout = evaluate(jax.tree.map(lambda x: x[None], model[0]), jax.random.PRNGKey(args.seed)[None])
     run_dirs = files.make_run_dirs(args, algorithm.name)
-    for run_dir in run_dirs:
-        files.lock_run_dir(run_dir)
-    run_logs = make_logs(args, env, run_dirs)
-    metrics = run_logs.evaluation(metrics, rollout, header["env_steps"], index=0)
-    run_logs.close()
+    try:
+        for run_dir in run_dirs:
+            files.lock_run_dir(run_dir)
+        run_logs = make_logs(args, env, run_dirs)
+        metrics = run_logs.evaluation(metrics, rollout, header["env_steps"], index=0)
+        run_logs.close()
+    finally:
+        files.unlock_run_dirs()
     print(f"{args.load_model} on {args.env_id}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
     return run_logs.run_dirs
 
@@ -134,8 +141,14 @@ def start_or_resume(algorithm: Algorithm, args: RunArgs, init, keys, shardings, 
     (files.lock_run_dir) from here to its end: a second writer stops with RunInUse."""
     if args.resume is None:
         run_dirs = files.make_run_dirs(args, algorithm.name) if lead else []
-        for run_dir in run_dirs:
-            files.lock_run_dir(run_dir)
+        try:
+            for run_dir in run_dirs:
+                files.lock_run_dir(run_dir)
+        except files.WriteError:
+            files.unlock_run_dirs()
+            for run_dir in run_dirs:  # made a moment ago, and nothing in them yet but args.json
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
         return run_dirs, jax.jit(init, out_shardings=shardings)(keys), 0, 0.0
     names = files.read_run(args.resume, algorithm.name)[0]["run_names"] if lead else []
     run_dirs = [os.path.join(os.path.dirname(args.resume), name) for name in names]
@@ -153,17 +166,26 @@ def start_or_resume(algorithm: Algorithm, args: RunArgs, init, keys, shardings, 
 
 
 def save_models(algorithm: Algorithm, args: RunArgs, run_dirs: list[str], final, env_steps: int) -> None:
-    """--save-model: each seed's networks as run_dir/{exp_name}.eqx (see load_policy). A write
-    that fails stops the run with exit code 2; its checkpoints, if any, are intact, and
-    --resume of the finished run writes the model again."""
+    """--save-model: each seed's networks as run_dir/{exp_name}.eqx (see load_policy); a write
+    that fails raises WriteError, and `main` stops the run with exit code 2."""
     header = {"algorithm": algorithm.name, "kind": "model", "args": asdict(args), "env_steps": env_steps}
-    try:
-        paths = files.save_models(run_dirs, f"{args.exp_name}.eqx", header, algorithm.model_of(final))
-    except files.WriteError as error:
-        again = f"; free space and run --resume {run_dirs[0]} to write it again" if args.checkpoint_every else ""
-        raise files.WriteError(error.errno, f"the model was not saved: {error}{again}") from None
+    paths = files.save_models(run_dirs, f"{args.exp_name}.eqx", header, algorithm.model_of(final))
     for path in paths:
         print(f"model saved to {path}")
+
+
+def write_failed_message(
+    algorithm: Algorithm, args: RunArgs, run_dirs: list[str], env_steps: int, error: files.WriteError
+) -> str:
+    """What a run stopped by a write that failed tells its user, in one line: the file and the
+    reason, and the newest complete checkpoint and the command that continues from it."""
+    script = os.path.relpath(sys.modules[algorithm.make_train.__module__].__file__)
+    run_dir = run_dirs[0] if run_dirs else args.resume
+    newest = files.newest_checkpoint(os.path.join(run_dir, "checkpoints")) if run_dir else None
+    stopped = f"{error}; stopped after {env_steps:,} env steps"
+    if newest:
+        return f"{stopped}. Free space, then continue from {newest} with: python {script} --resume {run_dir}"
+    return f"{stopped}, with no checkpoint to continue from: free space and start the run again"
 
 
 def stopped_message(algorithm: Algorithm, args: RunArgs, run_dirs: list[str], env_steps: int, saved) -> str:
@@ -208,74 +230,77 @@ def main(algorithm: Algorithm, args: RunArgs) -> list[str]:
     per_step = schedule.steps_per_training_step
 
     run_dirs, carry, start, train_time = start_or_resume(algorithm, args, init, init_keys, shardings, lead)
-    if args.track and lead:
-        wandb.init(project=args.wandb_project_name, sync_tensorboard=True, config=asdict(args), name=run_dirs[0])
-    run_logs = make_logs(args, env, run_dirs, purge_step=start * per_step + 1 if start else None)
-    if not start:
-        run_logs.hyperparameters(asdict(args), {k: v for k, v in asdict(schedule).items() if "boundaries" not in k})
-    if lead:
-        print("run directory: " + ", ".join(run_dirs) + (f" ({mesh.size} devices)" if mesh else ""))
+    reached = start  # training steps done
+    try:  # a write that fails stops the run (README, "A full disk"); the lock files go at the end
+        if args.track and lead:
+            wandb.init(project=args.wandb_project_name, sync_tensorboard=True, config=asdict(args), name=run_dirs[0])
+        run_logs = make_logs(args, env, run_dirs, purge_step=start * per_step + 1 if start else None)
+        if not start:
+            run_logs.hyperparameters(asdict(args), {k: v for k, v in asdict(schedule).items() if "boundaries" not in k})
+        if lead:
+            print("run directory: " + ", ".join(run_dirs) + (f" ({mesh.size} devices)" if mesh else ""))
 
-    # SIGTERM, Ctrl-C: from here on, stop after a training step (algorithms/run/signals.py)
-    with StopSignals() as stop:
-        compile_start = time.perf_counter()
-        replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()) if mesh else None
-        chunk = eqx.debug.assert_max_traces(chunk, max_traces=1)  # the training loop is compiled once
-        chunk_fn = jax.jit(chunk, donate_argnums=0, out_shardings=(shardings, replicated))
-        chunk_fn = chunk_fn.lower(carry, np.int32(0)).compile()
+        # SIGTERM, Ctrl-C: from here on, stop after a training step (algorithms/run/signals.py)
+        with StopSignals() as stop:
+            compile_start = time.perf_counter()
+            replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()) if mesh else None
+            chunk = eqx.debug.assert_max_traces(chunk, max_traces=1)  # the training loop is compiled once
+            chunk_fn = jax.jit(chunk, donate_argnums=0, out_shardings=(shardings, replicated))
+            chunk_fn = chunk_fn.lower(carry, np.int32(0)).compile()
 
-        def evaluate_at(actor, keys, index):
-            return evaluate(actor, jax.vmap(jax.random.fold_in, (0, None))(keys, index))
+            def evaluate_at(actor, keys, index):
+                return evaluate(actor, jax.vmap(jax.random.fold_in, (0, None))(keys, index))
 
-        eval_fn = jax.jit(evaluate_at).lower(carry.train_state.actor, eval_keys, np.int32(0)).compile()
-        print(f"compiled training chunk and evaluation in {time.perf_counter() - compile_start:.1f} s", flush=True)
+            eval_fn = jax.jit(evaluate_at).lower(carry.train_state.actor, eval_keys, np.int32(0)).compile()
+            print(f"compiled training chunk and evaluation in {time.perf_counter() - compile_start:.1f} s", flush=True)
 
-        def evaluation(index: int, env_steps: int) -> dict:
-            metrics, episode = eval_fn(carry.train_state.actor, eval_keys, np.int32(index))
-            return run_logs.evaluation(metrics, episode, env_steps, index)
+            def evaluation(index: int, env_steps: int) -> dict:
+                metrics, episode = eval_fn(carry.train_state.actor, eval_keys, np.int32(index))
+                return run_logs.evaluation(metrics, episode, env_steps, index)
 
-        def checkpoint(step: int) -> str | None:
-            """The whole carry after `step` training steps, its logs on disk first; a write that
-            fails (a full disk) is reported and the run goes on: the previous checkpoint is intact."""
-            run_logs.reopen()
-            header = {"algorithm": algorithm.name, "kind": "checkpoint", "train_time": train_time}
-            snapshot = devices.fetch(carry)
-            if not lead:
-                return None
-            try:
+            def checkpoint(step: int) -> str | None:
+                """The whole carry after `step` training steps, its logs on disk first (a
+                checkpoint never skips logs: resuming from it re-logs everything after it)."""
+                run_logs.reopen()
+                header = {"algorithm": algorithm.name, "kind": "checkpoint", "train_time": train_time}
+                snapshot = devices.fetch(carry)
+                if not lead:
+                    return None
                 return files.save_checkpoint(os.path.join(run_dirs[0], "checkpoints"), step, header, snapshot)
-            except files.WriteError as error:
-                print(f"\ncheckpoint not written, the previous one is kept: {error}", file=sys.stderr, flush=True)
-                return None
 
-        loop_start = time.perf_counter()
-        success = evaluation(0, 0) if not start else {}
-        evals = {boundary: i for i, boundary in enumerate(schedule.eval_boundaries)}
-        boundaries = sorted(set(schedule.eval_boundaries) | set(schedule.checkpoint_boundaries))
-        for lo, hi in [(max(lo, start), hi) for lo, hi in zip(boundaries, boundaries[1:]) if hi > start]:
-            carry, stats, reached, seconds = train_until(chunk_fn, carry, lo, hi, stop)
-            train_time += seconds
-            run_logs.chunk(stats, (reached - lo) * per_step / seconds, reached * per_step)
-            if reached < hi:
-                saved = checkpoint(reached) if args.checkpoint_on_stop else None
-                run_logs.close()
-                raise Stopped(stop.exit_code, stopped_message(algorithm, args, run_dirs, reached * per_step, saved))
-            if hi in evals:
-                success = evaluation(evals[hi], hi * per_step)
-            if hi in schedule.checkpoint_boundaries:
-                checkpoint(hi)
-            if lead:
-                eta = (schedule.training_steps - hi) * train_time / (hi - start)
-                sps = (hi - start) * per_step / train_time
-                logs.progress(hi * per_step, schedule.final_env_steps, sps, eta, success)
-    print(f"\n{args.resume} had already finished" if start == schedule.training_steps else "")
-    final = jax.device_get(carry.train_state)  # networks and counters (replicated over the devices)
-    grad_steps = int(final.grad_steps[0])
-    steps = schedule.final_env_steps
-    print(logs.summary(steps, args.total_timesteps, args.num_seeds, grad_steps, train_time, success))
-    if args.save_model:
-        save_models(algorithm, args, run_dirs, final, schedule.final_env_steps)
-    run_logs.close()
+            loop_start = time.perf_counter()
+            success = evaluation(0, 0) if not start else {}
+            evals = {boundary: i for i, boundary in enumerate(schedule.eval_boundaries)}
+            boundaries = sorted(set(schedule.eval_boundaries) | set(schedule.checkpoint_boundaries))
+            for lo, hi in [(max(lo, start), hi) for lo, hi in zip(boundaries, boundaries[1:]) if hi > start]:
+                carry, stats, reached, seconds = train_until(chunk_fn, carry, lo, hi, stop)
+                train_time += seconds
+                run_logs.chunk(stats, (reached - lo) * per_step / seconds, reached * per_step)
+                if reached < hi:
+                    saved = checkpoint(reached) if args.checkpoint_on_stop else None
+                    run_logs.close()
+                    raise Stopped(stop.exit_code, stopped_message(algorithm, args, run_dirs, reached * per_step, saved))
+                if hi in evals:
+                    success = evaluation(evals[hi], hi * per_step)
+                if hi in schedule.checkpoint_boundaries:
+                    checkpoint(hi)
+                if lead:
+                    eta = (schedule.training_steps - hi) * train_time / (hi - start)
+                    sps = (hi - start) * per_step / train_time
+                    logs.progress(hi * per_step, schedule.final_env_steps, sps, eta, success)
+        print(f"\n{args.resume} had already finished" if start == schedule.training_steps else "")
+        final = jax.device_get(carry.train_state)  # networks and counters (replicated over the devices)
+        grad_steps = int(final.grad_steps[0])
+        steps = schedule.final_env_steps
+        print(logs.summary(steps, args.total_timesteps, args.num_seeds, grad_steps, train_time, success))
+        run_logs.close()
+        if args.save_model:
+            save_models(algorithm, args, run_dirs, final, schedule.final_env_steps)
+    except files.WriteError as error:  # no file is retried and no new checkpoint written
+        message = write_failed_message(algorithm, args, run_dirs, reached * per_step, error)
+        raise files.WriteError(error.errno, message) from None
+    finally:
+        files.unlock_run_dirs()
     print(f"training loop: {time.perf_counter() - loop_start:.1f} s wall (training, evaluations, checkpoints, videos)")
     return run_dirs
 
@@ -283,8 +308,9 @@ def main(algorithm: Algorithm, args: RunArgs) -> list[str]:
 def cli(algorithm: Algorithm) -> None:
     """`python algorithms/<name>.py [flags]`: parse the flags with tyro and run `main`. Exit
     codes: 0 done; 2 a flag or file that cannot run, a run directory another process is
-    writing, a model that could not be written (one paragraph on stderr); 128 + the signal's
-    number (143 SIGTERM, 130 Ctrl-C) a run stopped by a signal after writing a checkpoint."""
+    writing, a file that could not be written (one paragraph on stderr; for a run, with the
+    checkpoint and the command to continue from); 128 + the signal's number (143 SIGTERM, 130
+    Ctrl-C) a run stopped by a signal after writing a checkpoint."""
     try:
         main(algorithm, tyro.cli(algorithm.Args))
     except Stopped as stopped:  # SIGTERM or Ctrl-C: checkpoint written, said how to resume
