@@ -131,11 +131,14 @@ class TrajectoryBuffer:
             fits = max(
                 self.unroll_length, int(free // (need // self.capacity)) // self.unroll_length * self.unroll_length
             )
+            seeds_fit = int(free // (need // copies))
+            fewer_seeds = f", --num-seeds (at most {seeds_fit} fit)" if copies > 1 and seeds_fit >= 1 else ""
             raise BufferMemoryError(
                 f"The replay buffer needs {need / 2**30:.2f} GiB per device ({self.capacity} rows x {self.num_envs} "
                 f"envs{seeds}{f' over {devices} devices' if devices > 1 else ''}) "
                 f"but only {free / 2**30:.2f} GiB of device memory is free. Lower --buffer-size "
-                f"(at most {fits} fits with this --num-envs) or lower --num-envs."
+                f"(at most {fits} fits with this --num-envs{' and --num-seeds' if copies > 1 else ''}){fewer_seeds} "
+                "or --num-envs."
             )
         return need
 
