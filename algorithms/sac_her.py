@@ -171,9 +171,11 @@ class MLP(eqx.Module):
         return self.out(jax.lax.scan(block, self.first(x), params, unroll=blocks_per_iteration)[0])
 
 
-# --scan-unroll's default per platform (jax.default_backend()), as measured by
-# results/step_latency.py (results/step_latency.md); other platforms loop (0).
-SCAN_UNROLL = {"cpu": 0, "gpu": 4}
+# --scan-unroll's default per platform (jax.default_backend()), from results/step_latency.py:
+# on CPU, a block's layers written out (1) took 0.74-0.82 of the looped gradient step's time
+# at depth 4 and 0.89-0.93 at depth 64, compile time still flat in depth; the GPU's 4 is
+# a prediction (results/step_latency.md) until its H200 figures. Other platforms loop (0).
+SCAN_UNROLL = {"cpu": 1, "gpu": 4}
 
 
 def scan_unroll(args: Args) -> int:

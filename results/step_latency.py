@@ -282,7 +282,8 @@ def run_child(args: Args, depths: list[int]) -> dict[int, dict]:
             *("--steps-per-call", str(args.steps_per_call), "--rounds", str(args.rounds)),
             *("--seconds", str(args.seconds), "--child", folder),
         ]
-        env = {**os.environ, "XLA_FLAGS": flags}
+        # the parent already holds most of a GPU's memory (JAX preallocates 75%): the child allocates as it goes
+        env = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false", **os.environ, "XLA_FLAGS": flags}
         done = subprocess.run([sys.executable, __file__, *child_args], env=env, capture_output=True, text=True)
         if done.returncode != 0:
             print(f"while: the child process failed (XLA_FLAGS={flags!r}):\n{done.stderr[-3000:]}", flush=True)

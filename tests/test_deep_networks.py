@@ -107,8 +107,9 @@ def test_an_update_with_unrolled_layers_equals_the_looped_one(name):
 
 def compile_training_step(critic_depth: int, scan_unroll: int):
     """(seconds to compile, size of the lowered program) of crl_infonce's training step with a
-    residual critic of `critic_depth` layers. The persistent cache must be off, and each depth
-    compiled once (JAX also keeps compiled programs in memory)."""
+    residual critic of `critic_depth` layers. The persistent cache must be off; JAX's caches in
+    memory are cleared (--scan-unroll 1 and 4 give the same program at depth 4)."""
+    jax.clear_caches()
     crl = load_algorithm("crl_infonce")
     flags = tiny("crl_infonce", depth=4, residual=True, critic_depth=critic_depth, scan_unroll=scan_unroll)
     args = crl.Args(**flags)
@@ -121,7 +122,7 @@ def compile_training_step(critic_depth: int, scan_unroll: int):
     return time.perf_counter() - start, len(lowered.as_text())
 
 
-@pytest.mark.parametrize("scan_unroll", [0, 4])  # loops (the CPU default), and the GPU default
+@pytest.mark.parametrize("scan_unroll", [0, 1, 4])  # loops, and the CPU's and the GPU's defaults
 def test_compile_time_and_program_size_are_flat_in_depth(scan_unroll):
     jax.config.update("jax_enable_compilation_cache", False)
     try:
@@ -131,10 +132,10 @@ def test_compile_time_and_program_size_are_flat_in_depth(scan_unroll):
         jax.config.update("jax_enable_compilation_cache", True)
     print(f"compile: depth 4 {shallow_s:.2f} s, depth 64 {deep_s:.2f} s; program {shallow_size} / {deep_size} chars")
     assert deep_s < 2.5 * shallow_s
-    if scan_unroll == 0:
+    if scan_unroll <= 1:
         assert deep_size < 1.02 * shallow_size  # only the parameter shapes' digits differ
-    else:  # depth 64 runs four blocks per loop iteration, depth 4 its one block: at most 4x the layers
-        assert deep_size < 4 * shallow_size
+    else:  # depth 64 writes out four blocks per loop iteration, depth 4 its one: three blocks more
+        assert deep_size < 1.25 * shallow_size
 
 
 @pytest.mark.slow  # a whole training run compiled for a 16-layer critic; the layer tests above are quick
