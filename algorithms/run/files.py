@@ -12,8 +12,10 @@ A file is one JSON header line, the leaves in Equinox's serialisation, then `\\n
 the 64 hex digits of the leaf bytes' sha256. Writes go to a temp file that is synced and then
 renamed, so a crash never leaves a half-written file under the final name; reads check the
 checksum before deserialising, then every leaf's shape and dtype against a skeleton
-(`jax.eval_shape` of the init function is enough). Each failure raises `CheckpointError` with a
-one-line reason.
+(`jax.eval_shape` of the init function is enough). A read that fails raises `CheckpointError`
+with a one-line reason. A write that fails (a full disk, a quota, a read-only file system; also
+the ENOSPC that `eqx.tree_serialise_leaves` wraps in its own error) raises `WriteError` naming
+the file and the reason, after removing the temp file: no partial file is ever left.
 """
 
 from __future__ import annotations
@@ -242,55 +244,47 @@ def lock_run_dir(run_dir: str) -> None:
     """Make this process the one writer of `run_dir` until `unlock_run_dirs` (or its end): an
     exclusive advisory lock (flock) on `run_dir/writer.lock`, which records the holder (host,
     process id, since when). The operating system frees the lock when the process ends, however
-    it ends: a killed run leaves the file behind, harmless, and nothing to clean up. Raises
-    `RunInUse`, naming the holder, if another process has it, and `WriteError` if the file
-    cannot be written (a read-only file system, a full disk). On a network file system the lock
-    holds across machines only where the client passes flock on to the server (Linux NFS does,
-    as a POSIX lock; check Lustre's `flock` mount option)."""
+    it ends, so a killed run leaves nothing to clean up. Raises `RunInUse`, naming the holder,
+    if another process has it, and `WriteError` if the file cannot be written (a read-only file
+    system, a full disk). On a network file system the lock holds across machines only where
+    the client passes flock on to the server (Linux NFS does, as a POSIX lock; check Lustre's
+    `flock` mount option)."""
     import fcntl
     import socket
 
     path = os.path.join(run_dir, LOCK_FILE)
-    while True:
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as error:
-            raise write_error(path, error) from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = os.read(fd, 4096).decode(errors="replace").strip() or "another process"
-            os.close(fd)
-            raise RunInUse(
-                f"{run_dir} is being written by {holder}: one process writes a run directory at a time. "
-                "Wait for that run to end (or stop it) and then resume; a process that was killed "
-                "frees the directory by itself."
-            ) from None
-        try:  # the holder before us may have deleted the file as it ended: lock the one at `path`
-            if os.stat(path).st_ino == os.fstat(fd).st_ino:
-                break
-        except FileNotFoundError:
-            pass
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as error:
+        raise write_error(path, error) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.read(fd, 4096).decode(errors="replace").strip() or "another process"
         os.close(fd)
+        raise RunInUse(
+            f"{run_dir} is being written by {holder}: one process writes a run directory at a time. "
+            "Wait for that run to end (or stop it) and then resume; a process that was killed "
+            "frees the directory by itself."
+        ) from None
     since = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"process {os.getpid()} on host {socket.gethostname()} since {since}\n".encode(), 0)
     except OSError as error:
-        remove_quietly(path)
         os.close(fd)
         raise write_error(path, error) from None
     _LOCKS[path] = fd
 
 
 def unlock_run_dirs() -> None:
-    """Delete the lock files this process holds, then free them: a run that ended, however it
-    ended short of being killed, leaves no writer.lock. A process that opened the file before
-    it was deleted gets the lock on a file no longer there, sees that and takes a new one."""
+    """Free the run directories this process holds (a run calls it when it ends, however it
+    ends short of being killed, so that the same process can resume them). Each writer.lock
+    stays: it is not the lock (the operating system's flock, gone with the process that held
+    it) but the name of the directory's last writer, and deleting it would change a directory
+    that a failed --resume promises to leave as it was."""
     while _LOCKS:
-        path, fd = _LOCKS.popitem()
-        remove_quietly(path)
-        os.close(fd)
+        os.close(_LOCKS.popitem()[1])
 
 
 def make_run_dirs(args: Any, algorithm: str) -> list[str]:

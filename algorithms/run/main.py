@@ -231,7 +231,7 @@ def main(algorithm: Algorithm, args: RunArgs) -> list[str]:
 
     run_dirs, carry, start, train_time = start_or_resume(algorithm, args, init, init_keys, shardings, lead)
     reached = start  # training steps done
-    try:  # a write that fails stops the run (README, "A full disk"); the lock files go at the end
+    try:  # a write that fails stops the run (README, "A full disk"); the locks are freed at the end
         if args.track and lead:
             wandb.init(project=args.wandb_project_name, sync_tensorboard=True, config=asdict(args), name=run_dirs[0])
         run_logs = make_logs(args, env, run_dirs, purge_step=start * per_step + 1 if start else None)
