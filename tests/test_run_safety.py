@@ -400,3 +400,31 @@ def test_eval_only_takes_the_env_from_the_model_file_and_frees_its_run_directory
     files.unlock_run_dirs()
     assert open(os.path.join(run_dir, "writer.lock")).read().startswith(f"process {os.getpid()} on host")
     assert json.load(open(os.path.join(run_dir, "args.json")))["args"]["env_id"] == "simple_u_maze"
+
+
+def test_event_files_are_written_without_a_thread_and_still_announced_to_a_patched_tensorboardx(tmp_path, monkeypatch):
+    """Weights & Biases' sync_tensorboard (--track) learns each log directory by replacing
+    tensorboardX.writer.EventFileWriter with a subclass; the run's writer goes through it, starts
+    no writer thread of its own, and TensorBoard reads what it wrote."""
+    import threading
+
+    import tensorboardX.writer
+    from tensorboardX.event_file_writer import EventFileWriter
+
+    from algorithms.run import logs
+
+    announced = []
+
+    class Watched(EventFileWriter):  # what wandb.tensorboard.patch installs
+        def __init__(self, *args, **kwargs):
+            announced.append(args[0])
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(tensorboardX.writer, "EventFileWriter", Watched)
+    threads = threading.active_count()
+    run_logs = logs.Logs([str(tmp_path)])
+    run_logs.evaluation({"success_rate": [0.25]}, None, 7, 1)
+    assert threading.active_count() == threads
+    run_logs.close()
+    assert announced == [str(tmp_path)]
+    assert scalars(str(tmp_path), "eval/success_rate") == [(7, 0.25)]

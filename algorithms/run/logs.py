@@ -37,6 +37,7 @@ from typing import Any
 import jax
 import numpy as np
 from tensorboardX import SummaryWriter
+from tensorboardX.event_file_writer import EventFileWriter
 from tensorboardX.proto.event_pb2 import Event, SessionLog
 from tensorboardX.record_writer import masked_crc32c
 from tensorboardX.writer import FileWriter
@@ -44,10 +45,11 @@ from tensorboardX.writer import FileWriter
 from algorithms.run.files import WriteError, remove_quietly, write_error
 
 
-class EventFile:
+class EventFile(EventFileWriter):
     """One TensorBoard event file, written by `flush` in the calling thread (in place of
-    tensorboardX's EventFileWriter and its thread). `error`: the WriteError of the first write
-    that failed; from then on nothing more is written and the file holds only whole records."""
+    tensorboardX's EventFileWriter and its thread, whose methods it all replaces). `error`: the
+    WriteError of the first write that failed; from then on nothing more is written and the
+    file holds only whole records."""
 
     def __init__(self, logdir: str, filename_suffix: str = ""):
         name = f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}{filename_suffix}"
@@ -111,11 +113,24 @@ class EventFile:
         pass  # Logs.reopen opens new writers
 
 
+def event_file(logdir: str, filename_suffix: str) -> EventFile:
+    """An `EventFile`, through whatever replaced tensorboardX.writer.EventFileWriter: Weights &
+    Biases' sync_tensorboard (--track) subclasses it to hear of every new log directory, and
+    its __init__ then reaches EventFile's, which comes before tensorboardX's in the order of
+    bases (Python's C3 linearisation), so no writer thread starts."""
+    import tensorboardX.writer
+
+    patched = tensorboardX.writer.EventFileWriter
+    if patched is EventFileWriter or not issubclass(patched, EventFileWriter):
+        return EventFile(logdir, filename_suffix)
+    return type("EventFile", (patched, EventFile), {})(logdir, filename_suffix)
+
+
 class _FileWriter(FileWriter):
     """tensorboardX's FileWriter over an `EventFile` (its own constructor starts a thread)."""
 
     def __init__(self, logdir: str, filename_suffix: str = ""):
-        self.event_writer = EventFile(str(logdir), filename_suffix)
+        self.event_writer = event_file(str(logdir), filename_suffix)
         self._default_metadata = {}
 
 
