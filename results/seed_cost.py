@@ -67,7 +67,8 @@ class Args:
 def loops_of_compiled_chunk(env_id: str, num_seeds: int) -> dict:
     """The loops of crl_infonce's training chunk compiled for `num_seeds` seeds at a toy size of
     `env_id`: their number, their trip counts where XLA knows them, and the number of
-    conditionals (the gate that skips the gradient steps before learning starts)."""
+    conditionals (at one seed: the gate that skips the gradient steps before learning starts,
+    and the env's reset, skipped on steps where no episode ends)."""
     import jax
     import numpy as np
 
@@ -96,11 +97,10 @@ def sequential_loops(env_id: str, num_seeds: int) -> tuple[bool, str]:
     one, many = loops_of_compiled_chunk(env_id, 1), loops_of_compiled_chunk(env_id, num_seeds)
     same = (one["loops"], one["trip_counts"]) == (many["loops"], many["trip_counts"])
     gate = (
-        "the learning gate stays a conditional"
+        f"{many['conditionals']} conditionals, as at 1 seed"
         if many["conditionals"] == one["conditionals"]
-        else f"the learning gate became a select ({one['conditionals']} conditionals at 1 seed, "
-        f"{many['conditionals']} at {num_seeds}): before learning starts, the seeds' gradient steps are computed "
-        "and discarded"
+        else f"{many['conditionals']} conditionals against {one['conditionals']} at 1 seed (a conditional on a"
+        " value that differs between seeds becomes a select: both branches run for every seed)"
     )
     what = f"{many['loops']} loops at {num_seeds} seeds against {one['loops']} at 1, trip counts "
     what += "equal" if same else f"{many['trip_counts']} against {one['trip_counts']}"

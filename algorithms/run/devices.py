@@ -20,10 +20,12 @@ from __future__ import annotations
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 
 from algorithms.run.flags import ConfigError
+from algorithms.run.schedule import Carry
 
 
 def start_distributed(spec: str) -> None:
@@ -87,9 +89,16 @@ def seed_axis(fn, num_seeds: int, in_axes: int | tuple = 0):
     """`fn` with a leading seed axis on its inputs (those of `in_axes` 0) and outputs: a vmap for
     several seeds; one seed runs unbatched between an added and a removed axis, since a vmap
     of size one turns the buffer's writes into scatters and costs about 25% of the SPS
-    (results/layout.md)."""
+    (results/layout.md).
+
+    With several seeds, a training `Carry` among the inputs (the training chunk's) keeps its
+    buffer's ring indices out of the vmap (`shared_over_seeds`): every seed writes the same rows
+    at the same training steps, so the indices are one value. Batched, they would turn each
+    buffer write into a scatter (on CPU with XLA's older emitters, a loop over the seeds) and
+    the algorithm's gate on learning starts (`lax.cond` on the buffer's size) into a select that
+    computes every gradient step before learning starts and discards it (results/seed_cost.md)."""
     if num_seeds > 1:
-        return jax.vmap(fn, in_axes=in_axes)
+        return _vmap_over_seeds(fn, num_seeds, in_axes)
     axes = in_axes if isinstance(in_axes, tuple) else None
 
     def one_seed(*inputs):
@@ -97,3 +106,41 @@ def seed_axis(fn, num_seeds: int, in_axes: int | tuple = 0):
         return jax.tree.map(lambda y: y[None], fn(*inputs))
 
     return one_seed
+
+
+def shared_over_seeds(carry: Carry) -> Carry:
+    """Which leaves of a training `Carry` hold one value for every seed: the buffer's ring
+    indices (the insert row and the size), which follow the schedule, not the seed."""
+    mask = jax.tree.map(lambda _: False, carry)
+    return mask._replace(buffer_state=mask.buffer_state._replace(insert_index=True, size=True))
+
+
+def _vmap_over_seeds(fn, num_seeds: int, in_axes: int | tuple):
+    """jax.vmap of `fn` over the seeds, with the leaves of `shared_over_seeds` of a `Carry` input
+    (and of the `Carry` it returns first) passed unbatched: seed 0's value goes in, and comes
+    back out broadcast over the seeds, so the stored carry keeps its seed axis on every leaf.
+    A fork whose training step makes those leaves differ between seeds fails to trace here."""
+    axes = in_axes if isinstance(in_axes, tuple) else None
+
+    def batched(*inputs):
+        masks = [shared_over_seeds(x) if isinstance(x, Carry) else None for x in inputs]
+        if not any(mask is not None for mask in masks):
+            return jax.vmap(fn, in_axes=in_axes)(*inputs)
+        inner, inner_axes = [], []
+        for i, (x, mask) in enumerate(zip(inputs, masks)):
+            axis = axes[i] if axes else in_axes
+            if mask is None:
+                inner.append(x)
+                inner_axes.append(axis)
+            else:
+                inner.append(jax.tree.map(lambda y, shared: y[0] if shared else y, x, mask))
+                inner_axes.append(jax.tree.map(lambda shared: None if shared else 0, mask))
+        carry_mask = next(mask for mask in masks if mask is not None)
+        out_axes = (jax.tree.map(lambda shared: None if shared else 0, carry_mask), 0)
+        carry, rest = jax.vmap(fn, in_axes=tuple(inner_axes), out_axes=out_axes)(*inner)
+        carry = jax.tree.map(
+            lambda y, shared: jnp.broadcast_to(y, (num_seeds, *y.shape)) if shared else y, carry, carry_mask
+        )
+        return carry, rest
+
+    return batched
