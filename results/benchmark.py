@@ -708,9 +708,7 @@ def read_json(path: str) -> dict:
 
 def write_json(data: dict, path: str) -> None:
     """`data` into `path` whole or not at all (a temporary file renamed over it)."""
-    with open(f"{path}.tmp", "w") as f:
-        json.dump(data, f, indent=1, sort_keys=True)
-    os.replace(f"{path}.tmp", path)
+    plots.write_atomically(path, lambda tmp: pathlib.Path(tmp).write_text(json.dumps(data, indent=1, sort_keys=True)))
 
 
 def estimate_seconds(preset: Preset, measured: dict, algorithm: str, env_id: str, seed: int) -> float | None:
@@ -860,6 +858,21 @@ PACK_LIMITS = (8, 16 * 2**20)  # what may leave a lent GPU machine: files, bytes
 PACKED_TABLES = ("summary.md", "final.csv", "evals.csv", "curves.png", "timings.json", "jobs.json")
 
 
+def write_runs_archive(path: str, out_dir: str, finals: list[dict]) -> None:
+    """A gzipped tar of the tabulated runs' event files and args.json (the random policy's JSON
+    files too), named relative to `out_dir`."""
+    with tarfile.open(path, "w:gz") as tar:
+        for row in finals:
+            run = os.path.join(out_dir, row["run_dir"])
+            if os.path.isfile(run):  # the random policy's JSON
+                kept = [run]
+            else:  # a run directory: no model, checkpoint, video or lock file
+                names = sorted(os.listdir(run))
+                kept = [os.path.join(run, n) for n in names if n == "args.json" or n.startswith("events.out.tfevents")]
+            for file in kept:
+                tar.add(file, arcname=os.path.relpath(file, out_dir))
+
+
 def pack(out_dir: str, finals: list[dict], folder: str) -> list[str]:
     """--pack: the tables, the curves, timings.json and jobs.json of `out_dir`, and runs.tgz with
     the event files and args.json of every tabulated run (and the random policy's JSON files),
@@ -868,19 +881,11 @@ def pack(out_dir: str, finals: list[dict], folder: str) -> list[str]:
     written = []
     for name in PACKED_TABLES:
         if os.path.exists(os.path.join(out_dir, name)):
-            shutil.copyfile(os.path.join(out_dir, name), os.path.join(folder, name))
+            source = os.path.join(out_dir, name)
+            plots.write_atomically(os.path.join(folder, name), lambda tmp, source=source: shutil.copyfile(source, tmp))
             written.append(os.path.join(folder, name))
     archive = os.path.join(folder, "runs.tgz")
-    with tarfile.open(archive, "w:gz") as tar:
-        for row in finals:
-            path = os.path.join(out_dir, row["run_dir"])
-            if os.path.isfile(path):  # the random policy's JSON
-                kept = [path]
-            else:  # a run directory: no model, checkpoint, video or lock file
-                names = sorted(os.listdir(path))
-                kept = [os.path.join(path, n) for n in names if n == "args.json" or n.startswith("events.out.tfevents")]
-            for file in kept:
-                tar.add(file, arcname=os.path.relpath(file, out_dir))
+    plots.write_atomically(archive, lambda tmp: write_runs_archive(tmp, out_dir, finals))
     written.append(archive)
     too_big = [
         f"{path} ({os.path.getsize(path) / 2**20:.1f} MB)" for path in written if os.path.getsize(path) > PACK_LIMITS[1]
@@ -908,7 +913,7 @@ def unpack(folder: str, out_dir: str) -> None:
             if os.path.exists(target) and pathlib.Path(target).read_bytes() != data:
                 raise BenchmarkError(f"--unpack {archive}: {target} exists and differs; nothing replaced")
             os.makedirs(os.path.dirname(target), exist_ok=True)
-            pathlib.Path(target).write_bytes(data)
+            plots.write_atomically(target, lambda tmp, data=data: pathlib.Path(tmp).write_bytes(data))
     for name in ("timings.json", "jobs.json"):
         merged = {**read_json(os.path.join(out_dir, name)), **read_json(os.path.join(folder, name))}
         write_json(merged, os.path.join(out_dir, name))
@@ -940,7 +945,7 @@ def main(args: Args) -> str:
     plots.write_csv(evals, os.path.join(out_dir, "evals.csv"))
     plots.write_csv(finals, os.path.join(out_dir, "final.csv"))
     table = summary_table(finals, args.preset)
-    pathlib.Path(out_dir, "summary.md").write_text(table)
+    plots.write_atomically(os.path.join(out_dir, "summary.md"), lambda tmp: pathlib.Path(tmp).write_text(table))
     print(table)
     if args.plot and evals:
         runs = {}  # (env, algorithm) -> {seed: run directory}: the tabulated runs
@@ -978,4 +983,11 @@ if __name__ == "__main__":
         main(tyro.cli(Args))
     except BenchmarkError as error:
         print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as error:  # a full or read-only disk: the runs that finished are kept
+        print(
+            f"error: could not write {error.filename or 'a file'}: {error.strerror or error}. The runs that finished are"
+            " kept: free space (or make the folder writable) and run the same command again to write the tables.",
+            file=sys.stderr,
+        )
         sys.exit(2)

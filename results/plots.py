@@ -201,20 +201,37 @@ def plot(
         fontsize=10,
     )
     fig.tight_layout(rect=(0, 0, 1, 0.98))  # room for the title above the top row
-    tmp = f"{output}.tmp.png"
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, output)
+    try:
+        write_atomically(output, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    finally:
+        plt.close(fig)
     return output
 
 
-def write_csv(rows: list[dict], path: str) -> None:
+def write_atomically(path: str, write) -> None:
+    """`write(temporary_path)`, then the temporary file renamed to `path`: the file is whole or
+    as it was. A write that fails (a full or read-only disk) leaves no temporary file behind and
+    raises an OSError that names `path` (some writers, matplotlib's among them, name none)."""
     tmp = f"{path}.tmp"
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["env_id"])
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException as error:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        if isinstance(error, OSError):
+            raise OSError(error.errno, error.strerror or str(error), path) from None
+        raise
+
+
+def write_csv(rows: list[dict], path: str) -> None:
+    def write(tmp):
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["env_id"])
+            writer.writeheader()
+            writer.writerows(rows)
+
+    write_atomically(path, write)
 
 
 def main(args: Args) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -443,3 +444,63 @@ def test_gpu_crl_runs_within_its_time_budget_packs_within_the_limits_and_unpacks
     assert not list(here.glob("runs/*/*.eqx")) and len(list(here.glob("runs/*/events.out.tfevents*"))) == 2
     again = subprocess.run([*window, "--time-budget=5"], capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "already done" in again.stdout and "not started" not in again.stdout
+
+
+# ------------------------------------------------------------------ the runner's tables on a full or read-only disk
+def small_disk_unavailable() -> str | None:
+    """Why a tmpfs cannot be mounted in a private mount namespace here (None: it can)."""
+    if os.geteuid() != 0:
+        return "mounting a small tmpfs in a private mount namespace (unshare -m) needs root"
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs -o size=4k tmpfs /mnt"], capture_output=True)
+    return None if probe.returncode == 0 else f"unshare -m + mount -t tmpfs failed: {probe.stderr.decode().strip()}"
+
+
+def finished_smoke_run(root: pathlib.Path) -> None:
+    """A finished cpu-smoke run of crl_infonce, as its event file would hold it (written here
+    with tensorboardX: no training needed to test the tables)."""
+    from tensorboardX import SummaryWriter
+
+    run_dir = root / "runs" / "reacher__crl_infonce__1__100"
+    writer = SummaryWriter(str(run_dir))
+    for step, success in ((0, 0.0), (200, 0.5), (400, 1.0)):
+        for tag in benchmark.EVAL_TAGS.values():
+            writer.add_scalar(tag, success, step)
+        writer.add_scalar("charts/SPS", 1000.0, step)
+    writer.close()
+
+
+@pytest.mark.parametrize("disk", ["full", "read-only"])
+def test_the_runners_tables_on_a_full_or_read_only_disk_stop_in_one_line_and_leave_no_partial_file(tmp_path, disk):
+    """--finished-only writes evals.csv, final.csv, summary.md and curves.png next to its runs.
+    On a 64 KiB tmpfs the runs and the CSVs fit and the figure does not; on a read-only one
+    nothing fits. Either way: exit 2, one line naming the file and the reason, no traceback,
+    no temporary file, the runs as they were."""
+    reason = small_disk_unavailable()
+    if reason:
+        pytest.skip(reason)
+    source = tmp_path / "source"
+    finished_smoke_run(source)
+    out = tmp_path / "out"
+    out.mkdir()
+    runner = [sys.executable, str(ROOT / "results" / "benchmark.py"), "--preset=cpu-smoke", "--algorithms=crl_infonce"]
+    runner += ["--finished-only", f"--out-dir={out}"]
+    steps = [
+        f"mount -t tmpfs -o size=64k tmpfs {out}",
+        f"cp -r {source / 'runs'} {out}/",
+        *([f"mount -o remount,ro {out}"] if disk == "read-only" else []),
+        " ".join(runner),
+    ]
+    script = " && ".join(steps) + f"; status=$?; find {out} -type f > {tmp_path / 'files'}; exit $status"
+    result = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    (line,) = result.stderr.strip().splitlines()
+    expected = "curves.png" if disk == "full" else "evals.csv"
+    reason = "No space left on device" if disk == "full" else "Read-only file system"
+    assert line.startswith("error: could not write") and expected in line and reason in line, line
+    files = {os.path.relpath(f, out) for f in (tmp_path / "files").read_text().split()}
+    assert not [f for f in files if ".tmp" in f]
+    assert {
+        "runs/reacher__crl_infonce__1__100/" + f for f in os.listdir(source / "runs" / "reacher__crl_infonce__1__100")
+    } <= files
+    if disk == "full":  # the tables that fitted are whole
+        assert {"evals.csv", "final.csv", "summary.md"} <= files
