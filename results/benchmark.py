@@ -236,7 +236,7 @@ PRESETS = {
             "arm_binpick_easy": ("--total-timesteps=300000", "--num-evals=10", "--learning-starts=200"),
         },
         seeds=(1,),
-        common_flags=("--save-model",),  # the trained policy, to look into an env that did not rise
+        common_flags=("--save-model",),  # the trained policy, to look into an env that did not rise (kept out of git)
         note="crl_infonce at its defaults on every env family, one seed, 10-15 CPU minutes per env, beside a random policy",
     ),
     "cpu-research": Preset(
