@@ -83,9 +83,9 @@ class EventFile(EventFileWriter):
                 view = memoryview(data)
                 while view:
                     view = view[os.write(self.fd, view) :]
-                self.written += len(data)
                 if sync:
                     os.fsync(self.fd)
+                self.written += len(data)
             except OSError as error:
                 self.error = write_error(self.path, error)
                 self._cut_back()
@@ -194,6 +194,7 @@ class Logs:
         self.check([writer.error for writer in self.writers])
 
     def check(self, errors: list) -> None:
+        """Raise the error of a finished video job, or the first of `errors` that is not None."""
         done = [job for job in self.videos if job.done()]
         self.videos = [job for job in self.videos if not job.done()]
         for job in done:
