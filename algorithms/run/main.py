@@ -43,7 +43,7 @@ from algorithms.run.files import CheckpointError
 from algorithms.run.flags import ConfigError, RunArgs, import_wandb, require, resumed_args
 from algorithms.run.schedule import Schedule, make_chunk, train_until
 from algorithms.run.schedule import make_schedule as schedule_of
-from algorithms.run.signals import Stopped, StopSignals
+from algorithms.run.signals import Stopped, StopSignals, any_process
 from buffers import BufferMemoryError, Transition
 
 
@@ -174,6 +174,30 @@ def save_models(algorithm: Algorithm, args: RunArgs, run_dirs: list[str], final,
         print(f"model saved to {path}")
 
 
+class Writes:
+    """Process 0's writes during a run, so that one that fails stops every process after the
+    same training step: `do(fn, *args)` calls fn unless a write failed before and keeps the
+    WriteError it raises (nothing is written after a failure); `agree()`, called by every
+    process at the same points of the loop, raises it on all of them."""
+
+    def __init__(self):
+        self.failed: files.WriteError | None = None
+
+    def do(self, fn: Callable, *args) -> Any:
+        if self.failed is None:
+            try:
+                return fn(*args)
+            except files.WriteError as error:
+                self.failed = error
+        return None
+
+    def agree(self) -> None:
+        if any_process(self.failed is not None):
+            raise self.failed or files.WriteError(
+                None, "process 0 could not write the run's files (its output says how to go on)"
+            )
+
+
 def write_failed_message(
     algorithm: Algorithm, args: RunArgs, run_dirs: list[str], env_steps: int, error: files.WriteError
 ) -> str:
@@ -231,12 +255,15 @@ def main(algorithm: Algorithm, args: RunArgs) -> list[str]:
 
     run_dirs, carry, start, train_time = start_or_resume(algorithm, args, init, init_keys, shardings, lead)
     reached = start  # training steps done
-    try:  # a write that fails stops the run (README, "A full disk"); the locks are freed at the end
+    writes = Writes()  # process 0's; one that fails stops the run (README, "A full disk")
+    try:  # the locks are freed at the end
         if args.track and lead:
             wandb.init(project=args.wandb_project_name, sync_tensorboard=True, config=asdict(args), name=run_dirs[0])
         run_logs = make_logs(args, env, run_dirs, purge_step=start * per_step + 1 if start else None)
         if not start:
-            run_logs.hyperparameters(asdict(args), {k: v for k, v in asdict(schedule).items() if "boundaries" not in k})
+            derived = {k: v for k, v in asdict(schedule).items() if "boundaries" not in k}
+            writes.do(run_logs.hyperparameters, asdict(args), derived)
+        writes.agree()
         if lead:
             print("run directory: " + ", ".join(run_dirs) + (f" ({mesh.size} devices)" if mesh else ""))
 
@@ -256,34 +283,38 @@ def main(algorithm: Algorithm, args: RunArgs) -> list[str]:
 
             def evaluation(index: int, env_steps: int) -> dict:
                 metrics, episode = eval_fn(carry.train_state.actor, eval_keys, np.int32(index))
-                return run_logs.evaluation(metrics, episode, env_steps, index)
+                return writes.do(run_logs.evaluation, metrics, episode, env_steps, index) or {}
 
             def checkpoint(step: int) -> str | None:
                 """The whole carry after `step` training steps, its logs on disk first (a
                 checkpoint never skips logs: resuming from it re-logs everything after it)."""
-                run_logs.reopen()
+                writes.do(run_logs.reopen)
                 header = {"algorithm": algorithm.name, "kind": "checkpoint", "train_time": train_time}
                 snapshot = devices.fetch(carry)
                 if not lead:
                     return None
-                return files.save_checkpoint(os.path.join(run_dirs[0], "checkpoints"), step, header, snapshot)
+                folder = os.path.join(run_dirs[0], "checkpoints")
+                return writes.do(files.save_checkpoint, folder, step, header, snapshot)
 
             loop_start = time.perf_counter()
             success = evaluation(0, 0) if not start else {}
+            writes.agree()
             evals = {boundary: i for i, boundary in enumerate(schedule.eval_boundaries)}
             boundaries = sorted(set(schedule.eval_boundaries) | set(schedule.checkpoint_boundaries))
             for lo, hi in [(max(lo, start), hi) for lo, hi in zip(boundaries, boundaries[1:]) if hi > start]:
                 carry, stats, reached, seconds = train_until(chunk_fn, carry, lo, hi, stop)
                 train_time += seconds
-                run_logs.chunk(stats, (reached - lo) * per_step / seconds, reached * per_step)
+                writes.do(run_logs.chunk, stats, (reached - lo) * per_step / seconds, reached * per_step)
                 if reached < hi:
                     saved = checkpoint(reached) if args.checkpoint_on_stop else None
-                    run_logs.close()
+                    writes.do(run_logs.close)
+                    writes.agree()
                     raise Stopped(stop.exit_code, stopped_message(algorithm, args, run_dirs, reached * per_step, saved))
                 if hi in evals:
                     success = evaluation(evals[hi], hi * per_step)
                 if hi in schedule.checkpoint_boundaries:
                     checkpoint(hi)
+                writes.agree()
                 if lead:
                     eta = (schedule.training_steps - hi) * train_time / (hi - start)
                     sps = (hi - start) * per_step / train_time
@@ -293,10 +324,13 @@ def main(algorithm: Algorithm, args: RunArgs) -> list[str]:
         grad_steps = int(final.grad_steps[0])
         steps = schedule.final_env_steps
         print(logs.summary(steps, args.total_timesteps, args.num_seeds, grad_steps, train_time, success))
-        run_logs.close()
+        writes.do(run_logs.close)
         if args.save_model:
-            save_models(algorithm, args, run_dirs, final, schedule.final_env_steps)
-    except files.WriteError as error:  # no file is retried and no new checkpoint written
+            writes.do(save_models, algorithm, args, run_dirs, final, schedule.final_env_steps)
+        writes.agree()
+    except files.WriteError as error:  # on every process: no file is retried, no new checkpoint written
+        if not lead:
+            raise
         message = write_failed_message(algorithm, args, run_dirs, reached * per_step, error)
         raise files.WriteError(error.errno, message) from None
     finally:

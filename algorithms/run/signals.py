@@ -9,6 +9,7 @@ a request to stop between two training steps.
 The first signal only sets the request (and says so on stderr); a second one ends the process at
 once with exit code 128 + its number, as if the signal had killed it. In a multi-host run every
 process asks every other at each `poll`, so all of them stop after the same training step.
+`any_process(flag)` is the same agreement for any flag (a write that failed in process 0).
 """
 
 from __future__ import annotations
@@ -79,3 +80,13 @@ class StopSignals:
     @property
     def exit_code(self) -> int:
         return 128 + (self.signum or signal.SIGTERM)
+
+
+def any_process(flag: bool) -> bool:
+    """Whether `flag` is true in any process of the run; every process must call it at the same
+    point (in a one-process run it is `flag`)."""
+    if jax.process_count() == 1:
+        return flag
+    from jax.experimental import multihost_utils
+
+    return bool(np.asarray(multihost_utils.process_allgather(np.int32(flag))).max())
