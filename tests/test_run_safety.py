@@ -292,7 +292,7 @@ def error_lines(stderr: str) -> list[str]:
 
 
 def tiny_run_flags(**changes) -> list[str]:
-    flags = tiny("crl_infonce", total_timesteps=400, num_evals=2, **changes)
+    flags = tiny("crl_infonce", **{"total_timesteps": 400, "num_evals": 2, **changes})
     return [shlex.quote(flag) for flag in as_flags(flags)]
 
 
@@ -428,3 +428,34 @@ def test_event_files_are_written_without_a_thread_and_still_announced_to_a_patch
     run_logs.close()
     assert announced == [str(tmp_path)]
     assert scalars(str(tmp_path), "eval/success_rate") == [(7, 0.25)]
+
+
+@pytest.mark.slow  # two fresh processes
+def test_a_failed_write_of_process_0_stops_every_process_of_a_distributed_run(tmp_path):
+    """--distributed with two processes on a 128 KiB tmpfs: process 0's second checkpoint does
+    not fit (of four); both processes stop with exit 2 instead of the second one going on and
+    waiting for the first, process 0 with the --resume line and the other saying why."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        address = f"localhost:{s.getsockname()[1]}"
+    disk, out = tmp_path / "disk", tmp_path / "out"
+    flags = " ".join(tiny_run_flags(checkpoint_every=200, total_timesteps=800))
+    run = f"{shlex.quote(sys.executable)} algorithms/crl_infonce.py {flags} --run-root={disk}"
+    script = f"""
+mkdir -p {out}
+({run} --distributed={address},2,0 >{out}/0.out 2>{out}/0.err; echo $? >{out}/0.code) &
+({run} --distributed={address},2,1 >{out}/1.out 2>{out}/1.err; echo $? >{out}/1.code) &
+wait
+"""
+    result = on_small_disk(disk, "128k", script, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    codes = [(out / f"{i}.code").read_text().strip() for i in range(2)]
+    assert codes == ["2", "2"], (out / "0.err").read_text()[-3000:] + (out / "1.err").read_text()[-3000:]
+    (first,) = error_lines((out / "0.err").read_text())
+    assert "step_000000010.ckpt: No space left on device; stopped after 400 env steps" in first
+    assert "continue from" in first and "--resume" in first
+    assert error_lines((out / "1.err").read_text()) == [
+        "error: process 0 could not write the run's files (its output says how to go on)"
+    ]
