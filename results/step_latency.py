@@ -16,9 +16,9 @@ Variants, one row each per depth:
 * `loops`: today's update (`--scan-unroll 0`), the reference of every ratio and difference;
 * `unrollK`: `--scan-unroll K` (`unroll1`: each residual block's four layers written out;
   `unroll4`: also four blocks per iteration of the loop over blocks);
-* `while`: `loops` in a child process with `XLA_FLAGS` plus `--xla-flags` (default
-  `--xla_gpu_enable_command_buffer=+WHILE`: CUDA graphs may hold while loops; XLA reads its
-  flags once per process; on CPU the flag changes nothing);
+* `while`: `--while-of` (default `loops`) in a child process with `XLA_FLAGS` plus `--xla-flags`
+  (default `--xla_gpu_enable_command_buffer=+WHILE`: CUDA graphs may hold while loops; XLA reads
+  its flags once per process; on CPU the flag changes nothing);
 * `joint`: one gradient of actor loss + critic loss over (actor, critic) with psi(g) computed
   once; the actor's loss reads the critic through `stop_gradient`, as today's two gradients
   both read the critic before its step;
@@ -27,10 +27,11 @@ Variants, one row each per depth:
 
 Columns: compile s (XLA's compile of one call, lowering excluded); while loops in the compiled
 program; ms per gradient step, the median over `--rounds` rounds (a round times every in-process
-variant once, one after another, for about `--seconds` each); the ratio to `loops`, the median of
-the per-round ratios (the `while` child's is to the parent's median); the largest absolute
-difference of any parameter (actor, critic, log alpha) from `loops` after one call from the same
-state, buffer and keys.
+variant once, one after another, for about `--seconds` each, starting with the next variant each
+round); the ratio to `loops`, the median of the per-round ratios (the `while` child's is to the
+parent's median: two processes at different times, which a busy machine shows); the largest
+absolute difference of any parameter (actor, critic, log alpha) from `loops` after one call
+from the same state, buffer and keys.
 """
 
 from __future__ import annotations
@@ -80,6 +81,8 @@ class Args:
     """timed seconds per variant per round (at least one call)"""
     xla_flags: str = "--xla_gpu_enable_command_buffer=+WHILE"
     """what the `while` variant adds to XLA_FLAGS"""
+    while_of: str = "loops"
+    """the variant the `while` child runs with those flags (loops, unrollK, joint, presample)"""
     tiny: bool = False
     """width 8, batch 8, repr 8, 2 steps per call, one round of one call: a smoke test"""
     child: str = ""
@@ -258,8 +261,9 @@ def measure_depth(args: Args, depth: int, variants: list[str]) -> dict[str, dict
         rows[variant] = dict(compile_s=compile_s, while_loops=loops, params=parameters(ts))
         calls[variant] = (compiled, inputs)
     per_step = {variant: [] for variant in variants}
-    for _ in range(args.rounds):
-        for variant in variants:
+    for round_index in range(args.rounds):
+        start = round_index % len(variants)  # each round starts with the next variant: no order bias
+        for variant in variants[start:] + variants[:start]:
             call_s = seconds_per_call(*calls[variant], args.seconds)
             per_step[variant].append(1e3 * call_s / args.steps_per_call)
     for variant in variants:
@@ -272,12 +276,12 @@ def measure_depth(args: Args, depth: int, variants: list[str]) -> dict[str, dict
 
 
 def run_child(args: Args, depths: list[int]) -> dict[int, dict]:
-    """The `while` rows: `loops` in a child process whose XLA_FLAGS hold --xla-flags."""
+    """The `while` rows: `--while-of` in a child process whose XLA_FLAGS hold --xla-flags."""
     with tempfile.TemporaryDirectory() as folder:
         flags = f"{os.environ.get('XLA_FLAGS', '')} {args.xla_flags}".strip()
         child_args = [
             *("--depths", *map(str, depths)),
-            *("--variants", "loops"),
+            *("--variants", "loops", "--while-of", args.while_of),
             *("--width", str(args.width), "--batch-size", str(args.batch_size), "--repr-dim", str(args.repr_dim)),
             *("--steps-per-call", str(args.steps_per_call), "--rounds", str(args.rounds)),
             *("--seconds", str(args.seconds), "--child", folder),
@@ -301,13 +305,14 @@ def run_child(args: Args, depths: list[int]) -> dict[int, dict]:
 def main(args: Args) -> None:
     if args.tiny:
         args = replace(args, width=8, batch_size=8, repr_dim=8, steps_per_call=2, rounds=1, seconds=0.0)
-    unknown = [v for v in args.variants if v not in VARIANTS and not re.fullmatch(r"unroll[1-9]\d*", v)]
-    if unknown or "loops" not in args.variants:
-        sys.exit(f"--variants: unknown {unknown}; `loops` is the reference and must be among them")
+    variants = [*args.variants, args.while_of]
+    unknown = [v for v in variants if v not in VARIANTS and not re.fullmatch(r"unroll[1-9]\d*", v)]
+    if unknown or args.while_of == "while" or "loops" not in args.variants:
+        sys.exit(f"--variants, --while-of: unknown {unknown}; `loops` is the reference and must be among them")
     in_process = [v for v in args.variants if v != "while"]
     if args.child:  # the `while` child: machine-readable rows and the parameters, nothing else
         for depth in args.depths:
-            row = measure_depth(args, depth, in_process)["loops"]
+            row = measure_depth(args, depth, [args.while_of])[args.while_of]
             np.savez(os.path.join(args.child, f"depth{depth}.npz"), *row.pop("params"))
             print("ROW " + json.dumps({**row, "depth": depth}), flush=True)
         return
@@ -334,11 +339,12 @@ def main(args: Args) -> None:
                 flush=True,
             )
     if "while" in args.variants:
+        label = "while" if args.while_of == "loops" else f"while {args.while_of}"
         for depth, row in run_child(args, list(args.depths)).items():
             reference = all_rows[depth]["loops"]
             difference = max_difference(row["params"], reference["params"])
             print(
-                f"| {depth} | while | {row['compile_s']:.1f} | {row['while_loops']} | {row['ms']:.4g} "
+                f"| {depth} | {label} | {row['compile_s']:.1f} | {row['while_loops']} | {row['ms']:.4g} "
                 f"| {row['ms'] / reference['ms']:.3f} | {difference:.2g} |",
                 flush=True,
             )
