@@ -111,6 +111,8 @@ class Args(RunArgs):
 
 
 # ======================================================================= NETWORKS
+# Dense, MLP, SCAN_UNROLL and scan_unroll are the same in crl_infonce.py, crl_dpo.py, sac_her.py
+# and td3_her.py: change all four together.
 class Dense(eqx.Module):
     """One hidden layer: Linear, optional LayerNorm, swish."""
 
@@ -213,7 +215,6 @@ class Actor(eqx.Module):
     """tanh-Gaussian policy pi(a | s, g) on obs = concat(s, g)."""
 
     net: MLP
-    action_dim: int = eqx.field(static=True)
     tanh_log_prob: str = eqx.field(static=True)
 
     def __init__(self, obs_dim, action_dim, args: Args, key):
@@ -221,7 +222,6 @@ class Actor(eqx.Module):
         self.net = MLP(
             obs_dim, 2 * action_dim, args.width, depth, args.layer_norm, args.residual, key, scan_unroll(args)
         )
-        self.action_dim = action_dim
         self.tanh_log_prob = args.tanh_log_prob
 
     def dist(self, obs):
@@ -359,7 +359,9 @@ def make_update(args: Args, env):
         (actor_loss, log_prob), actor_grads = eqx.filter_value_and_grad(actor_loss_fn, has_aux=True)(
             ts.actor, ts.critic, alpha, state, goal, key, args
         )
-        updates, actor_opt_state = actor_opt.update(actor_grads, ts.actor_opt_state, ts.actor)
+        updates, actor_opt_state = actor_opt.update(
+            actor_grads, ts.actor_opt_state, eqx.filter(ts.actor, eqx.is_inexact_array)
+        )
         actor = eqx.apply_updates(ts.actor, updates)
 
         def alpha_loss_fn(log_alpha):
@@ -372,7 +374,9 @@ def make_update(args: Args, env):
         (critic_loss, critic_metrics), critic_grads = eqx.filter_value_and_grad(critic_loss_fn, has_aux=True)(
             ts.critic, state, action, goal, args
         )
-        updates, critic_opt_state = critic_opt.update(critic_grads, ts.critic_opt_state, ts.critic)
+        updates, critic_opt_state = critic_opt.update(
+            critic_grads, ts.critic_opt_state, eqx.filter(ts.critic, eqx.is_inexact_array)
+        )
         critic = eqx.apply_updates(ts.critic, updates)
 
         # every entry is logged as losses/<name>: a new metric needs no other edit
@@ -391,6 +395,7 @@ def make_update(args: Args, env):
 
 
 # ======================================================================= TRAINING STEP
+# The same in crl_infonce.py, crl_dpo.py, sac_her.py and td3_her.py: change all four together.
 def make_rollout(vec_env: envs.VecEnv, unroll_length: int):
     def rollout(actor: Actor, env_state, key):
         """`unroll_length` steps of every env with stochastic actions: the transitions
@@ -466,6 +471,7 @@ def make_train(args: Args, env, schedule, spread=lambda batch: batch):
 
 
 # ======================================================================= EVALUATION
+# The same in crl_infonce.py, crl_dpo.py, sac_her.py and td3_her.py: change all four together.
 def make_evaluate(args: Args, env):
     eval_env = envs.VecEnv(env, args.num_eval_envs)
 

@@ -120,6 +120,8 @@ class Args(RunArgs):
 
 
 # ======================================================================= NETWORKS
+# Dense, MLP, SCAN_UNROLL and scan_unroll are the same in crl_infonce.py, crl_dpo.py, sac_her.py
+# and td3_her.py: change all four together.
 class Dense(eqx.Module):
     """One hidden layer: Linear, optional LayerNorm, swish."""
 
@@ -249,7 +251,7 @@ class TrainState(eqx.Module):
     actor: Actor
     target_actor: Actor
     critic: QNetwork  # ensemble of two
-    target_critic: QNetwork
+    target_critic: QNetwork  # ensemble of two
     actor_opt_state: optax.OptState
     critic_opt_state: optax.OptState
     env_steps: jax.Array
@@ -315,12 +317,16 @@ def make_update(args: Args, env):
         (_, critic_metrics), critic_grads = eqx.filter_value_and_grad(critic_loss_fn, has_aux=True)(
             ts.critic, batch.obs, batch.action, jax.lax.stop_gradient(target)
         )
-        updates, critic_opt_state = critic_opt.update(critic_grads, ts.critic_opt_state, ts.critic)
+        updates, critic_opt_state = critic_opt.update(
+            critic_grads, ts.critic_opt_state, eqx.filter(ts.critic, eqx.is_inexact_array)
+        )
         critic = eqx.apply_updates(ts.critic, updates)
 
         def delayed(_):
             actor_loss, actor_grads = eqx.filter_value_and_grad(actor_loss_fn)(ts.actor, critic, batch.obs)
-            updates, actor_opt_state = actor_opt.update(actor_grads, ts.actor_opt_state, ts.actor)
+            updates, actor_opt_state = actor_opt.update(
+                actor_grads, ts.actor_opt_state, eqx.filter(ts.actor, eqx.is_inexact_array)
+            )
             actor = eqx.apply_updates(ts.actor, updates)
             targets = (soft_update(actor, ts.target_actor, args.tau), soft_update(critic, ts.target_critic, args.tau))
             return actor, actor_opt_state, targets, actor_loss, jnp.ones(())
@@ -341,6 +347,7 @@ def make_update(args: Args, env):
 
 
 # ======================================================================= TRAINING STEP
+# The same in crl_infonce.py, crl_dpo.py, sac_her.py and td3_her.py: change all four together.
 def make_rollout(vec_env: envs.VecEnv, unroll_length: int):
     def rollout(actor: Actor, env_state, key):
         """`unroll_length` steps of every env with stochastic actions: the transitions
@@ -426,6 +433,7 @@ def make_train(args: Args, env, schedule, spread=lambda batch: batch):
 
 
 # ======================================================================= EVALUATION
+# The same in crl_infonce.py, crl_dpo.py, sac_her.py and td3_her.py: change all four together.
 def make_evaluate(args: Args, env):
     eval_env = envs.VecEnv(env, args.num_eval_envs)
 

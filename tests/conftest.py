@@ -58,6 +58,7 @@ import jax  # noqa: E402
 jax.config.update("jax_compilation_cache_dir", CACHE_DIR)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
+import ast  # noqa: E402
 import dataclasses  # noqa: E402
 import functools  # noqa: E402
 import importlib.util  # noqa: E402
@@ -74,9 +75,16 @@ import envs  # noqa: E402
 from algorithms import run  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
+# The algorithm files under test: each names itself in ALGORITHM and has its own test file,
+# tests/test_{name}.py. A new algorithm file joins the suite's shared tests (a tiny run and its
+# tags, resume, videos, seeds) when it gets that file, not merely by existing.
 ALGORITHMS = tuple(
-    sorted(path.stem for path in (REPO / "algorithms").glob("*.py") if "\nALGORITHM = " in path.read_text())
-)  # the algorithm files: each names itself in ALGORITHM
+    sorted(
+        path.stem
+        for path in (REPO / "algorithms").glob("*.py")
+        if "\nALGORITHM = " in path.read_text() and (REPO / "tests" / f"test_{path.stem}.py").exists()
+    )
+)
 
 
 # A fork, as a researcher makes one: crl_infonce.py copied to a new name outside the repository,
@@ -84,31 +92,46 @@ ALGORITHMS = tuple(
 # state. The tests that every algorithm file passes (a tiny run and its tags, resume, two
 # devices) run on it too, with no edit anywhere else.
 FORK = "crl_fork"
-FORK_EDITS = [
-    # the objective: the symmetric InfoNCE, whatever --contrastive-loss says
-    (
-        "    loss = contrastive_loss(logits, args.contrastive_loss) + ",
-        '    loss = contrastive_loss(logits, "sym_infonce") + ',
-    ),
-    # a new metric
-    (
-        '            "entropy": -jnp.mean(log_prob),\n',
-        '            "entropy": -jnp.mean(log_prob),\n            "twice_critic_loss": 2 * critic_loss,\n',
-    ),
-    # a new train-state field: the number of transitions the update has seen
-    (
-        "    env_steps: jax.Array\n    grad_steps: jax.Array\n",
-        "    env_steps: jax.Array\n    grad_steps: jax.Array\n    transitions_seen: jax.Array\n",
-    ),
-    (
-        "actor_opt_state, critic_opt_state, alpha_opt.init(log_alpha), zero, zero\n",
-        "actor_opt_state, critic_opt_state, alpha_opt.init(log_alpha), zero, zero, jnp.zeros(())\n",
-    ),
-    (
-        "*opt_states, ts.env_steps, ts.grad_steps + 1)",
-        "*opt_states, ts.env_steps, ts.grad_steps + 1, ts.transitions_seen + state.shape[0])",
-    ),
-]
+
+
+class ForkEdits(ast.NodeTransformer):
+    """The fork's edits, made on crl_infonce.py's syntax tree rather than on its text, so that a
+    cosmetic change of the file (a comment, a line break, a reformatted call) cannot break the
+    fork. Each edit counts where it applied; `fork_dir` checks that each applied once."""
+
+    def __init__(self):
+        self.applied = {"objective": 0, "metric": 0, "field": 0, "init": 0, "update": 0}
+
+    def visit_Call(self, node):
+        self.generic_visit(node)
+        name = node.func.id if isinstance(node.func, ast.Name) else None
+        # the objective: the symmetric InfoNCE, whatever --contrastive-loss says
+        arg = node.args[1] if name == "contrastive_loss" and len(node.args) == 2 else None
+        if isinstance(arg, ast.Attribute) and arg.attr == "contrastive_loss":
+            node.args[1] = ast.Constant("sym_infonce")
+            self.applied["objective"] += 1
+        # the new train-state field's value: zero at the start, then the transitions seen
+        if name == "TrainState":
+            updating = any(isinstance(n, ast.Name) and n.id == "ts" for n in ast.walk(node))
+            value = "ts.transitions_seen + args.batch_size" if updating else "jnp.zeros(())"
+            node.args.append(ast.parse(value, mode="eval").body)
+            self.applied["update" if updating else "init"] += 1
+        return node
+
+    def visit_Dict(self, node):  # a new metric, in the update's dict of metrics
+        self.generic_visit(node)
+        if any(isinstance(k, ast.Constant) and k.value == "entropy" for k in node.keys):
+            node.keys.append(ast.Constant("twice_critic_loss"))
+            node.values.append(ast.parse("2 * critic_loss", mode="eval").body)
+            self.applied["metric"] += 1
+        return node
+
+    def visit_ClassDef(self, node):  # a new train-state field: the transitions the update has seen
+        self.generic_visit(node)
+        if node.name == "TrainState":
+            node.body.append(ast.parse("transitions_seen: jax.Array").body[0])
+            self.applied["field"] += 1
+        return node
 
 
 @functools.cache
@@ -116,13 +139,18 @@ def fork_dir() -> pathlib.Path:
     """A folder outside the repository holding FORK.py, made once per test process."""
     import tempfile
 
-    source = (REPO / "algorithms" / "crl_infonce.py").read_text()
-    for old, new in FORK_EDITS:
-        assert source.count(old) == 1, f"the fork's edit no longer applies to crl_infonce.py: {old!r}"
-        source = source.replace(old, new)
     folder = pathlib.Path(tempfile.mkdtemp(prefix="fork_"))
-    (folder / f"{FORK}.py").write_text(source)
+    (folder / f"{FORK}.py").write_text(fork_source((REPO / "algorithms" / "crl_infonce.py").read_text()))
     return folder
+
+
+def fork_source(source: str) -> str:
+    """The fork of crl_infonce.py's `source` (see ForkEdits)."""
+    edits = ForkEdits()
+    tree = edits.visit(ast.parse(source))
+    missed = [edit for edit, count in edits.applied.items() if count != 1]
+    assert not missed, f"the fork's edits {missed} no longer apply once each to crl_infonce.py: {edits.applied}"
+    return ast.unparse(ast.fix_missing_locations(tree)) + "\n"
 
 
 def algorithm_path(name: str) -> pathlib.Path:

@@ -18,7 +18,7 @@ import time
 import jax
 import numpy as np
 import pytest
-from conftest import ALGORITHMS, FORK, REPO, algorithm_path, as_flags, load_algorithm, tiny
+from conftest import ALGORITHMS, FORK, REPO, algorithm_path, as_flags, fork_source, load_algorithm, tiny
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -254,3 +254,17 @@ def test_load_policy_acts_on_one_state_or_a_batch_and_commands_any_goal():
     assert not np.allclose(one[0], one[1])  # the action depends on the commanded goal
     with pytest.raises(ValueError, match="wall"):
         env.maze.cell_xy(0, 0)
+
+
+def test_the_fork_survives_a_cosmetic_edit_of_crl_infonce():
+    """The fork is made on crl_infonce.py's syntax tree: comments, line breaks and a reformatted
+    call change nothing about it."""
+    source = (REPO / "algorithms" / "crl_infonce.py").read_text()
+    edited = source.replace("\ndef ", "\n# a comment a reader added\ndef ")
+    edited = edited.replace(
+        "(logits, args.contrastive_loss)", "(\n        logits,\n        args.contrastive_loss,\n    )"
+    )
+    edited = edited.replace('"entropy": -jnp.mean(log_prob)', '"entropy": - jnp.mean( log_prob )')
+    assert edited.count("# a comment a reader added") > 5 and "args.contrastive_loss,\n" in edited
+    assert "jnp.mean( log_prob )" in edited
+    assert fork_source(edited) == fork_source(source)
