@@ -188,7 +188,10 @@ def main(args: Args) -> list[dict]:
         if not same:
             print("error: the seeds' program has loops that a single seed's has not", file=sys.stderr)
             sys.exit(1)
-    rows = [run_one(args, k) for k in args.seeds]
+    rows = []
+    for k in args.seeds:  # each row as it ends: a run stopped at a time limit keeps the rows before it
+        rows.append(run_one(args, k))
+        print(table(rows).splitlines()[-1], flush=True)
     print()
     scale = "a toy scale (checks the command)" if args.tiny else f"{args.total_timesteps:,} env steps per seed"
     print(f"crl_infonce on {args.env_id}, {args.num_envs} envs per seed, {scale}\n")
