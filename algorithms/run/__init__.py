@@ -5,7 +5,7 @@
   devices, logging, checkpoints), `cli` (flags and exit codes), `load_model`, `load_policy`.
 * `flags.py`: `RunArgs`, the flags every algorithm shares (each `Args` extends it),
   `ConfigError`/`require` for flags that cannot run, `require_network_sizes`, `resumed_args`.
-* `schedule.py`: `Carry` and `Step`, the named pytrees of a training step; `make_schedule`
+* `schedule.py`: `Carry` and `Step`, the named pytrees of a training step; `derive_schedule`
   (the run's sizes and boundaries) and `make_chunk` (the compiled loop of training steps).
 * `devices.py`: the seed axis, the device mesh, the batch split, multi-host start and gather.
 * `logs.py`: TensorBoard writers (one per seed), evaluation videos, the progress line.

@@ -3,7 +3,7 @@
 Each algorithm file's `Args` extends `RunArgs` with its own flags (learning rates, network
 sizes, loss options), so `python algorithms/crl_infonce.py --help` lists both: first these
 (the run, the environment, the schedule), then the algorithm's. The run flags are checked in
-`make_schedule` (algorithms/run/schedule.py) and `make_mesh` (algorithms/run/devices.py), the algorithm's in
+`derive_schedule` (algorithms/run/schedule.py) and `make_mesh` (algorithms/run/devices.py), the algorithm's in
 its `Args.__post_init__`, with `require`; a `ConfigError` stops a run with exit code 2 and its
 one-paragraph message, before anything compiles. `resumed_args` gives a --resume run its own
 flags back.

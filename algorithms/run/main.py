@@ -41,8 +41,7 @@ import envs
 from algorithms.run import devices, files, logs
 from algorithms.run.files import CheckpointError
 from algorithms.run.flags import ConfigError, RunArgs, import_wandb, require, resumed_args
-from algorithms.run.schedule import Schedule, make_chunk, train_until
-from algorithms.run.schedule import make_schedule as schedule_of
+from algorithms.run.schedule import Schedule, derive_schedule, make_chunk, train_until
 from algorithms.run.signals import Stopped, StopSignals, any_process
 from buffers import BufferMemoryError, Transition
 
@@ -71,7 +70,7 @@ def make_schedule(args: RunArgs, env) -> Schedule:
             envs.check_rendering()
         except envs.RenderingUnavailable as error:
             raise ConfigError(f"--capture-video: {error}") from None
-    return schedule_of(args, env.episode_length)
+    return derive_schedule(args, env.episode_length)
 
 
 def make_env(args: RunArgs):

@@ -1,7 +1,7 @@
 """A run's schedule: its flags checked and turned into the sizes every algorithm needs, in
 Python, before anything is traced.
 
-    schedule = make_schedule(args, episode_length)   # args: an algorithm's Args (the run flags)
+    schedule = derive_schedule(args, episode_length)   # args: an algorithm's Args (the run flags)
     schedule.training_steps, schedule.eval_boundaries, schedule.final_env_steps
     chunk = make_chunk(training_step)                # chunk(carry, num_steps): the compiled loop
 
@@ -72,7 +72,7 @@ class Schedule:
         return self.training_steps * self.steps_per_training_step
 
 
-def make_schedule(args: RunArgs, episode_length: int) -> Schedule:
+def derive_schedule(args: RunArgs, episode_length: int) -> Schedule:
     """Check the run flags of `args` that set sizes (algorithms/run/flags.py) and derive the schedule. `updates_per_rollout`
     None means num_envs * (episode_length - 1) / batch_size: every transition of a rollout is
     sampled about once."""
