@@ -65,6 +65,20 @@ class Args(RunArgs):
 
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
     """the name of this experiment (part of the run directory's name)"""
+
+    # Schedule: how env steps and gradient steps interleave (the same in the four algorithm files)
+    unroll_length: int = 62
+    """env steps per env collected in one training step"""
+    batch_size: int = 256
+    """transitions per gradient step"""
+    buffer_size: int = 10_000
+    """replay capacity in time rows per env (rounded up to a multiple of --unroll-length)"""
+    learning_starts: int = 1_000
+    """time rows per env collected before gradient steps start (whole rollouts)"""
+    updates_per_rollout: int | None = None
+    """gradient steps per training step; default num_envs * (episode_length - 1) / batch_size"""
+
+    # Algorithm
     actor_lr: float = 1e-4
     """actor learning rate"""
     critic_lr: float = 1e-4
@@ -105,6 +119,14 @@ class Args(RunArgs):
         require(0.0 < self.relabel_gamma <= 1.0, f"--relabel-gamma must be in (0, 1] (got {self.relabel_gamma}).")
         require(0.0 <= self.relabel_ratio <= 1.0, f"--relabel-ratio must be in [0, 1] (got {self.relabel_ratio}).")
         require(0.0 < self.tau <= 1.0, f"--tau must be in (0, 1] (got {self.tau}).")
+
+    def updates_per_training_step(self, episode_length: int) -> int:
+        """--updates-per-rollout, or by default num_envs * (episode_length - 1) / batch_size
+        gradient steps per training step (JaxGCRL's ratio): every transition of a rollout is
+        sampled about once. The same in the four algorithm files."""
+        if self.updates_per_rollout is not None:
+            return self.updates_per_rollout
+        return max(1, round(self.num_envs * (episode_length - 1) / self.batch_size))
 
 
 # ======================================================================= NETWORKS

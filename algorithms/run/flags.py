@@ -2,7 +2,7 @@
 
 Each algorithm file's `Args` extends `RunArgs` with its own flags (learning rates, network
 sizes, loss options), so `python algorithms/crl_infonce.py --help` lists both: first these
-(the run, the environment, the schedule), then the algorithm's. The run flags are checked in
+(the run, the environment, the budget), then the algorithm's, its schedule first. The run flags are checked in
 `derive_schedule` (algorithms/run/schedule.py) and `make_mesh` (algorithms/run/devices.py), the algorithm's in
 its `Args.__post_init__`, with `require`; a `ConfigError` stops a run with exit code 2 and its
 one-paragraph message, before anything compiles. `resumed_args` gives a --resume run its own
@@ -50,7 +50,7 @@ def import_wandb():
 
 @dataclass(frozen=True)
 class RunArgs:
-    """The run's flags: seeds, logging, checkpoints, devices, the environment and the schedule."""
+    """The run's flags: seeds, logging, checkpoints, devices, the environment and the budget."""
 
     exp_name: str = "run"
     """the name of this experiment (part of the run directory's name); each algorithm's default is its file's name"""
@@ -99,19 +99,9 @@ class RunArgs:
     fixed_goals: bool = False
     """each training env keeps its first start and goal for the whole run, as JaxGCRL's training envs do (evaluations always draw fresh ones)"""
 
-    # Schedule
+    # Budget (the algorithm's schedule, how env steps and gradient steps interleave, is in its Args)
     total_timesteps: int = 1_000_000
     """env steps to train for (rounded up to whole training steps of num_envs x unroll_length)"""
-    unroll_length: int = 62
-    """env steps per env collected in one training step"""
-    batch_size: int = 256
-    """transitions per gradient step (for the contrastive critics, also the goals each state is scored against)"""
-    buffer_size: int = 10_000
-    """replay capacity in time rows per env (rounded up to a multiple of --unroll-length)"""
-    learning_starts: int = 1_000
-    """time rows per env collected before gradient steps start (whole rollouts)"""
-    updates_per_rollout: int | None = None
-    """gradient steps per training step; default num_envs * (episode_length - 1) / batch_size"""
     num_evals: int = 20
     """evaluations during training (plus one before it)"""
 

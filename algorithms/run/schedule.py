@@ -73,9 +73,8 @@ class Schedule:
 
 
 def derive_schedule(args: RunArgs, episode_length: int) -> Schedule:
-    """Check the run flags of `args` that set sizes (algorithms/run/flags.py) and derive the schedule. `updates_per_rollout`
-    None means num_envs * (episode_length - 1) / batch_size: every transition of a rollout is
-    sampled about once."""
+    """Check the flags of `args` (an algorithm's Args) that set sizes and derive the schedule; the
+    gradient steps per training step are the algorithm's (`Args.updates_per_training_step`)."""
     at_least_one = "num_envs num_eval_envs unroll_length batch_size buffer_size num_evals total_timesteps"
     for name in (at_least_one + " video_every num_seeds").split():
         value = getattr(args, name)
@@ -92,8 +91,7 @@ def derive_schedule(args: RunArgs, episode_length: int) -> Schedule:
         )
     except ValueError as error:
         raise ConfigError(str(error)) from None
-    if updates is None:
-        updates = max(1, round(args.num_envs * (episode_length - 1) / args.batch_size))
+    updates = args.updates_per_training_step(episode_length)  # the algorithm's Args: its update ratio
     per_step = args.num_envs * args.unroll_length
     steps = math.ceil(args.total_timesteps / per_step)
     prefill = start_rows * args.num_envs
