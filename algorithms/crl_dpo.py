@@ -509,6 +509,39 @@ def make_train(args: Args, env, schedule, spread=lambda batch: batch):
     return init, training_step, vec_env, buffer
 
 
+# The same in crl_infonce.py, crl_dpo.py, sac_her.py and td3_her.py: change all four together.
+def make_chunk(training_step):
+    """The loop over training steps: chunk(carry, num_steps) -> (carry, stats) runs `num_steps`
+    training steps (rollout, buffer insert, the gated gradient steps) in one compiled loop (a
+    traced count: one compile serves every chunk length), summing what the logs need. The
+    harness calls it between evaluations and checkpoints, with Python only in between.
+
+    `stats` holds the sums of the update's metrics over the steps that learned ("losses", logged
+    as their mean), their count ("updated_steps"), and "return_sum" and "episodes" of the
+    training episodes that ended."""
+
+    def chunk(carry, num_steps):
+        metrics = jax.eval_shape(training_step, carry).metrics  # the shapes of the update's metrics
+        zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), metrics)
+        stats = {"losses": zeros, "updated_steps": jnp.zeros(()), "return_sum": jnp.zeros(()), "episodes": 0}
+
+        def body(_, loop):
+            carry, stats = loop
+            step = training_step(carry)
+            return_sum, episodes = step.finished
+            stats = {
+                "losses": jax.tree.map(lambda s, m: s + step.learned * m, stats["losses"], step.metrics),
+                "updated_steps": stats["updated_steps"] + step.learned,
+                "return_sum": stats["return_sum"] + return_sum,
+                "episodes": stats["episodes"] + episodes,
+            }
+            return step.carry, stats
+
+        return jax.lax.fori_loop(0, num_steps, body, (carry, stats))
+
+    return chunk
+
+
 # ======================================================================= EVALUATION
 # The same in crl_infonce.py, crl_dpo.py, sac_her.py and td3_her.py: change all four together.
 def make_evaluate(args: Args, env):
@@ -532,6 +565,7 @@ ALGORITHM = run.Algorithm(
     name=os.path.basename(__file__)[: -len(".py")],
     Args=Args,
     make_train=make_train,
+    make_chunk=make_chunk,
     make_evaluate=make_evaluate,
     model_of=model_of,
 )

@@ -72,7 +72,7 @@ def measure(depth: int, passthrough: list[str], args: Args) -> dict:
     schedule = run.make_schedule(flags, env)
     init, training_step, vec, _ = crl.make_train(flags, env, schedule)
 
-    chunk = jax.jit(run.schedule.make_chunk(training_step))
+    chunk = jax.jit(crl.make_chunk(training_step))
     carry = jax.jit(init)(jax.random.PRNGKey(flags.seed))
     lowered = chunk.lower(carry, jnp.int32(0))
     start = time.perf_counter()

@@ -74,14 +74,13 @@ def loops_of_compiled_chunk(env_id: str, num_seeds: int) -> dict:
 
     from algorithms import run
     from algorithms.run import devices
-    from algorithms.run.schedule import make_chunk
 
     module = importlib.import_module("algorithms.crl_infonce")
     args = tyro.cli(module.Args, args=[f"--env-id={env_id}", *TINY, f"--num-seeds={num_seeds}"])
     env = run.make_env(args)
     init, training_step, _, _ = module.make_train(args, env, run.make_schedule(args, env))
     init = devices.seed_axis(init, num_seeds)
-    chunk = devices.seed_axis(make_chunk(training_step), num_seeds, in_axes=(0, None))
+    chunk = devices.seed_axis(module.make_chunk(training_step), num_seeds, in_axes=(0, None))
     carry = jax.eval_shape(init, jax.random.split(jax.random.PRNGKey(0), num_seeds))
     text = jax.jit(chunk).lower(carry, np.int32(0)).compile().as_text()
     return {

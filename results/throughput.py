@@ -114,7 +114,7 @@ def measure(algorithm: str, argv: list[str], steps: int, repeats: int) -> tuple[
     per_step = schedule.steps_per_training_step
 
     # training: fill the buffer to learning_starts, then time chunks of `steps` training steps
-    chunk_fn = jax.jit(run.schedule.make_chunk(training_step))
+    chunk_fn = jax.jit(algo.make_chunk(training_step))
     carry = jax.jit(init)(jax.random.PRNGKey(args.seed))
     warmup = max(1, schedule.learning_start_rows // args.unroll_length)
     start = time.perf_counter()

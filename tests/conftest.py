@@ -310,7 +310,7 @@ def check_her_rewards_are_recomputed_on_real_transitions(module) -> None:
     args = module.Args(**tiny(module.ALGORITHM.name), relabel_ratio=0.5)
     env = run.make_env(args)
     init, training_step, _, buffer = module.make_train(args, env, run.make_schedule(args, env))
-    chunk = jax.jit(run.schedule.make_chunk(training_step))
+    chunk = jax.jit(module.make_chunk(training_step))
     carry, _ = chunk(jax.jit(init)(jax.random.PRNGKey(0)), jax.numpy.int32(6))  # 6 rollouts of 10 steps
     batch = buffer.sample_her(carry.buffer_state, jax.random.PRNGKey(1), 4000, 0.5, env.goal_reach_thresh)
     relabelled = np.asarray(batch.relabelled)

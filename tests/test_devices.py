@@ -46,7 +46,7 @@ SCRIPT = textwrap.dedent(
     schedule = run.make_schedule(args, env)
     mesh = run.devices.make_mesh(args.num_devices, args.num_envs, args.batch_size)
     init, training_step, vec_env, buffer = module.make_train(args, env, schedule, run.devices.spread_over(mesh))
-    init, chunk = run.devices.seed_axis(init, 1), run.devices.seed_axis(run.schedule.make_chunk(training_step), 1, in_axes=(0, None))
+    init, chunk = run.devices.seed_axis(init, 1), run.devices.seed_axis(module.make_chunk(training_step), 1, in_axes=(0, None))
     keys = jax.random.split(jax.random.PRNGKey(0), 1)
     shardings = run.devices.carry_shardings(mesh, jax.eval_shape(init, keys), vec_env, buffer)
     carry = jax.jit(init, out_shardings=shardings)(keys)

@@ -6,7 +6,8 @@
 * `flags.py`: `RunArgs`, the flags every algorithm shares (each `Args` extends it),
   `ConfigError`/`require` for flags that cannot run, `require_network_sizes`, `resumed_args`.
 * `schedule.py`: `Carry` and `Step`, the named pytrees of a training step; `derive_schedule`
-  (the run's sizes and boundaries) and `make_chunk` (the compiled loop of training steps).
+  (the run's sizes and boundaries) and `train_until` (the calls of an algorithm's compiled loop
+  of training steps, its `make_chunk`, between evaluations and checkpoints).
 * `devices.py`: the seed axis, the device mesh, the batch split, multi-host start and gather.
 * `logs.py`: TensorBoard writers (one per seed), evaluation videos, the progress line.
 * `files.py`: run directories, checkpoints and saved models (checksummed, written atomically).

@@ -10,11 +10,14 @@ An algorithm file ends by describing itself and handing that to this module:
 `load_policy(algorithm, path)` loads a saved model as a goal-commanded policy. What an
 algorithm must give:
 
-* `Args`: a frozen dataclass extending `RunArgs` (algorithms/run/flags.py);
+* `Args`: a frozen dataclass extending `RunArgs` (algorithms/run/flags.py), with the schedule's
+  flags and `updates_per_training_step(episode_length)`;
 * `make_train(args, env, schedule, spread)` -> `(init, training_step, vec_env, buffer)`, where
   `init(key) -> Carry` and `training_step(carry) -> Step` (algorithms/run/schedule.py) and the
   carry's train state has `actor` (with `deterministic` and `sample`) and `grad_steps`;
   `spread(batch)` places a batch on the devices;
+* `make_chunk(training_step)` -> `chunk(carry, num_steps) -> (carry, stats)`: the compiled loop
+  over training steps, whose stats the logs read;
 * `make_evaluate(args, env)` -> `evaluate(actor, key) -> (metrics, env 0's episode)`;
 * `model_of(train_state)`: what --save-model writes (the actor first).
 
@@ -41,7 +44,7 @@ import envs
 from algorithms.run import devices, files, logs
 from algorithms.run.files import CheckpointError
 from algorithms.run.flags import ConfigError, RunArgs, import_wandb, require, resumed_args
-from algorithms.run.schedule import Schedule, derive_schedule, make_chunk, train_until
+from algorithms.run.schedule import Schedule, derive_schedule, train_until
 from algorithms.run.signals import Stopped, StopSignals, any_process
 from buffers import BufferMemoryError, Transition
 
@@ -53,6 +56,7 @@ class Algorithm:
     name: str
     Args: type
     make_train: Callable
+    make_chunk: Callable
     make_evaluate: Callable
     model_of: Callable[[Any], Any]
 
@@ -245,7 +249,7 @@ def main(algorithm: Algorithm, args: RunArgs) -> list[str]:
     buffer.check_memory(example, copies=args.num_seeds, devices=mesh.size if mesh else 1)
     init = devices.seed_axis(init, args.num_seeds)
     evaluate = devices.seed_axis(algorithm.make_evaluate(args, env), args.num_seeds)
-    chunk = devices.seed_axis(make_chunk(training_step), args.num_seeds, in_axes=(0, None))
+    chunk = devices.seed_axis(algorithm.make_chunk(training_step), args.num_seeds, in_axes=(0, None))
     # host arrays (numpy): a multi-host run needs every process to pass the same value
     keys = np.stack([jax.random.split(jax.random.PRNGKey(args.seed + k)) for k in range(args.num_seeds)])
     init_keys, eval_keys = keys[:, 0], keys[:, 1]

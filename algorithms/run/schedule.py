@@ -3,7 +3,6 @@ Python, before anything is traced.
 
     schedule = derive_schedule(args, episode_length)   # args: an algorithm's Args (the run flags)
     schedule.training_steps, schedule.eval_boundaries, schedule.final_env_steps
-    chunk = make_chunk(training_step)                # chunk(carry, num_steps): the compiled loop
 
 An algorithm's `make_train` gives `init(key) -> Carry` and `training_step(carry) -> Step`,
 both named pytrees defined here: what a fork adds to its train state travels through the
@@ -15,7 +14,8 @@ rows per env. The run is `training_steps` of them; evaluations and checkpoints f
 training steps, at the counts in `eval_boundaries` and `checkpoint_boundaries`.
 
 Bad flags raise `ConfigError` (algorithms/run/flags.py) with a message that names the flags to change.
-The training steps between two boundaries run in one call of `make_chunk`'s loop.
+The training steps between two boundaries run in one call of the algorithm file's `make_chunk`
+loop; `train_until` makes those calls.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from algorithms.run.flags import ConfigError, RunArgs, require
@@ -111,36 +110,6 @@ def derive_schedule(args: RunArgs, episode_length: int) -> Schedule:
     every = math.ceil(every / per_step)
     checkpoints = tuple(range(every, steps, every)) + (steps,) if every else ()
     return Schedule(episode_length, buffer_rows, start_rows, updates, per_step, steps, evals, checkpoints)
-
-
-def make_chunk(training_step):
-    """chunk(carry, num_steps) -> (carry, stats): `num_steps` training steps in one loop (a
-    traced count: one compile serves every chunk length), summing what the logs need.
-
-    `training_step(carry)` returns a `Step`. `stats` holds the sums of the metrics over the
-    steps that learned ("losses"), their count ("updated_steps"), and "return_sum" and
-    "episodes"."""
-
-    def chunk(carry, num_steps):
-        metrics = jax.eval_shape(training_step, carry).metrics  # the shapes of the update's metrics
-        zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), metrics)
-        stats = {"losses": zeros, "updated_steps": jnp.zeros(()), "return_sum": jnp.zeros(()), "episodes": 0}
-
-        def body(_, loop):
-            carry, stats = loop
-            step = training_step(carry)
-            return_sum, episodes = step.finished
-            stats = {
-                "losses": jax.tree.map(lambda s, m: s + step.learned * m, stats["losses"], step.metrics),
-                "updated_steps": stats["updated_steps"] + step.learned,
-                "return_sum": stats["return_sum"] + return_sum,
-                "episodes": stats["episodes"] + episodes,
-            }
-            return step.carry, stats
-
-        return jax.lax.fori_loop(0, num_steps, body, (carry, stats))
-
-    return chunk
 
 
 def train_until(chunk_fn, carry, start: int, end: int, stop) -> tuple[Carry, dict, int, float]:
