@@ -738,9 +738,8 @@ def run_jobs(
     --time-budget, and return the evaluation rows and final rows of every job that has, the
     output folder, the failures ((algorithm, env, first seed) -> what went wrong) and the jobs
     not started for lack of time. With --finished-only, run none."""
-    preset = PRESETS[args.preset]
-    if jobs is None:
-        _, jobs = plan(args)
+    preset, planned = plan(args)  # an unknown preset or env stops here
+    jobs = planned if jobs is None else jobs
     out_dir = args.out_dir or str(ROOT / "results" / "benchmark" / args.preset)
     finals, evals, failures, not_started = [], [], {}, []
     # run dir -> the timings of the invocation that ran it; job -> its process's wall time and
