@@ -116,8 +116,8 @@ class Args(RunArgs):
     """the policy's log-density through tanh: exact, or JaxGCRL's log(1 - tanh(u)^2 + 1e-6), capped at 13.8 per dimension"""
 
     def __post_init__(self):
-        """The algorithm's flags are checked here, as they are parsed; the run's flags are
-        checked by the harness (`run.make_schedule`)."""
+        """The algorithm's flags are checked here, as they are parsed; the run's flags and the
+        schedule's are checked by the harness (`run.make_schedule`)."""
         run.require_network_sizes(self, widths=("repr_dim", "width"))
         require((self.scan_unroll or 0) >= 0, f"--scan-unroll must be at least 0 (got {self.scan_unroll}).")
         require(0.0 < self.gamma < 1.0, f"--gamma must be in (0, 1) (got {self.gamma}).")

@@ -119,8 +119,8 @@ class Args(RunArgs):
     """hidden layers' loops: 0 = a loop over blocks of a loop over layers, k >= 1 = each block's layers written out and k blocks per loop iteration (equal up to float rounding; faster on GPU); default: SCAN_UNROLL for the platform"""
 
     def __post_init__(self):
-        """The algorithm's flags are checked here, as they are parsed; the run's flags are
-        checked by the harness (`run.make_schedule`)."""
+        """The algorithm's flags are checked here, as they are parsed; the run's flags and the
+        schedule's are checked by the harness (`run.make_schedule`)."""
         run.require_network_sizes(self)
         require((self.scan_unroll or 0) >= 0, f"--scan-unroll must be at least 0 (got {self.scan_unroll}).")
         require(0.0 < self.gamma < 1.0, f"--gamma must be in (0, 1) (got {self.gamma}).")

@@ -6,8 +6,8 @@
     python results/benchmark.py --preset gpu-paper          # the benchmark's envs, 10M-50M steps (GPU)
     python results/benchmark.py --preset cpu-small --algorithms crl_infonce --seeds 1 2 --env-ids reacher
 
-    # one GPU window: the jobs of gpu-crl that fit in 500 s, then what must leave the machine
-    python results/benchmark.py --preset gpu-crl --time-budget 500 --pack $OUT
+    # one GPU window: the jobs of gpu-crl that fit in 420 s, then what must leave the machine
+    python results/benchmark.py --preset gpu-crl --time-budget 420 --pack $OUT
     python results/benchmark.py --preset gpu-crl --unpack FOLDER   # back here: merge and tabulate
 
 Each (algorithm, env, seed) is one subprocess `python algorithms/{algorithm}.py` with the
@@ -47,8 +47,8 @@ through one compile (`--num-seeds K`): such a job is named by its first seed, ha
 directory per seed, and is finished when each of them is; its rows share the process's wall,
 compile and training seconds.
 
-`--time-budget SECONDS` starts a job only if its expected time fits in what is left of the
-budget, and stops (SIGTERM, then SIGKILL) one still running when none is: the expected time is
+`--time-budget SECONDS` starts a job only if its expected time, plus 15%, fits in what is left
+of the budget, and stops (SIGTERM, then SIGKILL 30 s later) one still running when none is: the expected time is
 the job's measured wall time when it finished before, otherwise the preset's estimate for its env
 scaled by how the finished jobs compared with theirs (`estimate_seconds`). Each job's wall time
 and whether it finished go into `{out_dir}/jobs.json`. `--pack FOLDER` ends the invocation by
@@ -594,7 +594,7 @@ def run_random(env_id: str, seed: int, flags: list[str], out_dir: str, timings: 
 def run_process(command: list[str], timeout: float | None) -> tuple[int | None, str, str]:
     """Run a job's process: (exit code, or None when it was stopped at `timeout` seconds, stdout,
     stderr). A process that reaches its time is sent SIGTERM (a run stops after its training
-    step) and, a minute later, SIGKILL."""
+    step) and, STOP_GRACE_S later, SIGKILL."""
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         out, err = process.communicate(timeout=timeout)
@@ -602,7 +602,7 @@ def run_process(command: list[str], timeout: float | None) -> tuple[int | None, 
     except subprocess.TimeoutExpired:
         process.terminate()
         try:
-            out, err = process.communicate(timeout=60)
+            out, err = process.communicate(timeout=STOP_GRACE_S)
         except subprocess.TimeoutExpired:
             process.kill()
             out, err = process.communicate()
@@ -695,8 +695,15 @@ def job_name(algorithm: str, env_id: str, flags: list[str]) -> str:
     return f"{env_id} {algorithm} seed{f's {seeds[0]}-{seeds[-1]}' if len(seeds) > 1 else f' {seeds[0]}'}"
 
 
-def job_key(algorithm: str, env_id: str, seed: int) -> str:
-    return f"{algorithm}/{env_id}/{seed}"
+# --time-budget starts a job only if its expected time, with this margin, fits in what is left
+BUDGET_MARGIN = 1.15
+# seconds between the SIGTERM that stops a job at the end of --time-budget and its SIGKILL
+STOP_GRACE_S = 30
+
+
+def job_key(algorithm: str, env_id: str, seeds: range) -> str:
+    """A job's name in jobs.json: its algorithm, env and seeds (first-last for several)."""
+    return f"{algorithm}/{env_id}/{seeds[0]}" + (f"-{seeds[-1]}" if len(seeds) > 1 else "")
 
 
 def read_json(path: str) -> dict:
@@ -711,13 +718,13 @@ def write_json(data: dict, path: str) -> None:
     plots.write_atomically(path, lambda tmp: pathlib.Path(tmp).write_text(json.dumps(data, indent=1, sort_keys=True)))
 
 
-def estimate_seconds(preset: Preset, measured: dict, algorithm: str, env_id: str, seed: int) -> float | None:
+def estimate_seconds(preset: Preset, measured: dict, algorithm: str, env_id: str, flags: list[str]) -> float | None:
     """The expected wall seconds of a job, for --time-budget. A job that finished before: its
     measured time. Otherwise the preset's estimate for its env, scaled by the median ratio of
     measured to estimated time over the jobs that finished (the machine and flags as they are,
     not as guessed), or without an estimate the median time of those jobs; a job stopped
     part-way before takes longer than it ran then. None: nothing to go by."""
-    own = measured.get(job_key(algorithm, env_id, seed))
+    own = measured.get(job_key(algorithm, env_id, job_seeds(flags)))
     if own and own["finished"]:
         return own["wall_s"]
     done = [(key.split("/")[1], record["wall_s"]) for key, record in measured.items() if record["finished"]]
@@ -761,8 +768,8 @@ def run_jobs(
             continue
         left = None if args.time_budget is None else args.time_budget - (time.perf_counter() - began)
         if left is not None and not done:
-            expected = estimate_seconds(preset, measured, algorithm, env_id, seed)
-            if left <= 0 or (expected is not None and expected > left):
+            expected = estimate_seconds(preset, measured, algorithm, env_id, flags)
+            if left <= 0 or (expected is not None and BUDGET_MARGIN * expected > left):
                 guess = "no estimate" if expected is None else f"estimated {expected:.0f} s"
                 print(f"  not started: {guess}, {max(left, 0):.0f} s of --time-budget left", flush=True)
                 not_started.append(job_name(algorithm, env_id, flags))
@@ -776,7 +783,7 @@ def run_jobs(
             evals.extend(run_evals)
         os.makedirs(out_dir, exist_ok=True)
         if not done and not args.finished_only:  # nothing new to record; another invocation may be writing it
-            measured[job_key(algorithm, env_id, seed)] = {
+            measured[job_key(algorithm, env_id, job_seeds(flags))] = {
                 "wall_s": round(time.perf_counter() - started, 1),
                 "finished": failure is None,
             }
@@ -902,8 +909,13 @@ def unpack(folder: str, out_dir: str) -> None:
     if not os.path.exists(archive):
         raise BenchmarkError(f"--unpack {folder}: no runs.tgz there (a folder written by --pack holds one)")
     os.makedirs(out_dir, exist_ok=True)
-    with tarfile.open(archive, "r:gz") as tar:
-        for member in tar.getmembers():
+    try:
+        tar = tarfile.open(archive, "r:gz")
+        members = tar.getmembers()
+    except (tarfile.TarError, EOFError) as error:
+        raise BenchmarkError(f"--unpack {archive}: not a whole archive ({error}); nothing unpacked") from None
+    with tar:
+        for member in members:
             parts = pathlib.PurePosixPath(member.name).parts
             if not member.isfile() or parts[0] not in ("runs", RANDOM) or ".." in parts or member.name.startswith("/"):
                 raise BenchmarkError(f"--unpack {archive}: {member.name} is not a run's file")
@@ -921,6 +933,7 @@ def unpack(folder: str, out_dir: str) -> None:
 
 def main(args: Args) -> str:
     if args.unpack:
+        plan(args)  # an unknown preset or env stops before anything is written
         unpack(args.unpack, args.out_dir or str(ROOT / "results" / "benchmark" / args.preset))
         args = dataclasses.replace(args, finished_only=True)
     evals, finals, out_dir, failures, not_started = run_jobs(args)

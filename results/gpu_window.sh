@@ -3,10 +3,12 @@
 # writes in $OUT as two files (window.tgz and summary.txt), within the 8 files that come back.
 #
 #   bash results/gpu_window.sh measure        # seed_cost.py, step_latency.py, depths 4 and 64 at the chosen default
-#   bash results/gpu_window.sh crl [SECONDS]  # gpu-crl jobs that fit in SECONDS (default 540), packed
+#   bash results/gpu_window.sh crl [SECONDS]  # gpu-crl jobs that fit in SECONDS (default 420), packed
 #
-# A window (15 minutes of device time, the start included) holds `measure` and then `crl 240`,
-# or one `crl 540`. Back on this side:
+# `crl` may take SECONDS + 2 minutes (a job stopped at the budget gets 30 s to end, then the
+# tables and the pack). A window (15 minutes of device time, its start of 1-2 minutes included)
+# holds one `measure` or one `crl 420`, and a second call with what is left: `crl` with the
+# minutes left less 3, as seconds. Back on this side:
 #
 #   mkdir -p window && tar xzf FILES_AT/window.tgz -C window
 #   python results/benchmark.py --preset gpu-crl --unpack window/gpu-crl   # rows into results/benchmark/gpu-crl/
@@ -69,8 +71,8 @@ case $mode in
     step depth 90 python3 results/scaling.py "${depth[@]}"
     ;;
   crl)
-    budget=${2:-540}
-    step gpu-crl $((budget + 60)) python3 results/benchmark.py --preset gpu-crl "${crl[@]}" --time-budget "$budget" \
+    budget=${2:-420}
+    step gpu-crl $((budget + 120)) python3 results/benchmark.py --preset gpu-crl "${crl[@]}" --time-budget "$budget" \
       --pack "$work/gpu-crl"
     ;;
   *)

@@ -137,14 +137,16 @@ def run_one(args: Args, num_seeds: int) -> dict:
     trained = re.search(r"trained ([0-9,]+) env steps .*?([0-9,]+) SPS per seed", out)
     loop = re.search(r"training loop: ([0-9.]+) s wall", out)
     buffer = re.search(r"replay buffer: ([0-9.]+) MiB", out)
-    sps = int(trained.group(2).replace(",", ""))
+    if not (compiled and trained and loop and buffer):
+        return {"seeds": num_seeds, "status": "failed: the run's output lacks its compile, SPS or buffer line"}
+    sps = max(int(trained.group(2).replace(",", "")), 1)
     return {
         "seeds": num_seeds,
         "status": "ok",
         "wall_s": round(wall, 1),
         "compile_s": float(compiled.group(1)),
         "loop_s": float(loop.group(1)),
-        "train_s": round(int(trained.group(1).replace(",", "")) / sps, 1),
+        "train_s": int(trained.group(1).replace(",", "")) / sps,
         "sps_per_seed": sps,
         "sps_all_seeds": sps * num_seeds,
         "buffer_mib": float(buffer.group(1)),
@@ -165,7 +167,7 @@ def table(rows: list[dict]) -> str:
         lines.append(
             f"| {r['seeds']} | {r['wall_s']:.1f} | {r['compile_s']:.1f} | {r['train_s']:.1f} | {r['sps_per_seed']:,} | "
             f"{r['sps_all_seeds']:,} | {r['buffer_mib']:,.0f} | {r['wall_s'] / reference['wall_s']:.2f} | "
-            f"{r['train_s'] / reference['train_s']:.2f} |"
+            f"{r['train_s'] / max(reference['train_s'], 1e-9):.2f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -181,6 +183,9 @@ def device_line() -> str:
 def main(args: Args) -> list[dict]:
     print(device_line(), flush=True)
     if args.check_program:
+        # this process's JAX must not hold the device memory that the runs' processes measure
+        # and need: no preallocation (XLA's default takes 75% of a GPU at start)
+        os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
         start = time.perf_counter()
         same, line = sequential_loops(args.env_id, max(args.seeds))
         print(f"compiled program ({time.perf_counter() - start:.0f} s): {line}", flush=True)

@@ -397,15 +397,20 @@ def test_seed_groups_are_runs_of_consecutive_seeds_up_to_the_process_size():
 
 def test_time_budget_estimates_from_measurements_then_the_presets_guesses_scaled():
     preset = benchmark.Preset(algorithms=("a",), env_flags={}, seeds=(1,), estimate_s={"x": 100.0, "y": 200.0})
-    estimate = benchmark.estimate_seconds
-    assert estimate(preset, {}, "a", "y", 1) == 200.0  # nothing measured: the guess
-    assert estimate(preset, {}, "a", "z", 1) is None  # no guess either
+
+    def estimate(measured, env_id, seeds="--seed=1"):
+        return benchmark.estimate_seconds(preset, measured, "a", env_id, seeds.split())
+
+    assert estimate({}, "y") == 200.0  # nothing measured: the guess
+    assert estimate({}, "z") is None  # no guess either
     measured = {"a/x/1": {"wall_s": 50.0, "finished": True}}
-    assert estimate(preset, measured, "a", "x", 1) == 50.0  # its own measurement
-    assert estimate(preset, measured, "a", "y", 1) == 100.0  # the guess, scaled as x's was (x took half)
-    assert estimate(preset, measured, "a", "z", 1) == 50.0  # no guess: the median of the measured jobs
-    stopped = {**measured, "a/y/1": {"wall_s": 300.0, "finished": False}}
-    assert estimate(preset, stopped, "a", "y", 1) == 375.0  # stopped at 300 s before: longer than that
+    assert estimate(measured, "x") == 50.0  # its own measurement
+    assert estimate(measured, "x", "--seed=1 --num-seeds=2") == 50.0  # another job (two seeds): x's guess, scaled
+    assert estimate(measured, "y") == 100.0  # the guess, scaled as x's was (x took half)
+    assert estimate(measured, "z") == 50.0  # no guess: the median of the measured jobs
+    stopped = {**measured, "a/y/1-5": {"wall_s": 300.0, "finished": False}}
+    assert estimate(stopped, "y", "--seed=1 --num-seeds=5") == 375.0  # stopped at 300 s before: longer than that
+    assert benchmark.job_key("a", "y", range(1, 6)) == "a/y/1-5" and benchmark.job_key("a", "y", range(3, 4)) == "a/y/3"
 
 
 @pytest.mark.slow
@@ -426,7 +431,7 @@ def test_gpu_crl_runs_within_its_time_budget_packs_within_the_limits_and_unpacks
     assert files == sorted(["summary.md", "final.csv", "evals.csv", "timings.json", "jobs.json", "runs.tgz"])
     assert all(path.stat().st_size <= 16 * 2**20 for path in pack.iterdir())
     jobs = json.loads((pack / "jobs.json").read_text())
-    assert list(jobs) == ["crl_infonce/reacher/1"] and jobs["crl_infonce/reacher/1"]["finished"]
+    assert list(jobs) == ["crl_infonce/reacher/1-2"] and jobs["crl_infonce/reacher/1-2"]["finished"]
     here = tmp_path / "here"
     back = subprocess.run(
         [*script, "--seeds", "1", "2", *TINY_EXTRA, f"--out-dir={here}", f"--unpack={pack}", "--no-plot"],

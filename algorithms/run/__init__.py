@@ -1,7 +1,7 @@
 """The run harness every algorithm file shares: what surrounds the algorithm in a run.
 
 * `main.py`: `Algorithm` (what an algorithm file hands over: its name, `Args`, `make_train`,
-  `make_evaluate`, `model_of`), `main` (train or evaluate: run directories, resume, seeds,
+  `make_chunk`, `make_evaluate`, `model_of`), `main` (train or evaluate: run directories, resume, seeds,
   devices, logging, checkpoints), `cli` (flags and exit codes), `load_model`, `load_policy`.
 * `flags.py`: `RunArgs`, the flags every algorithm shares (each `Args` extends it),
   `ConfigError`/`require` for flags that cannot run, `require_network_sizes`, `resumed_args`.

@@ -2,7 +2,7 @@
 
 An algorithm file ends by describing itself and handing that to this module:
 
-    ALGORITHM = run.Algorithm(name, Args, make_train, make_evaluate, model_of)
+    ALGORITHM = run.Algorithm(name, Args, make_train, make_chunk, make_evaluate, model_of)
     if __name__ == "__main__":
         run.cli(ALGORITHM)            # parse the flags, train, exit 2 on a flag that cannot run
 
