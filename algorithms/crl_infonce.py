@@ -24,7 +24,7 @@ Everything per training step runs in one compiled function: `unroll_length` step
 envs, the buffer insert, and `updates_per_rollout` gradient steps on future-goal batches;
 Python only loops over chunks of training steps to evaluate, log and print progress.
 
-Research runs (README, "Research runs"): `--checkpoint-every N` and `--resume RUN_DIR` continue
+Research runs (docs/research_runs.md): `--checkpoint-every N` and `--resume RUN_DIR` continue
 a run exactly; `--save-model` writes the networks for `--eval-only --load-model PATH` and for
 `load_policy(path) -> (act, env)`, a policy for any commanded goal; `--capture-video` logs
 evaluation GIFs (videos/eval); `--num-seeds K` trains K seeds through one compile; with several

@@ -12,7 +12,7 @@ learning tests' configuration.
 Markers: `slow` marks the tests that train to a success threshold, or start fresh processes that
 each compile a whole training run (resume, several devices, the results scripts end to end, the
 arm at 256 envs), or compile a whole run beyond each file's one compile-once run (the 16-layer
-critic); `pytest -m "not slow"` is the quick subset (README, "Tests").
+critic); `pytest -m "not slow"` is the quick subset (docs/tests.md).
 
 Two workers (pyproject.toml: `-n 2`, pytest-xdist): the tests that share a process-level build
 (one env's compiled rollout, one algorithm's resumed runs or two-device runs) are one group and

@@ -1,4 +1,4 @@
-"""The env contract (README, "Environments") for every registered id: sizes, goal indices,
+"""The env contract (docs/environments.md) for every registered id: sizes, goal indices,
 post-step metrics, the success threshold, fresh goals on auto-reset, the achieved goal following
 the body; and the XLA settings an env needs on CPU.
 

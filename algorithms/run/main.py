@@ -22,7 +22,7 @@ algorithm must give:
 * `model_of(train_state)`: what --save-model writes (the actor first).
 
 `main` is written to be read and, by the few who must change the outer loop, copied into an
-algorithm file in place of the `run.main` call (README, "Algorithms").
+algorithm file in place of the `run.main` call (README, "Anatomy of an algorithm file").
 """
 
 from __future__ import annotations
@@ -258,7 +258,7 @@ def main(algorithm: Algorithm, args: RunArgs) -> list[str]:
 
     run_dirs, carry, start, train_time = start_or_resume(algorithm, args, init, init_keys, shardings, lead)
     reached = start  # training steps done
-    writes = Writes()  # process 0's; one that fails stops the run (README, "A full disk")
+    writes = Writes()  # process 0's; one that fails stops the run (docs/research_runs.md, "A full disk")
     try:  # the locks are freed at the end
         if args.track and lead:
             wandb.init(project=args.wandb_project_name, sync_tensorboard=True, config=asdict(args), name=run_dirs[0])
