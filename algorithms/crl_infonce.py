@@ -16,20 +16,14 @@ Run (then `tensorboard --logdir runs`):
     python algorithms/crl_infonce.py --env-id reacher --total-timesteps 3000000
     python algorithms/crl_infonce.py --env-id ant_maze --num-envs 512 --total-timesteps 10000000
 
-The file reads top to bottom: the flags (`Args`; the run flags every algorithm shares are
-`run.RunArgs`), then the whole algorithm (networks, losses, update, training step,
-evaluation), then a few lines that hand it to the run harness (`algorithms/run/`: run
-directories, resume, seeds, devices, logging, checkpoints).
+The file reads top to bottom: the flags (`Args`), the algorithm (networks, losses, update,
+training step and loop, evaluation), then its hand-over to the harness, `algorithms/run/`.
 Everything per training step runs in one compiled function: `unroll_length` steps of `num_envs`
 envs, the buffer insert, and `updates_per_rollout` gradient steps on future-goal batches;
 Python only loops over chunks of training steps to evaluate, log and print progress.
 
-Research runs (docs/research_runs.md): `--checkpoint-every N` and `--resume RUN_DIR` continue
-a run exactly; `--save-model` writes the networks for `--eval-only --load-model PATH` and for
-`load_policy(path) -> (act, env)`, a policy for any commanded goal; `--capture-video` logs
-evaluation GIFs (videos/eval); `--num-seeds K` trains K seeds through one compile; with several
-devices the envs, the buffer and each batch are split over them (equal to one device up to
-float rounding; `--num-devices 1` turns it off).
+Research runs (resume, saved policies and commanded goals, videos, many seeds, several devices
+and hosts) are the harness's, the same for every file: docs/research_runs.md.
 
 Logged (x axis = env steps): charts/SPS (excluding compile and evaluation),
 charts/episodic_return; with deterministic actions eval/success_rate, eval/time_at_goal,
@@ -103,7 +97,7 @@ class Args(RunArgs):
     residual: bool = False
     """deep networks: an input layer, then depth/4 residual blocks of four layers (depth a multiple of 4)"""
     scan_unroll: int | None = None
-    """hidden layers' loops: 0 = a loop over blocks of a loop over layers, k >= 1 = each block's layers written out and k blocks per loop iteration (equal up to float rounding; faster on GPU); default: SCAN_UNROLL for the platform"""
+    """hidden layers' loops: 0 = a loop over blocks of a loop over layers, k >= 1 = each block's layers written out and k blocks per loop iteration (equal up to float rounding; faster on GPU); default: run.SCAN_UNROLL for the platform"""
     energy_fn: Literal["norm", "l2", "l1", "dot", "cosine"] = "norm"
     """critic energy f(phi, psi)"""
     contrastive_loss: Literal["fwd_infonce", "bwd_infonce", "sym_infonce", "binary_nce"] = "fwd_infonce"
@@ -133,8 +127,8 @@ class Args(RunArgs):
 
 
 # ======================================================================= NETWORKS
-# Dense, MLP, SCAN_UNROLL and scan_unroll are the same in crl_infonce.py, crl_dpo.py, sac_her.py
-# and td3_her.py: change all four together.
+# Dense and MLP are the same in crl_infonce.py, crl_dpo.py, sac_her.py and td3_her.py: change
+# all four together.
 class Dense(eqx.Module):
     """One hidden layer: Linear, optional LayerNorm, swish."""
 
@@ -181,7 +175,7 @@ class MLP(eqx.Module):
         self.blocks = make_block(block_keys)
         self.out = eqx.nn.Linear(width, out_size, key=keys[-1])
         self.residual = residual
-        self.unroll = unroll
+        self.unroll = run.scan_unroll(unroll)  # None: the platform's default
 
     def __call__(self, x):
         params, static = eqx.partition(self.blocks, eqx.is_array)
@@ -198,20 +192,6 @@ class MLP(eqx.Module):
         return self.out(jax.lax.scan(block, self.first(x), params, unroll=blocks_per_iteration)[0])
 
 
-# --scan-unroll's default per platform (jax.default_backend()), from results/step_latency.py:
-# on CPU, a block's layers written out (1) took 0.74-0.82 of the looped gradient step's time
-# at depth 4 and 0.89-0.93 at depth 64, compile time still flat in depth; the GPU's 4 is
-# a prediction (results/step_latency.md) until its H200 figures. Other platforms loop (0).
-SCAN_UNROLL = {"cpu": 1, "gpu": 4}
-
-
-def scan_unroll(args: Args) -> int:
-    """--scan-unroll, or its default for the platform this process computes on."""
-    if args.scan_unroll is not None:
-        return args.scan_unroll
-    return SCAN_UNROLL.get(jax.default_backend(), 0)
-
-
 class Critic(eqx.Module):
     """phi(s, a) and psi(g) encoders."""
 
@@ -222,7 +202,7 @@ class Critic(eqx.Module):
         sa_key, g_key = jax.random.split(key)
         depth = args.critic_depth or args.depth
         net = dict(width=args.width, depth=depth, layer_norm=args.layer_norm, residual=args.residual)
-        net["unroll"] = scan_unroll(args)
+        net["unroll"] = args.scan_unroll
         self.sa_encoder = MLP(state_dim + action_dim, args.repr_dim, key=sa_key, **net)
         self.g_encoder = MLP(goal_dim, args.repr_dim, key=g_key, **net)
 
@@ -242,7 +222,7 @@ class Actor(eqx.Module):
     def __init__(self, obs_dim, action_dim, args: Args, key):
         depth = args.actor_depth or args.depth
         self.net = MLP(
-            obs_dim, 2 * action_dim, args.width, depth, args.layer_norm, args.residual, key, scan_unroll(args)
+            obs_dim, 2 * action_dim, args.width, depth, args.layer_norm, args.residual, key, args.scan_unroll
         )
         self.tanh_log_prob = args.tanh_log_prob
 

@@ -59,8 +59,8 @@ def test_scan_unroll_is_checked_and_defaults_to_the_platforms_setting(name):
     module = load_algorithm(name)
     with pytest.raises(run.ConfigError, match="--scan-unroll must be at least 0"):
         module.Args(scan_unroll=-1)
-    assert module.scan_unroll(module.Args(scan_unroll=3)) == 3
-    assert module.scan_unroll(module.Args()) == module.SCAN_UNROLL[jax.default_backend()]
+    assert run.scan_unroll(module.Args(scan_unroll=3).scan_unroll) == 3
+    assert run.scan_unroll(module.Args().scan_unroll) == run.SCAN_UNROLL[jax.default_backend()]
 
 
 def two_updates(name: str, scan_unroll: int):

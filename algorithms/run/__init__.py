@@ -8,13 +8,15 @@
 * `schedule.py`: `Carry` and `Step`, the named pytrees of a training step; `derive_schedule`
   (the run's sizes and boundaries) and `train_until` (the calls of an algorithm's compiled loop
   of training steps, its `make_chunk`, between evaluations and checkpoints).
-* `devices.py`: the seed axis, the device mesh, the batch split, multi-host start and gather.
+* `devices.py`: the seed axis, the device mesh, the batch split, multi-host start and gather,
+  the per-platform default of --scan-unroll.
 * `logs.py`: TensorBoard writers (one per seed), evaluation videos, the progress line.
 * `files.py`: run directories, checkpoints and saved models (checksummed, written atomically).
 
 An algorithm file imports `from algorithms import run` and uses the names below.
 """
 
+from algorithms.run.devices import SCAN_UNROLL, scan_unroll
 from algorithms.run.files import CheckpointError, goal_policy
 from algorithms.run.flags import ConfigError, RunArgs, require, require_network_sizes
 from algorithms.run.main import Algorithm, cli, load_model, load_policy, main, make_env, make_schedule
@@ -26,6 +28,7 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "RunArgs",
+    "SCAN_UNROLL",
     "Schedule",
     "Step",
     "cli",
@@ -37,4 +40,5 @@ __all__ = [
     "make_schedule",
     "require",
     "require_network_sizes",
+    "scan_unroll",
 ]

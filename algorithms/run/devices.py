@@ -144,3 +144,16 @@ def _vmap_over_seeds(fn, num_seeds: int, in_axes: int | tuple):
         return carry, rest
 
     return batched
+
+
+# --scan-unroll's default per platform (jax.default_backend()), from results/step_latency.py:
+# on CPU, a block's layers written out (1) took 0.74-0.82 of the looped gradient step's time
+# at depth 4 and 0.89-0.93 at depth 64, compile time still flat in depth; the GPU's 4 is
+# a prediction (results/step_latency.md) until its H200 figures. Other platforms loop (0).
+SCAN_UNROLL = {"cpu": 1, "gpu": 4}
+
+
+def scan_unroll(flag: int | None) -> int:
+    """--scan-unroll (an algorithm's residual stack), or its default for the platform this
+    process computes on."""
+    return flag if flag is not None else SCAN_UNROLL.get(jax.default_backend(), 0)
