@@ -173,7 +173,7 @@ class MLP(eqx.Module):
     writes each block's layers out and runs k blocks per iteration of the loop over blocks. Same
     layers, same order: results equal up to float rounding (XLA fuses differently). On a GPU the
     host launches every loop iteration (an estimated 15-25 us each), which at depth 64 would be
-    most of a gradient step (results/step_latency.md)."""
+    most of a gradient step (results/notes/step_latency.md)."""
 
     first: Dense
     blocks: Dense  # every leaf has leading axes (num_blocks, block_size)

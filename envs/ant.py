@@ -5,7 +5,7 @@ package): a torso sphere and four two-joint legs, 8 motors, actions in [-1, 1]^8
 things in its XML: the torso collides with walls, the ball and the block but not with the floor
 (only the feet touch the floor, as in JaxGCRL, so a flipped ant falls below the termination
 height), and the floor is enlarged to cover the largest maze. Walls stop the torso and the feet;
-the hip capsules pass through them (`WALL_COLLIDERS`; results/ant_contacts.md). Control step
+the hip capsules pass through them (`WALL_COLLIDERS`; results/notes/ant_contacts.md). Control step
 0.05 s on every backend (spring/positional: 0.005 s x 10 substeps, which stays stable when the
 ant hits a wall; generalized/mjx: 0.01 s x 5).
 
@@ -22,7 +22,7 @@ Two tasks add an object, and its (x, y) and (x, y) velocity to the state part (`
 * `ant_ball` (ant soccer, `AntBall`, default backend mjx): a free ball (radius 0.25 m, 0.2 kg)
   rolls on the floor and collides with the torso and the feet. (The spring pipeline gives every
   body of the ant XML unit mass and inertia, which turns the ball into a flywheel that a kick
-  barely moves; see results/env_throughput.md.) The goal is the *ball's* (x, y) (`goal_indices` =
+  barely moves; see results/notes/env_throughput.md.) The goal is the *ball's* (x, y) (`goal_indices` =
   (29, 30)), drawn on the circle of radius 5; the ball starts 1.5 m from the ant on the line
   towards the goal (+- 0.25 m noise). Success when the ball is within 0.5 m of the goal.
 * `ant_push` (`AntPush`, default backend mjx): a walled arena (inner area x, y in [-4, 21]).
@@ -50,7 +50,7 @@ from envs.maze import Maze
 # (as JaxGCRL's maze XML does) halves the env throughput on the spring pipeline and changes
 # little: thrown at a wall at 2-6 m/s, the torso stops 4.5 cm further out, and in 3 of 64
 # throws either way a leg link gets past the wall's face, by at most 5.4 cm without the hips and
-# 3.5 cm with them (results/ant_contacts.md).
+# 3.5 cm with them (results/notes/ant_contacts.md).
 WALL_COLLIDERS = ("torso_geom",)
 
 

@@ -314,7 +314,7 @@ class Arm(GoalEnv):
 
         Not the fingertips: with joints 3, 5 and 7 held, the point between the fingertips can get
         within 0.1 m of only 73% of `arm_reach`'s goals (their box reaches 0.5 m up, close to the
-        base), where link 7's origin gets within 0.1 m of all of them (`results/env_fidelity.md`).
+        base), where link 7's origin gets within 0.1 m of all of them (`results/notes/env_fidelity.md`).
         """
         return pipeline_state.x.pos[self._link7], pipeline_state.xd.vel[self._link7]
 

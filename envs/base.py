@@ -31,7 +31,7 @@ import mujoco
 from brax.envs.base import PipelineEnv, State
 
 # brax warns on every model load that its env layer is unmaintained; we only use the stable
-# `PipelineEnv`/`State`/`mjcf`/pipelines surface (see README), so the warning is noise here.
+# `PipelineEnv`/`State`/`mjcf`/pipelines surface, so the warning is noise here.
 warnings.filterwarnings("ignore", message="Brax System, piplines and environments")
 
 
@@ -58,11 +58,11 @@ def set_cpu_xla_flags(env_name: str, flags: tuple[str, ...]) -> None:
     * `FUSION_FLAG`: XLA's CPU fusion emitters (jaxlib 0.10's default) recompute shared work
       exponentially in the depth of a kinematic chain: MJX's forward kinematics of the arm (10
       bodies deep) takes about 9 ms per substep with them and 0.4 ms without, and the pusher
-      (also 10 deep) is slowed alike (results/env_throughput.md).
+      (also 10 deep) is slowed alike (results/notes/env_throughput.md).
     * `SCHEDULER_FLAG`: with XLA's concurrency-optimised CPU scheduler (the default), a batch of
       256 arm envs whose auto-reset runs inside the step sometimes never returns: every XLA
       worker thread idles and the caller waits forever (seen within 1-2 calls at 256 envs, never
-      at 128; results/env_throughput.md, last section). With the scheduler off, 12 calls in a row ran.
+      at 128; results/notes/env_throughput.md, last section). With the scheduler off, 12 calls in a row ran.
 
     Envs call this first thing in their constructor. XLA reads XLA_FLAGS when JAX first touches
     a device, so each flag is added here if that has not happened yet (build such an env before

@@ -27,7 +27,7 @@ import os
 # flags it needs on CPU (envs/base.py: set_cpu_xla_flags), so it sets them for every test, as
 # a user's process gets them when it builds an arm first. This differs from a user's reacher
 # or maze run, which keeps XLA's defaults: the fusion-emitter flag also shortens every compile
-# by a third (results/env_throughput.md), which a 2-core suite needs.
+# by a third (results/notes/env_throughput.md), which a 2-core suite needs.
 from envs.base import FUSION_FLAG, SCHEDULER_FLAG, set_cpu_xla_flags
 
 # The XLA_FLAGS the suite was started with (None: unset), before it adds its own below: what the
@@ -41,7 +41,7 @@ set_cpu_xla_flags("the test suite", (FUSION_FLAG, SCHEDULER_FLAG))
 
 # The suite compiles a few hundred programs and runs most of them for a handful of steps, so it
 # turns off LLVM's optimisation of the compiled code, 40-50% of every CPU compile (the pusher's
-# step: 20 s against 10 s, results/test_suite.md). The code then runs 2-5x slower, which only
+# step: 20 s against 10 s, results/notes/test_suite.md). The code then runs 2-5x slower, which only
 # the tests that train for minutes notice: those start a fresh process with the XLA flags a
 # user's process has, without this one or the two above (`train_like_a_user`). XLA's own graph
 # optimisations are unchanged.
@@ -161,7 +161,7 @@ def algorithm_path(name: str) -> pathlib.Path:
 def load_algorithm(name: str, folder: str = "algorithms"):
     """Import {folder}/{name}.py as a module (for FORK, the fork's file); each file is executed
     once per test process."""
-    module_name = f"{folder}_{name}"
+    module_name = f"{folder.replace('/', '_')}_{name}"
     if module_name in sys.modules:
         return sys.modules[module_name]
     path = algorithm_path(name) if folder == "algorithms" else REPO / folder / f"{name}.py"
@@ -237,7 +237,7 @@ def user_process_env() -> dict[str, str]:
 
     The flags change the compiled code's floating-point rounding, and a learning run magnifies
     that: crl_infonce's learning run ended at 0.281 success with the suite's fusion and scheduler
-    flags and 0.629 without (seed 1, the same command; results/test_suite.md)."""
+    flags and 0.629 without (seed 1, the same command; results/notes/test_suite.md)."""
     env = {key: value for key, value in os.environ.items() if key not in ("XLA_FLAGS", USER_FLAGS_VARIABLE)}
     if USER_XLA_FLAGS is not None:
         env["XLA_FLAGS"] = USER_XLA_FLAGS

@@ -210,7 +210,7 @@ def test_learning_runs_start_with_the_users_xla_flags_not_the_suites():
 def test_learns_to_reach_goals_well_above_a_random_policy(tmp_path):
     random_success = random_policy_success(LEARNING["env_id"], LEARNING["episode_length"], 256, seed=0)
     # half of the default gradient steps (100 instead of 199 per 12,800 env steps), a third
-    # less time: seeds 1, 2, 3 ended at 0.62, 0.48, 0.67 (results/test_suite.md; crl_dpo and
+    # less time: seeds 1, 2, 3 ended at 0.62, 0.48, 0.67 (results/notes/test_suite.md; crl_dpo and
     # SAC+HER need the default ratio by this budget)
     (run_dir,) = train_like_a_user("crl_infonce", tmp_path, **LEARNING, updates_per_rollout=100)
     curve = [e.value for e in read_scalars(run_dir).Scalars("eval/success_rate")]

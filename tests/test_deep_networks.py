@@ -135,7 +135,7 @@ def test_compile_time_and_program_size_are_flat_in_depth(scan_unroll):
         assert deep_s < 2.5 * shallow_s
         assert deep_size < 1.02 * shallow_size  # only the parameter shapes' digits differ
     else:  # depth 64 writes out four blocks per loop iteration, depth 4 its one: three blocks more.
-        # Its compile on this CPU took 8 times depth 4's once (results/step_latency.md): 4 is the
+        # Its compile on this CPU took 8 times depth 4's once (results/notes/step_latency.md): 4 is the
         # GPU's default, so only its program size is checked here.
         assert deep_size < 1.25 * shallow_size
 

@@ -105,12 +105,12 @@ def test_pusher_goals_and_pucks_lie_in_the_benchmarks_world_regions(env_id, goal
 
 @pytest.mark.slow  # its own compiled 100-step evaluation with inverse kinematics in the policy: 25 s
 def test_pusher_puck_can_be_pushed_onto_its_goal():
-    """results/scripted_policy.py's pusher controller (the gripper's cross bar behind the puck,
+    """results/tools/scripted_policy.py's pusher controller (the gripper's cross bar behind the puck,
     inverse kinematics and joint PD torques) puts the puck on pusher_easy's goals within the
-    env's 100 steps: 0.59 success over 128 episodes (results/README.md), the random policy 0.00.
+    env's 100 steps: 0.59 success over 128 episodes (results/notes/scripted_policy.md), the random policy 0.00.
     A change that stops the gripper from moving the puck, or the puck from stopping within the
     threshold, fails it."""
-    scripted = load_algorithm("scripted_policy", folder="results")
+    scripted = load_algorithm("scripted_policy", folder="results/tools")
     env = envs.make("pusher_easy")
     vec = envs.VecEnv(env, 16)
     metrics, _ = jax.jit(vec.evaluate, static_argnums=0)(scripted.pusher_policy(env), jax.random.PRNGKey(1))
@@ -119,11 +119,11 @@ def test_pusher_puck_can_be_pushed_onto_its_goal():
 
 @pytest.mark.slow  # its own compiled 150-step evaluation with inverse kinematics in the policy
 def test_arm_cube_can_be_carried_from_bin_to_bin():
-    """results/scripted_policy.py's bin-picking controller (grasp, up over the walls, across,
+    """results/tools/scripted_policy.py's bin-picking controller (grasp, up over the walls, across,
     down) puts the cube on arm_binpick_easy's goals: 0.97 success over 32 episodes
-    (results/README.md), the random policy 0.00. Walls too tall to clear, a goal the cube cannot
+    (results/notes/scripted_policy.md), the random policy 0.00. Walls too tall to clear, a goal the cube cannot
     reach, or a grip that cannot hold the cube fail it."""
-    scripted = load_algorithm("scripted_policy", folder="results")
+    scripted = load_algorithm("scripted_policy", folder="results/tools")
     env = envs.make("arm_binpick_easy")  # its 150-step episodes
     vec = envs.VecEnv(env, 8)
     metrics, _ = jax.jit(vec.evaluate, static_argnums=0)(scripted.arm_binpick_policy(env), jax.random.PRNGKey(1))

@@ -16,10 +16,10 @@ from conftest import load_algorithm
 from scipy import stats
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-plots = load_algorithm("plots", folder="results")
-sys.modules.setdefault("plots", plots)  # what results/benchmark.py imports, as a script would find it
-benchmark = load_algorithm("benchmark", folder="results")
-ant_gap = load_algorithm("ant_gap", folder="results")
+plots = load_algorithm("plots", folder="results/tools")
+sys.modules.setdefault("plots", plots)  # what results/tools/benchmark.py imports, as a script would find it
+benchmark = load_algorithm("benchmark", folder="results/tools")
+ant_gap = load_algorithm("ant_gap", folder="results/notes")
 
 
 @pytest.mark.parametrize("n", range(1, 13))
@@ -87,7 +87,7 @@ def test_benchmark_cpu_smoke_end_to_end(tmp_path):
     algorithms = ["crl_infonce", "td3_her", "random"]
     command = [
         sys.executable,
-        str(ROOT / "results" / "benchmark.py"),
+        str(ROOT / "results" / "tools" / "benchmark.py"),
         "--preset",
         "cpu-smoke",
         "--algorithms",
@@ -120,7 +120,7 @@ def test_benchmark_cpu_smoke_end_to_end(tmp_path):
     for row in finals:
         assert 0.0 <= float(row["success_rate"]) <= 1.0 and float(row["mean_sps"]) > 0 and float(row["wall_s"]) > 0
         if row["algorithm"] == "random":  # the baseline: no training, the env-only rate as its SPS
-            assert int(row["env_steps"]) == 0 and row["command"].startswith("python results/random_policy.py")
+            assert int(row["env_steps"]) == 0 and row["command"].startswith("python results/tools/random_policy.py")
         else:
             assert int(row["env_steps"]) >= 400 and row["command"].startswith("python algorithms/")
             assert 0 < float(row["compile_s"]) < float(row["wall_s"]) and 0 < float(row["train_s"]) < float(
@@ -162,7 +162,7 @@ def test_benchmark_cpu_smoke_end_to_end(tmp_path):
 
 
 def test_benchmark_rejects_an_unknown_preset_or_env_with_exit_2(tmp_path):
-    script = str(ROOT / "results" / "benchmark.py")
+    script = str(ROOT / "results" / "tools" / "benchmark.py")
     for flags in (["--preset", "cpu-huge"], ["--preset", "cpu-small", "--env-ids", "ant"]):
         result = subprocess.run(
             [sys.executable, script, *flags, "--out-dir", str(tmp_path)], capture_output=True, text=True
@@ -171,7 +171,7 @@ def test_benchmark_rejects_an_unknown_preset_or_env_with_exit_2(tmp_path):
 
 
 def test_scripted_policy_rejects_an_env_without_a_controller_with_exit_2():
-    script = str(ROOT / "results" / "scripted_policy.py")
+    script = str(ROOT / "results" / "tools" / "scripted_policy.py")
     for flags in (["--env-id", "ant"], ["--env-id", "arm_reach", "--num-episodes", "0"]):
         result = subprocess.run([sys.executable, script, *flags], capture_output=True, text=True)
         assert result.returncode == 2 and "error:" in result.stderr and "Traceback" not in result.stderr
@@ -194,7 +194,7 @@ def test_throughput_prints_one_row_per_algorithm_and_env():
     result = subprocess.run(
         [
             sys.executable,
-            str(ROOT / "results" / "throughput.py"),
+            str(ROOT / "results" / "tools" / "throughput.py"),
             "--algorithms",
             "td3_her",
             "--env-ids",
@@ -222,7 +222,7 @@ def test_gpu_paper_dry_run_states_each_runs_episode_length_and_update_ratio():
     """Also: each `--extra` adds its flag to every run (a second one does not replace the first)."""
     command = [
         sys.executable,
-        str(ROOT / "results" / "benchmark.py"),
+        str(ROOT / "results" / "tools" / "benchmark.py"),
         "--preset",
         "gpu-paper",
         "--dry-run",
@@ -253,7 +253,11 @@ def test_gpu_paper_dry_run_states_each_runs_episode_length_and_update_ratio():
 
 def test_every_results_script_is_in_the_readme_table_and_parses_its_flags_with_tyro():
     table = (ROOT / "results" / "README.md").read_text()
-    for script in sorted((ROOT / "results").glob("*.py")):
+    scripts = sorted((ROOT / "results").glob("*/*.py"))
+    assert {script.parent.name for script in scripts} == {"tools", "notes"}, (
+        "results/ keeps scripts in tools/ and notes/"
+    )
+    for script in scripts:
         source = script.read_text()
         assert f"| `{script.name}` |" in table, f"{script.name} is missing from results/README.md's table"
         assert "tyro.cli(" in source and "argparse" not in source, f"{script.name}: flags are parsed with tyro"
@@ -310,13 +314,13 @@ def test_ant_gap_tabulates_a_jaxgcrl_log_beside_our_runs(tmp_path):
 
 def test_ant_gap_rejects_a_log_that_is_not_jaxgcrls_with_exit_2(tmp_path):
     (tmp_path / "other.log").write_text("step: 10, eval/episode_success_any: 0.5 +/- 0.1\n")
-    command = [sys.executable, str(ROOT / "results" / "ant_gap.py"), "--run-roots", "--peer-logs"]
+    command = [sys.executable, str(ROOT / "results" / "notes" / "ant_gap.py"), "--run-roots", "--peer-logs"]
     result = subprocess.run(command + [str(tmp_path / "other.log")], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "JaxGCRL's printed arguments" in result.stderr, result.stderr[-2000:]
 
 
 def test_peer_speed_without_a_jaxgcrl_installation_says_so_with_exit_2(tmp_path):
-    command = [sys.executable, str(ROOT / "results" / "peer_speed.py"), "--peer-root", str(tmp_path)]
+    command = [sys.executable, str(ROOT / "results" / "notes" / "peer_speed.py"), "--peer-root", str(tmp_path)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert f"no JaxGCRL installation under {tmp_path}" in result.stderr and "Traceback" not in result.stderr
@@ -342,10 +346,10 @@ def test_a_restricted_invocation_tabulates_the_whole_presets_runs_and_its_own_ex
 
 @pytest.mark.slow
 def test_gpu_check_runs_its_three_steps_at_a_tiny_scale(tmp_path):
-    """results/gpu_check.py --tiny on a cheap env: every step ends, the summary table comes
+    """results/tools/gpu_check.py --tiny on a cheap env: every step ends, the summary table comes
     last and summary.json holds the env-only rate, the run's compile time, SPS and both
     evaluation modes, and the two depths."""
-    command = [sys.executable, str(ROOT / "results" / "gpu_check.py"), "--tiny", "--env-id", "reacher"]
+    command = [sys.executable, str(ROOT / "results" / "tools" / "gpu_check.py"), "--tiny", "--env-id", "reacher"]
     command += ["--depth-env-id", "reacher", "--out-dir", str(tmp_path), "--ant-timeout=900", "--step-timeout=900"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -414,11 +418,34 @@ def test_time_budget_estimates_from_measurements_then_the_presets_guesses_scaled
 
 
 @pytest.mark.slow
+def test_a_pack_over_the_size_limit_writes_nothing(tmp_path, monkeypatch):
+    """--pack checks its limits before a file lands in the folder: an archive over the byte
+    limit leaves the folder empty, and so does a table over it."""
+    out_dir = tmp_path / "preset"
+    run = out_dir / "runs" / "reacher__crl_infonce__1__1"
+    run.mkdir(parents=True)
+    (run / "args.json").write_text("{}")
+    (run / "events.out.tfevents.1.host").write_bytes(np.random.default_rng(0).bytes(4096))  # incompressible
+    (out_dir / "final.csv").write_text("env_id\nreacher\n")
+    finals = [{"run_dir": os.path.relpath(run, out_dir)}]
+    monkeypatch.setattr(benchmark, "PACK_LIMITS", (8, 2048))
+    with pytest.raises(benchmark.BenchmarkError, match="runs.tgz would be"):
+        benchmark.pack(str(out_dir), finals, str(tmp_path / "pack"))
+    assert list((tmp_path / "pack").iterdir()) == []
+    (out_dir / "final.csv").write_text("x" * 4096)
+    with pytest.raises(benchmark.BenchmarkError, match="final.csv"):
+        benchmark.pack(str(out_dir), finals, str(tmp_path / "pack2"))
+    assert not (tmp_path / "pack2").exists()
+    monkeypatch.setattr(benchmark, "PACK_LIMITS", (8, 2**20))
+    written = benchmark.pack(str(out_dir), finals, str(tmp_path / "pack3"))
+    assert sorted(os.path.basename(path) for path in written) == ["final.csv", "runs.tgz"]
+
+
 def test_gpu_crl_runs_within_its_time_budget_packs_within_the_limits_and_unpacks_elsewhere(tmp_path):
     """The preset at a toy scale (two seeds in one process): a budget too short starts nothing; a
     long one runs the job; --pack leaves at most 8 files of at most 16 MB; --unpack on another
     folder gives the same table; a second window finds the job finished."""
-    script = [sys.executable, str(ROOT / "results" / "benchmark.py"), "--preset=gpu-crl", "--env-ids=reacher"]
+    script = [sys.executable, str(ROOT / "results" / "tools" / "benchmark.py"), "--preset=gpu-crl", "--env-ids=reacher"]
     window = [*script, "--seeds", "1", "2", *TINY_EXTRA, f"--out-dir={tmp_path / 'gpu'}", "--no-plot"]
     short = subprocess.run([*window, "--time-budget=5"], capture_output=True, text=True, timeout=600)
     assert short.returncode == 0, short.stderr[-3000:]
@@ -487,7 +514,12 @@ def test_the_runners_tables_on_a_full_or_read_only_disk_stop_in_one_line_and_lea
     finished_smoke_run(source)
     out = tmp_path / "out"
     out.mkdir()
-    runner = [sys.executable, str(ROOT / "results" / "benchmark.py"), "--preset=cpu-smoke", "--algorithms=crl_infonce"]
+    runner = [
+        sys.executable,
+        str(ROOT / "results" / "tools" / "benchmark.py"),
+        "--preset=cpu-smoke",
+        "--algorithms=crl_infonce",
+    ]
     runner += ["--finished-only", f"--out-dir={out}"]
     steps = [
         f"mount -t tmpfs -o size=64k tmpfs {out}",

@@ -72,7 +72,7 @@ def test_learns_with_her_well_above_a_random_policy(tmp_path):
     budget. The deterministic policy finds the goal late (it jumps from 0 to about 0.5 success
     between the last two evaluations or the two before them, depending on the initialisation),
     so the final evaluation is compared. Plain SAC (--relabel-ratio 0) on the same budget and
-    seed ends at 0.18, below this threshold (results/baselines.md, with its command), so a
+    seed ends at 0.18, below this threshold (results/notes/baselines.md, with its command), so a
     relabelling that stopped working would fail here too."""
     random_success = random_policy_success(LEARNING["env_id"], LEARNING["episode_length"], 256, seed=0)
     (run_dir,) = train_like_a_user("sac_her", tmp_path, **LEARNING)

@@ -1,4 +1,4 @@
-"""--num-seeds: K seeds in one compiled program, what it costs (results/seed_cost.py), and a K
+"""--num-seeds: K seeds in one compiled program, what it costs (results/tools/seed_cost.py), and a K
 whose buffers do not fit refused before anything compiles."""
 
 from __future__ import annotations
@@ -35,11 +35,11 @@ def test_seed_cost_checks_the_compiled_program_and_times_each_k_at_a_toy_scale(t
     """The chunk for two seeds has the loops of the one for one seed (nothing per seed in
     sequence), and both runs end with a row of timings. With a user's XLA flags: the suite's
     (XLA's older CPU emitters, which an arm or pusher run also gets) lower the buffer's
-    per-seed writes as a loop over the seeds (results/seed_cost.md)."""
+    per-seed writes as a loop over the seeds (results/notes/seed_cost.md)."""
     output = tmp_path / "rows.json"
     command = [
         sys.executable,
-        str(REPO / "results" / "seed_cost.py"),
+        str(REPO / "results" / "tools" / "seed_cost.py"),
         "--tiny",
         "--env-id=reacher",
         "--seeds",

@@ -1,4 +1,4 @@
-"""results/step_latency.py at a tiny scale on CPU: every variant runs, including the `while`
+"""results/notes/step_latency.py at a tiny scale on CPU: every variant runs, including the `while`
 child process with its own XLA_FLAGS, and each one's parameters after two gradient steps equal
 today's update up to float rounding."""
 
@@ -7,11 +7,13 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from conftest import REPO
 
 
+@pytest.mark.slow  # compiles every variant in two fresh processes: about 45 s
 def test_step_latency_runs_every_variant_and_each_keeps_the_results():
-    script = REPO / "results" / "step_latency.py"
+    script = REPO / "results" / "notes" / "step_latency.py"
     variants = ["loops", "unroll1", "unroll4", "while", "joint", "presample"]
     command = [sys.executable, str(script), "--tiny", "--depths", "4", "--variants", *variants]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=REPO)

@@ -89,14 +89,14 @@ def seed_axis(fn, num_seeds: int, in_axes: int | tuple = 0):
     """`fn` with a leading seed axis on its inputs (those of `in_axes` 0) and outputs: a vmap for
     several seeds; one seed runs unbatched between an added and a removed axis, since a vmap
     of size one turns the buffer's writes into scatters and costs about 25% of the SPS
-    (results/layout.md).
+    (results/notes/seed_cost.md, "One seed").
 
     With several seeds, a training `Carry` among the inputs (the training chunk's) keeps its
     buffer's ring indices out of the vmap (`shared_over_seeds`): every seed writes the same rows
     at the same training steps, so the indices are one value. Batched, they would turn each
     buffer write into a scatter (on CPU with XLA's older emitters, a loop over the seeds) and
     the algorithm's gate on learning starts (`lax.cond` on the buffer's size) into a select that
-    computes every gradient step before learning starts and discards it (results/seed_cost.md)."""
+    computes every gradient step before learning starts and discards it (results/notes/seed_cost.md)."""
     if num_seeds > 1:
         return _vmap_over_seeds(fn, num_seeds, in_axes)
     axes = in_axes if isinstance(in_axes, tuple) else None
@@ -146,10 +146,10 @@ def _vmap_over_seeds(fn, num_seeds: int, in_axes: int | tuple):
     return batched
 
 
-# --scan-unroll's default per platform (jax.default_backend()), from results/step_latency.py:
+# --scan-unroll's default per platform (jax.default_backend()), from results/notes/step_latency.py:
 # on CPU, a block's layers written out (1) took 0.74-0.82 of the looped gradient step's time
 # at depth 4 and 0.89-0.93 at depth 64, compile time still flat in depth; the GPU's 4 is
-# a prediction (results/step_latency.md) until its H200 figures. Other platforms loop (0).
+# a prediction (results/notes/step_latency.md) until its H200 figures. Other platforms loop (0).
 SCAN_UNROLL = {"cpu": 1, "gpu": 4}
 
 
