@@ -402,6 +402,17 @@ def test_eval_only_takes_the_env_from_the_model_file_and_frees_its_run_directory
     assert json.load(open(os.path.join(run_dir, "args.json")))["args"]["env_id"] == "simple_u_maze"
 
 
+def test_a_resume_that_finds_no_checkpoint_frees_the_run_directory(tmp_path):
+    """--resume of a run directory without checkpoints stops with CheckpointError and lets go
+    of the directory's lock: the same process (a notebook, a sweep) can take it again."""
+    module = load_algorithm("crl_infonce")
+    (run_dir,) = files.make_run_dirs(module.Args(**tiny("crl_infonce"), run_root=str(tmp_path)), "crl_infonce")
+    with pytest.raises(files.CheckpointError, match="--resume"):
+        module.main(module.Args(resume=run_dir))
+    files.lock_run_dir(run_dir)
+    files.unlock_run_dirs()
+
+
 def test_event_files_are_written_without_a_thread_and_still_announced_to_a_patched_tensorboardx(tmp_path, monkeypatch):
     """Weights & Biases' sync_tensorboard (--track) learns each log directory by replacing
     tensorboardX.writer.EventFileWriter with a subclass; the run's writer goes through it, starts

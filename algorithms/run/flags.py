@@ -3,10 +3,10 @@
 Each algorithm file's `Args` extends `RunArgs` with its own flags (learning rates, network
 sizes, loss options), so `python algorithms/crl_infonce.py --help` lists both: first these
 (the run, the environment, the budget), then the algorithm's, its schedule first. The run flags are checked in
-`derive_schedule` (algorithms/run/schedule.py) and `make_mesh` (algorithms/run/devices.py), the algorithm's in
+`make_schedule` (algorithms/run/schedule.py) and `make_mesh` (algorithms/run/devices.py), the algorithm's in
 its `Args.__post_init__`, with `require`; a `ConfigError` stops a run with exit code 2 and its
 one-paragraph message, before anything compiles. `resumed_args` gives a --resume run its own
-flags back.
+flags back, and `make_env` the env they name.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, fields, replace
 
+import envs
 from algorithms.run.files import CheckpointError, read_run
 
 
@@ -125,3 +126,11 @@ def resumed_args(cli: RunArgs, algorithm: str) -> RunArgs:
     return replace(
         args, num_devices=cli.num_devices, distributed=cli.distributed, checkpoint_on_stop=cli.checkpoint_on_stop
     )
+
+
+def make_env(args: RunArgs):
+    """The env of --env-id, --backend and --episode-length; one that does not exist is a ConfigError."""
+    try:
+        return envs.make(args.env_id, backend=args.backend, episode_length=args.episode_length)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None

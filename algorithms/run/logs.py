@@ -2,7 +2,7 @@
 chunk of training steps and every evaluation, and evaluation videos rendered in a thread while
 training goes on.
 
-    logs = Logs(run_dirs, video=record, video_every=5, last_eval=20)
+    logs = make_logs(args, env, run_dirs)                # or Logs(run_dirs, video, video_every, last_eval)
     logs.hyperparameters(asdict(args), derived)          # a text table per seed
     logs.chunk(stats, sps, env_steps)                    # charts/* and losses/*
     success = logs.evaluation(metrics, rollout, env_steps, index)   # eval/*, videos
@@ -42,6 +42,7 @@ from tensorboardX.proto.event_pb2 import Event, SessionLog
 from tensorboardX.record_writer import masked_crc32c
 from tensorboardX.writer import FileWriter
 
+import envs
 from algorithms.run.files import WriteError, remove_quietly, write_error
 
 
@@ -261,6 +262,13 @@ class Logs:
                 self.videos.append(self.executor.submit(self._video, writer, run_dir, one, env_steps))
         self.flush()
         return {name: _finite_mean(v) for name, v in metrics.items()}
+
+
+def make_logs(args, env, run_dirs: list[str], purge_step: int | None = None) -> Logs:
+    """The writers of a run's seeds, with videos of evaluation episodes every --video-every
+    evaluations and at the last when --capture-video is on."""
+    video = envs.episode_video(env) if args.capture_video else None
+    return Logs(run_dirs, purge_step, video, args.video_every, last_eval=args.num_evals)
 
 
 def _finite_mean(values) -> float:

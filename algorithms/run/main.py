@@ -6,9 +6,10 @@ An algorithm file ends by describing itself and handing that to this module:
     if __name__ == "__main__":
         run.cli(ALGORITHM)            # parse the flags, train, exit 2 on a flag that cannot run
 
-`main(algorithm, args)` trains (or with --eval-only evaluates) and returns the run directories;
-`load_policy(algorithm, path)` loads a saved model as a goal-commanded policy. What an
-algorithm must give:
+`main(algorithm, args)` trains (or with --eval-only evaluates) and returns the run directories,
+in named steps: the program is built (`build_program`), the run started or resumed
+(`Run.start`), its chunks of training steps run between evaluations and checkpoints
+(`Run.train`), and its end written (`Run.finish`). What an algorithm must give:
 
 * `Args`: a frozen dataclass extending `RunArgs` (algorithms/run/flags.py), with the schedule's
   flags and `updates_per_training_step(episode_length)`;
@@ -21,7 +22,8 @@ algorithm must give:
 * `make_evaluate(args, env)` -> `evaluate(actor, key) -> (metrics, env 0's episode)`;
 * `model_of(train_state)`: what --save-model writes (the actor first).
 
-`main` is written to be read and, by the few who must change the outer loop, copied into an
+Saved models (--save-model, --eval-only, `load_policy`) are in algorithms/run/models.py. `main`
+is written to be read and, by the few who must change the outer loop, copied into an
 algorithm file in place of the `run.main` call (README, "Anatomy of an algorithm file").
 """
 
@@ -32,7 +34,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import equinox as eqx
@@ -40,11 +42,11 @@ import jax
 import numpy as np
 import tyro
 
-import envs
 from algorithms.run import devices, files, logs
 from algorithms.run.files import CheckpointError
-from algorithms.run.flags import ConfigError, RunArgs, import_wandb, require, resumed_args
-from algorithms.run.schedule import Schedule, derive_schedule, train_until
+from algorithms.run.flags import ConfigError, RunArgs, import_wandb, make_env, resumed_args
+from algorithms.run.models import evaluate_saved_model, save_models
+from algorithms.run.schedule import Schedule, make_schedule, train_until
 from algorithms.run.signals import Stopped, StopSignals, any_process
 from buffers import BufferMemoryError, Transition
 
@@ -61,120 +63,64 @@ class Algorithm:
     model_of: Callable[[Any], Any]
 
 
-def make_schedule(args: RunArgs, env) -> Schedule:
-    """The run's flags checked and turned into sizes (algorithms/run/schedule.py) before
-    anything compiles; the algorithm's flags are checked in its Args."""
-    require(
-        args.eval_only == (args.load_model is not None),
-        "--eval-only and --load-model go together: --eval-only --load-model PATH evaluates a model.",
-    )
-    require(not args.track or args.num_seeds == 1, "--track logs one run per process: drop --track or --num-seeds.")
-    if args.capture_video:
-        try:
-            envs.check_rendering()
-        except envs.RenderingUnavailable as error:
-            raise ConfigError(f"--capture-video: {error}") from None
-    return derive_schedule(args, env.episode_length)
-
-
-def make_env(args: RunArgs):
+def main(algorithm: Algorithm, args: RunArgs) -> list[str]:
+    """Train (or with --eval-only evaluate) and return the run directories (in a multi-host
+    run, the first process writes them and returns them; the others return [])."""
+    if args.distributed and not args.eval_only:
+        devices.start_distributed(args.distributed)
+    args = resumed_args(args, algorithm.name) if args.resume is not None else args
+    env = make_env(args)  # before anything starts JAX: an arm or pusher turns off XLA's fusion emitters
+    schedule = make_schedule(args, env)
+    if args.eval_only:
+        return evaluate_saved_model(algorithm, args)
+    program = build_program(algorithm, args, env, schedule)
+    wandb = import_wandb() if args.track else None  # a missing wandb stops the run before its directories exist
+    run = Run.start(algorithm, args, schedule, program)  # holds the run directories' locks from here
     try:
-        return envs.make(args.env_id, backend=args.backend, episode_length=args.episode_length)
-    except ValueError as error:
-        raise ConfigError(str(error)) from None
-
-
-def load_model(algorithm: Algorithm, path: str, args: RunArgs | None = None):
-    """(model, args, env, header) of a file written by --save-model. The networks' shapes and
-    the env come from the file; `args` (default: the file's) sets the evaluation flags, and an
-    --env-id in it other than the default must be the file's."""
-    header = files.read_header(path, kind="model", algorithm=algorithm.name)
-    saved = algorithm.Args(**header["args"])
-    args = saved if args is None else args
-    if args.env_id == algorithm.Args.__dataclass_fields__["env_id"].default:  # no --env-id: the file's
-        args = replace(args, env_id=saved.env_id)
-    if envs.ALIASES.get(args.env_id, args.env_id) != envs.ALIASES.get(saved.env_id, saved.env_id):
-        raise CheckpointError(
-            f"{path} holds a model trained on {saved.env_id}, not {args.env_id}: pass --env-id {saved.env_id}."
-        )
-    keep = ("seed", "run_root", "exp_name", "backend", "episode_length", "num_eval_envs", "capture_video", "load_model")
-    args = replace(saved, **{name: getattr(args, name) for name in keep}, num_seeds=1)
-    env = make_env(args)
-    init = algorithm.make_train(args, env, make_schedule(replace(args, eval_only=False, load_model=None), env))[0]
-    like = algorithm.model_of(jax.eval_shape(init, jax.random.PRNGKey(0)).train_state)
-    return files.load_tree(path, like), args, env, header
-
-
-def load_policy(algorithm: Algorithm, path: str):
-    """A model saved with --save-model as (act, env): act(state, goal) -> action is the
-    deterministic policy, jitted, for one state or a batch, and env is the environment it was
-    trained on (state = obs[..., :env.state_dim])."""
-    (actor, *_), _, env, _ = load_model(algorithm, path)
-    return files.goal_policy(actor.deterministic), env
-
-
-def make_logs(args: RunArgs, env, run_dirs: list[str], purge_step: int | None = None) -> logs.Logs:
-    """TensorBoard writers for the run's seeds (algorithms/run/logs.py), with videos of
-    evaluation episodes every --video-every evaluations and at the last when --capture-video is on."""
-    video = envs.episode_video(env) if args.capture_video else None
-    return logs.Logs(run_dirs, purge_step, video, args.video_every, last_eval=args.num_evals)
-
-
-def evaluate_model(algorithm: Algorithm, args: RunArgs) -> list[str]:
-    """--eval-only: num_eval_envs episodes of a saved model, logged as eval/* at its env steps."""
-    model, args, env, header = load_model(algorithm, args.load_model, args)
-    evaluate = jax.jit(jax.vmap(algorithm.make_evaluate(args, env)))
-    metrics, rollout = evaluate(jax.tree.map(lambda x: x[None], model[0]), jax.random.PRNGKey(args.seed)[None])
-    run_dirs = files.make_run_dirs(args, algorithm.name)
-    try:
-        for run_dir in run_dirs:
-            files.lock_run_dir(run_dir)
-        run_logs = make_logs(args, env, run_dirs)
-        metrics = run_logs.evaluation(metrics, rollout, header["env_steps"], index=0)
-        run_logs.close()
+        run.open_logs(env, wandb)
+        with StopSignals() as stop:  # SIGTERM, Ctrl-C: from here on, stop after a training step
+            run.compile()
+            run.train(stop)
+        run.finish()
+    except files.WriteError as error:  # on every process: no file is retried, no new checkpoint written
+        raise run.write_failed(error) from None
     finally:
         files.unlock_run_dirs()
-    print(f"{args.load_model} on {args.env_id}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
-    return run_logs.run_dirs
+    return run.run_dirs
 
 
-def start_or_resume(algorithm: Algorithm, args: RunArgs, init, keys, shardings, lead: bool):
-    """(run directories, carry, first training step, training seconds so far): a fresh run, or
-    the newest checkpoint of --resume. The first process holds each run directory's lock
-    (files.lock_run_dir) from here to its end: a second writer stops with RunInUse."""
-    if args.resume is None:
-        run_dirs = files.make_run_dirs(args, algorithm.name) if lead else []
-        try:
-            for run_dir in run_dirs:
-                files.lock_run_dir(run_dir)
-        except files.WriteError:
-            files.unlock_run_dirs()
-            for run_dir in run_dirs:  # made a moment ago, and nothing in them yet but args.json
-                shutil.rmtree(run_dir, ignore_errors=True)
-            raise
-        return run_dirs, jax.jit(init, out_shardings=shardings)(keys), 0, 0.0
-    names = files.read_run(args.resume, algorithm.name)[0]["run_names"] if lead else []
-    run_dirs = [os.path.join(os.path.dirname(args.resume), name) for name in names]
-    for run_dir in run_dirs:  # before anything is read: another process may be writing them
-        files.lock_run_dir(run_dir)
-    try:
-        like = jax.eval_shape(init, keys)
-        folder = os.path.join(args.resume, "checkpoints")
-        carry, header = files.load_checkpoint(folder, like, algorithm=algorithm.name)
-    except CheckpointError as error:
-        raise CheckpointError(f"--resume {args.resume}: {error} (written with --checkpoint-every).") from None
-    carry = jax.device_put(jax.tree.map(np.asarray, carry), shardings)  # host values: any process count
-    print(f"resuming {args.resume} after {header['step'] * args.num_envs * args.unroll_length:,} env steps")
-    return run_dirs, carry, header["step"], header["train_time"]
+@dataclass(frozen=True)
+class Program:
+    """A run's functions before they compile, each with a leading seed axis (--num-seeds), and
+    the host arrays they start from."""
+
+    init: Callable  # init(keys) -> Carry
+    chunk: Callable  # chunk(carry, num_steps) -> (carry, stats): the algorithm's make_chunk
+    evaluate: Callable  # evaluate(actor, keys, index) -> (metrics, env 0's episode)
+    init_keys: np.ndarray
+    eval_keys: np.ndarray
+    shardings: Any  # of the carry: envs and buffer split over the mesh's devices
+    mesh: Any  # None on one device
 
 
-def save_models(algorithm: Algorithm, args: RunArgs, run_dirs: list[str], final, env_steps: int) -> None:
-    """--save-model: each seed's networks as run_dir/{exp_name}.eqx (see load_policy); a write
-    that fails raises WriteError, and `main` stops the run with exit code 2."""
-    header = {"algorithm": algorithm.name, "kind": "model", "args": asdict(args), "env_steps": env_steps}
-    paths = files.save_models(run_dirs, f"{args.exp_name}.eqx", header, algorithm.model_of(final))
-    for path in paths:
-        print(f"model saved to {path}")
+def build_program(algorithm: Algorithm, args: RunArgs, env, schedule: Schedule) -> Program:
+    """The algorithm's functions over the seeds and devices; a buffer that does not fit the
+    devices' memory stops here with BufferMemoryError, before anything compiles."""
+    mesh = devices.make_mesh(args.num_devices, args.num_envs, args.batch_size)
+    init, training_step, vec_env, buffer = algorithm.make_train(args, env, schedule, devices.spread_over(mesh))
+    example = Transition.example(env.observation_size, env.action_size)
+    buffer.check_memory(example, copies=args.num_seeds, devices=mesh.size if mesh else 1)
+    init = devices.seed_axis(init, args.num_seeds)
+    evaluate = devices.seed_axis(algorithm.make_evaluate(args, env), args.num_seeds)
+    chunk = devices.seed_axis(algorithm.make_chunk(training_step), args.num_seeds, in_axes=(0, None))
+
+    def evaluate_at(actor, keys, index):  # the index-th evaluation: its own keys, the same on resume
+        return evaluate(actor, jax.vmap(jax.random.fold_in, (0, None))(keys, index))
+
+    # host arrays (numpy): a multi-host run needs every process to pass the same value
+    keys = np.stack([jax.random.split(jax.random.PRNGKey(args.seed + k)) for k in range(args.num_seeds)])
+    shardings = devices.carry_shardings(mesh, jax.eval_shape(init, keys[:, 0]), vec_env, buffer)
+    return Program(init, chunk, evaluate_at, keys[:, 0], keys[:, 1], shardings, mesh)
 
 
 class Writes:
@@ -201,145 +147,177 @@ class Writes:
             )
 
 
-def write_failed_message(
-    algorithm: Algorithm, args: RunArgs, run_dirs: list[str], env_steps: int, error: files.WriteError
-) -> str:
-    """What a run stopped by a write that failed tells its user, in one line: the file and the
-    reason, and the newest complete checkpoint and the command that continues from it."""
-    script = os.path.relpath(sys.modules[algorithm.make_train.__module__].__file__)
-    run_dir = run_dirs[0] if run_dirs else args.resume
-    newest = files.newest_checkpoint(os.path.join(run_dir, "checkpoints")) if run_dir else None
-    stopped = f"{error}; stopped after {env_steps:,} env steps"
-    if newest:
-        return f"{stopped}. Free space, then continue from {newest} with: python {script} --resume {run_dir}"
-    return f"{stopped}, with no checkpoint to continue from: free space and start the run again"
+class Run:
+    """A training run on this process from its start (or resume) to its end: the carry, the
+    training steps reached and the seconds they took, the logs, and process 0's writes (one
+    that fails stops the run: docs/research_runs.md, "A full disk")."""
 
+    def __init__(self, algorithm, args, schedule, program, run_dirs, carry, start: int, train_time: float):
+        self.algorithm, self.args, self.schedule, self.program = algorithm, args, schedule, program
+        self.run_dirs, self.carry, self.start_step, self.train_time = run_dirs, carry, start, train_time
+        self.reached = start  # training steps done
+        self.lead = jax.process_index() == 0
+        self.writes = Writes()
+        self.script = os.path.relpath(sys.modules[algorithm.make_train.__module__].__file__)
 
-def stopped_message(algorithm: Algorithm, args: RunArgs, run_dirs: list[str], env_steps: int, saved) -> str:
-    """What a run stopped by a signal tells its user: what was saved and how to continue."""
-    script = os.path.relpath(sys.modules[algorithm.make_train.__module__].__file__)
-    resume = f"python {script} --resume {run_dirs[0] if run_dirs else args.resume}"
-    newest = files.newest_checkpoint(os.path.join(run_dirs[0], "checkpoints")) if run_dirs else None
-    if saved:
-        return f"stopped after {env_steps:,} env steps; checkpoint {saved}. Continue with: {resume}"
-    if newest:
-        return f"stopped after {env_steps:,} env steps without a new checkpoint; {resume} continues from {newest}"
-    return (
-        f"stopped after {env_steps:,} env steps; no checkpoint was written (--no-checkpoint-on-stop), nothing to resume"
-    )
+    @classmethod
+    def start(cls, algorithm: Algorithm, args: RunArgs, schedule: Schedule, program: Program) -> Run:
+        """A fresh run, or the newest checkpoint of --resume. The first process holds each run
+        directory's lock (files.lock_run_dir) from here to the run's end, `main`'s
+        `files.unlock_run_dirs()`: a second writer stops with RunInUse."""
+        lead = jax.process_index() == 0
+        init, keys, shardings = program.init, program.init_keys, program.shardings
+        if args.resume is None:
+            run_dirs = files.make_run_dirs(args, algorithm.name) if lead else []
+            try:
+                for run_dir in run_dirs:
+                    files.lock_run_dir(run_dir)
+            except files.WriteError:
+                files.unlock_run_dirs()
+                for run_dir in run_dirs:  # made a moment ago, and nothing in them yet but args.json
+                    shutil.rmtree(run_dir, ignore_errors=True)
+                raise
+            carry = jax.jit(init, out_shardings=shardings)(keys)
+            return cls(algorithm, args, schedule, program, run_dirs, carry, 0, 0.0)
+        names = files.read_run(args.resume, algorithm.name)[0]["run_names"] if lead else []
+        run_dirs = [os.path.join(os.path.dirname(args.resume), name) for name in names]
+        try:
+            for run_dir in run_dirs:  # before anything is read: another process may be writing them
+                files.lock_run_dir(run_dir)
+            like = jax.eval_shape(init, keys)
+            folder = os.path.join(args.resume, "checkpoints")
+            carry, header = files.load_checkpoint(folder, like, algorithm=algorithm.name)
+        except CheckpointError as error:
+            files.unlock_run_dirs()
+            raise CheckpointError(f"--resume {args.resume}: {error} (written with --checkpoint-every).") from None
+        except BaseException:
+            files.unlock_run_dirs()
+            raise
+        carry = jax.device_put(jax.tree.map(np.asarray, carry), shardings)  # host values: any process count
+        print(f"resuming {args.resume} after {header['step'] * args.num_envs * args.unroll_length:,} env steps")
+        return cls(algorithm, args, schedule, program, run_dirs, carry, header["step"], header["train_time"])
 
+    def env_steps(self, training_steps: int) -> int:
+        return training_steps * self.schedule.steps_per_training_step
 
-def main(algorithm: Algorithm, args: RunArgs) -> list[str]:
-    """Train (or with --eval-only evaluate) and return the run directories (in a multi-host
-    run, the first process writes them and returns them; the others return [])."""
-    if args.distributed and not args.eval_only:
-        devices.start_distributed(args.distributed)
-    args = resumed_args(args, algorithm.name) if args.resume is not None else args
-    env = make_env(args)  # before anything starts JAX: an arm or pusher turns off XLA's fusion emitters
-    schedule = make_schedule(args, env)
-    if args.eval_only:
-        return evaluate_model(algorithm, args)
-    mesh = devices.make_mesh(args.num_devices, args.num_envs, args.batch_size)
-    lead = jax.process_index() == 0
-    wandb = import_wandb() if args.track else None
-
-    # every function takes a leading seed axis
-    init, training_step, vec_env, buffer = algorithm.make_train(args, env, schedule, devices.spread_over(mesh))
-    example = Transition.example(env.observation_size, env.action_size)
-    buffer.check_memory(example, copies=args.num_seeds, devices=mesh.size if mesh else 1)
-    init = devices.seed_axis(init, args.num_seeds)
-    evaluate = devices.seed_axis(algorithm.make_evaluate(args, env), args.num_seeds)
-    chunk = devices.seed_axis(algorithm.make_chunk(training_step), args.num_seeds, in_axes=(0, None))
-    # host arrays (numpy): a multi-host run needs every process to pass the same value
-    keys = np.stack([jax.random.split(jax.random.PRNGKey(args.seed + k)) for k in range(args.num_seeds)])
-    init_keys, eval_keys = keys[:, 0], keys[:, 1]
-    shardings = devices.carry_shardings(mesh, jax.eval_shape(init, init_keys), vec_env, buffer)
-    per_step = schedule.steps_per_training_step
-
-    run_dirs, carry, start, train_time = start_or_resume(algorithm, args, init, init_keys, shardings, lead)
-    reached = start  # training steps done
-    writes = Writes()  # process 0's; one that fails stops the run (docs/research_runs.md, "A full disk")
-    try:  # the locks are freed at the end
-        if args.track and lead:
-            wandb.init(project=args.wandb_project_name, sync_tensorboard=True, config=asdict(args), name=run_dirs[0])
-        run_logs = make_logs(args, env, run_dirs, purge_step=start * per_step + 1 if start else None)
+    def open_logs(self, env, wandb=None) -> None:
+        """The seeds' writers (a resumed run's events after its checkpoint are dropped), the
+        flags and derived sizes as text at a fresh start, and --track's wandb run."""
+        args, start = self.args, self.start_step
+        if wandb is not None and self.lead:
+            wandb.init(
+                project=args.wandb_project_name, sync_tensorboard=True, config=asdict(args), name=self.run_dirs[0]
+            )
+        self.logs = logs.make_logs(args, env, self.run_dirs, purge_step=self.env_steps(start) + 1 if start else None)
         if not start:
-            derived = {k: v for k, v in asdict(schedule).items() if "boundaries" not in k}
-            writes.do(run_logs.hyperparameters, asdict(args), derived)
-        writes.agree()
-        if lead:
-            print("run directory: " + ", ".join(run_dirs) + (f" ({mesh.size} devices)" if mesh else ""))
+            derived = {k: v for k, v in asdict(self.schedule).items() if "boundaries" not in k}
+            self.writes.do(self.logs.hyperparameters, asdict(args), derived)
+        self.writes.agree()
+        if self.lead:
+            on = f" ({self.program.mesh.size} devices)" if self.program.mesh else ""
+            print("run directory: " + ", ".join(self.run_dirs) + on)
 
-        # SIGTERM, Ctrl-C: from here on, stop after a training step (algorithms/run/signals.py)
-        with StopSignals() as stop:
-            compile_start = time.perf_counter()
-            replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()) if mesh else None
-            chunk = eqx.debug.assert_max_traces(chunk, max_traces=1)  # the training loop is compiled once
-            chunk_fn = jax.jit(chunk, donate_argnums=0, out_shardings=(shardings, replicated))
-            chunk_fn = chunk_fn.lower(carry, np.int32(0)).compile()
+    def compile(self) -> None:
+        """The chunk of training steps (compiled once: a second trace is an error) and the evaluation."""
+        begin, program = time.perf_counter(), self.program
+        mesh = program.mesh
+        replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()) if mesh else None
+        chunk = eqx.debug.assert_max_traces(program.chunk, max_traces=1)
+        chunk = jax.jit(chunk, donate_argnums=0, out_shardings=(program.shardings, replicated))
+        self.chunk = chunk.lower(self.carry, np.int32(0)).compile()
+        actor = self.carry.train_state.actor
+        self.evaluate = jax.jit(program.evaluate).lower(actor, program.eval_keys, np.int32(0)).compile()
+        print(f"compiled training chunk and evaluation in {time.perf_counter() - begin:.1f} s", flush=True)
 
-            def evaluate_at(actor, keys, index):
-                return evaluate(actor, jax.vmap(jax.random.fold_in, (0, None))(keys, index))
+    def log_evaluation(self, index: int) -> dict:
+        """The index-th evaluation of the current actor, logged; its success rates (empty if the
+        logs could not be written)."""
+        metrics, episode = self.evaluate(self.carry.train_state.actor, self.program.eval_keys, np.int32(index))
+        env_steps = self.env_steps(self.schedule.eval_boundaries[index])
+        return self.writes.do(self.logs.evaluation, metrics, episode, env_steps, index) or {}
 
-            eval_fn = jax.jit(evaluate_at).lower(carry.train_state.actor, eval_keys, np.int32(0)).compile()
-            print(f"compiled training chunk and evaluation in {time.perf_counter() - compile_start:.1f} s", flush=True)
+    def checkpoint(self, step: int) -> str | None:
+        """The whole carry after `step` training steps, its logs on disk first (a checkpoint
+        never skips logs: resuming from it re-logs everything after it). Its path, on process 0."""
+        self.writes.do(self.logs.reopen)
+        header = {"algorithm": self.algorithm.name, "kind": "checkpoint", "train_time": self.train_time}
+        snapshot = devices.fetch(self.carry)
+        if not self.lead:
+            return None
+        folder = os.path.join(self.run_dirs[0], "checkpoints")
+        return self.writes.do(files.save_checkpoint, folder, step, header, snapshot)
 
-            def evaluation(index: int, env_steps: int) -> dict:
-                metrics, episode = eval_fn(carry.train_state.actor, eval_keys, np.int32(index))
-                return writes.do(run_logs.evaluation, metrics, episode, env_steps, index) or {}
+    def train(self, stop: StopSignals) -> None:
+        """The training steps left, in one call of the compiled chunk per stretch between
+        evaluation and checkpoint boundaries (algorithms/run/schedule.py's `train_until`); a
+        stop request ends it with a checkpoint (unless --no-checkpoint-on-stop) and `Stopped`."""
+        schedule, start = self.schedule, self.start_step
+        self.loop_start = time.perf_counter()
+        self.success = self.log_evaluation(0) if not start else {}
+        self.writes.agree()
+        evals = {boundary: i for i, boundary in enumerate(schedule.eval_boundaries)}
+        boundaries = sorted(set(schedule.eval_boundaries) | set(schedule.checkpoint_boundaries))
+        for lo, hi in [(max(lo, start), hi) for lo, hi in zip(boundaries, boundaries[1:]) if hi > start]:
+            self.carry, stats, self.reached, seconds = train_until(self.chunk, self.carry, lo, hi, stop)
+            self.train_time += seconds
+            sps = self.env_steps(self.reached - lo) / seconds
+            self.writes.do(self.logs.chunk, stats, sps, self.env_steps(self.reached))
+            if self.reached < hi:
+                saved = self.checkpoint(self.reached) if self.args.checkpoint_on_stop else None
+                self.writes.do(self.logs.close)
+                self.writes.agree()
+                raise Stopped(stop.exit_code, self.stopped_message(saved))
+            if hi in evals:
+                self.success = self.log_evaluation(evals[hi])
+            if hi in schedule.checkpoint_boundaries:
+                self.checkpoint(hi)
+            self.writes.agree()
+            if self.lead:
+                eta = (schedule.training_steps - hi) * self.train_time / (hi - start)
+                sps = self.env_steps(hi - start) / self.train_time
+                logs.progress(self.env_steps(hi), schedule.final_env_steps, sps, eta, self.success)
 
-            def checkpoint(step: int) -> str | None:
-                """The whole carry after `step` training steps, its logs on disk first (a
-                checkpoint never skips logs: resuming from it re-logs everything after it)."""
-                writes.do(run_logs.reopen)
-                header = {"algorithm": algorithm.name, "kind": "checkpoint", "train_time": train_time}
-                snapshot = devices.fetch(carry)
-                if not lead:
-                    return None
-                folder = os.path.join(run_dirs[0], "checkpoints")
-                return writes.do(files.save_checkpoint, folder, step, header, snapshot)
-
-            loop_start = time.perf_counter()
-            success = evaluation(0, 0) if not start else {}
-            writes.agree()
-            evals = {boundary: i for i, boundary in enumerate(schedule.eval_boundaries)}
-            boundaries = sorted(set(schedule.eval_boundaries) | set(schedule.checkpoint_boundaries))
-            for lo, hi in [(max(lo, start), hi) for lo, hi in zip(boundaries, boundaries[1:]) if hi > start]:
-                carry, stats, reached, seconds = train_until(chunk_fn, carry, lo, hi, stop)
-                train_time += seconds
-                writes.do(run_logs.chunk, stats, (reached - lo) * per_step / seconds, reached * per_step)
-                if reached < hi:
-                    saved = checkpoint(reached) if args.checkpoint_on_stop else None
-                    writes.do(run_logs.close)
-                    writes.agree()
-                    raise Stopped(stop.exit_code, stopped_message(algorithm, args, run_dirs, reached * per_step, saved))
-                if hi in evals:
-                    success = evaluation(evals[hi], hi * per_step)
-                if hi in schedule.checkpoint_boundaries:
-                    checkpoint(hi)
-                writes.agree()
-                if lead:
-                    eta = (schedule.training_steps - hi) * train_time / (hi - start)
-                    sps = (hi - start) * per_step / train_time
-                    logs.progress(hi * per_step, schedule.final_env_steps, sps, eta, success)
-        print(f"\n{args.resume} had already finished" if start == schedule.training_steps else "")
-        final = jax.device_get(carry.train_state)  # networks and counters (replicated over the devices)
+    def finish(self) -> None:
+        """The summary line, the logs closed, and --save-model's files."""
+        args, schedule = self.args, self.schedule
+        print(f"\n{args.resume} had already finished" if self.start_step == schedule.training_steps else "")
+        final = jax.device_get(self.carry.train_state)  # networks and counters (replicated over the devices)
         grad_steps = int(final.grad_steps[0])
         steps = schedule.final_env_steps
-        print(logs.summary(steps, args.total_timesteps, args.num_seeds, grad_steps, train_time, success))
-        writes.do(run_logs.close)
+        print(logs.summary(steps, args.total_timesteps, args.num_seeds, grad_steps, self.train_time, self.success))
+        self.writes.do(self.logs.close)
         if args.save_model:
-            writes.do(save_models, algorithm, args, run_dirs, final, schedule.final_env_steps)
-        writes.agree()
-    except files.WriteError as error:  # on every process: no file is retried, no new checkpoint written
-        if not lead:
-            raise
-        message = write_failed_message(algorithm, args, run_dirs, reached * per_step, error)
-        raise files.WriteError(error.errno, message) from None
-    finally:
-        files.unlock_run_dirs()
-    print(f"training loop: {time.perf_counter() - loop_start:.1f} s wall (training, evaluations, checkpoints, videos)")
-    return run_dirs
+            self.writes.do(save_models, self.algorithm, args, self.run_dirs, final, steps)
+        self.writes.agree()
+        wall = time.perf_counter() - self.loop_start
+        print(f"training loop: {wall:.1f} s wall (training, evaluations, checkpoints, videos)")
+
+    def resume_command(self) -> str:
+        return f"python {self.script} --resume {self.run_dirs[0] if self.run_dirs else self.args.resume}"
+
+    def stopped_message(self, saved: str | None) -> str:
+        """What a run stopped by a signal tells its user: what was saved and how to continue."""
+        env_steps, resume = self.env_steps(self.reached), self.resume_command()
+        newest = files.newest_checkpoint(os.path.join(self.run_dirs[0], "checkpoints")) if self.run_dirs else None
+        if saved:
+            return f"stopped after {env_steps:,} env steps; checkpoint {saved}. Continue with: {resume}"
+        if newest:
+            return f"stopped after {env_steps:,} env steps without a new checkpoint; {resume} continues from {newest}"
+        return f"stopped after {env_steps:,} env steps; no checkpoint was written (--no-checkpoint-on-stop), nothing to resume"
+
+    def write_failed(self, error: files.WriteError) -> files.WriteError:
+        """A write that failed, as its user reads it in one line: the file and the reason, and
+        the newest complete checkpoint and the command that continues from it (process 0)."""
+        if not self.lead:
+            return error
+        run_dir = self.run_dirs[0] if self.run_dirs else self.args.resume
+        newest = files.newest_checkpoint(os.path.join(run_dir, "checkpoints")) if run_dir else None
+        stopped = f"{error}; stopped after {self.env_steps(self.reached):,} env steps"
+        if newest:
+            message = f"{stopped}. Free space, then continue from {newest} with: {self.resume_command()}"
+        else:
+            message = f"{stopped}, with no checkpoint to continue from: free space and start the run again"
+        return files.WriteError(error.errno, message)
 
 
 def cli(algorithm: Algorithm) -> None:

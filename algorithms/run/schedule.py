@@ -1,7 +1,7 @@
 """A run's schedule: its flags checked and turned into the sizes every algorithm needs, in
 Python, before anything is traced.
 
-    schedule = derive_schedule(args, episode_length)   # args: an algorithm's Args (the run flags)
+    schedule = make_schedule(args, env)   # args: an algorithm's Args (the run flags)
     schedule.training_steps, schedule.eval_boundaries, schedule.final_env_steps
 
 An algorithm's `make_train` gives `init(key) -> Carry` and `training_step(carry) -> Step`,
@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
+import envs
 from algorithms.run.flags import ConfigError, RunArgs, require
 from buffers.trajectory import rows_per_env
 
@@ -71,9 +72,21 @@ class Schedule:
         return self.training_steps * self.steps_per_training_step
 
 
-def derive_schedule(args: RunArgs, episode_length: int) -> Schedule:
-    """Check the flags of `args` (an algorithm's Args) that set sizes and derive the schedule; the
+def make_schedule(args: RunArgs, env) -> Schedule:
+    """Check the run's flags in `args` (an algorithm's Args; the algorithm's own flags are
+    checked in its `Args.__post_init__`) and turn them into the schedule of a run on `env`; the
     gradient steps per training step are the algorithm's (`Args.updates_per_training_step`)."""
+    require(
+        args.eval_only == (args.load_model is not None),
+        "--eval-only and --load-model go together: --eval-only --load-model PATH evaluates a model.",
+    )
+    require(not args.track or args.num_seeds == 1, "--track logs one run per process: drop --track or --num-seeds.")
+    if args.capture_video:
+        try:
+            envs.check_rendering()
+        except envs.RenderingUnavailable as error:
+            raise ConfigError(f"--capture-video: {error}") from None
+    episode_length = env.episode_length
     at_least_one = "num_envs num_eval_envs unroll_length batch_size buffer_size num_evals total_timesteps"
     for name in (at_least_one + " video_every num_seeds").split():
         value = getattr(args, name)
