@@ -88,9 +88,10 @@ ALGORITHMS = tuple(
 
 
 # A fork, as a researcher makes one: crl_infonce.py copied to a new name outside the repository,
-# with another critic objective, a new metric in the update's dict and a new field in the train
-# state. The tests that every algorithm file passes (a tiny run and its tags, resume, two
-# devices) run on it too, with no edit anywhere else.
+# with another critic objective, a new metric in the update's dict, a new field in the train
+# state and a changed host loop (the README's recipe: a subclass of run.main.Run, started by a
+# copy of run.main). The tests that every algorithm file passes (a tiny run and its tags,
+# resume, two devices) run on it too, with no edit anywhere else.
 FORK = "crl_fork"
 
 
@@ -100,7 +101,7 @@ class ForkEdits(ast.NodeTransformer):
     fork. Each edit counts where it applied; `fork_dir` checks that each applied once."""
 
     def __init__(self):
-        self.applied = {"objective": 0, "metric": 0, "field": 0, "init": 0, "update": 0}
+        self.applied = {"objective": 0, "metric": 0, "field": 0, "init": 0, "update": 0, "main": 0, "cli": 0}
 
     def visit_Call(self, node):
         self.generic_visit(node)
@@ -126,12 +127,52 @@ class ForkEdits(ast.NodeTransformer):
             self.applied["metric"] += 1
         return node
 
+    def visit_Module(self, node):  # the changed host loop, above the file's `main`
+        self.generic_visit(node)
+        copied = ast.parse((REPO / "algorithms" / "run" / "main.py").read_text())
+        (run_main,) = [n for n in copied.body if isinstance(n, ast.FunctionDef) and n.name == "main"]
+        run_main.name = "fork_main"
+        for call in ast.walk(run_main):
+            if isinstance(call, ast.Attribute) and isinstance(call.value, ast.Name) and call.value.id == "Run":
+                call.value.id = "ForkRun"
+        host_loop = ast.parse(FORK_RUN).body + [run_main]
+        at = next(i for i, n in enumerate(node.body) if isinstance(n, ast.FunctionDef) and n.name == "main")
+        node.body[at:at] = host_loop
+        return node
+
+    def visit_FunctionDef(self, node):  # the file's main(args) calls the fork's copy of run.main
+        self.generic_visit(node)
+        if node.name == "main" and len(node.args.args) == 1:
+            node.body = [ast.parse("return fork_main(ALGORITHM, args)").body[0]]
+            self.applied["main"] += 1
+        return node
+
+    def visit_If(self, node):  # and so does `python crl_fork.py`
+        self.generic_visit(node)
+        if "__main__" in ast.unparse(node.test):
+            node.body = [ast.parse("run.cli(ALGORITHM, fork_main)").body[0]]
+            self.applied["cli"] += 1
+        return node
+
     def visit_ClassDef(self, node):  # a new train-state field: the transitions the update has seen
         self.generic_visit(node)
         if node.name == "TrainState":
             node.body.append(ast.parse("transitions_seen: jax.Array").body[0])
             self.applied["field"] += 1
         return node
+
+
+FORK_RUN = """
+from algorithms.run.main import *
+
+
+class ForkRun(Run):
+    \"\"\"The host loop with one change: it says how far it trained.\"\"\"
+
+    def train(self, stop):
+        super().train(stop)
+        print(f"fork: trained to training step {self.reached}")
+"""
 
 
 @functools.cache

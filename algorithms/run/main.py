@@ -320,14 +320,15 @@ class Run:
         return files.WriteError(error.errno, message)
 
 
-def cli(algorithm: Algorithm) -> None:
-    """`python algorithms/<name>.py [flags]`: parse the flags with tyro and run `main`. Exit
+def cli(algorithm: Algorithm, run_main: Callable = main) -> None:
+    """`python algorithms/<name>.py [flags]`: parse the flags with tyro and run `main` (or a
+    copy of it, `run_main(algorithm, args)`, whose host loop a fork changed). Exit
     codes: 0 done; 2 a flag or file that cannot run, a run directory another process is
     writing, a file that could not be written (one paragraph on stderr; for a run, with the
     checkpoint and the command to continue from); 128 + the signal's number (143 SIGTERM, 130
     Ctrl-C) a run stopped by a signal after writing a checkpoint."""
     try:
-        main(algorithm, tyro.cli(algorithm.Args))
+        run_main(algorithm, tyro.cli(algorithm.Args))
     except Stopped as stopped:  # SIGTERM or Ctrl-C: checkpoint written, said how to resume
         print(f"\n{stopped}", flush=True)
         sys.exit(stopped.exit_code)
