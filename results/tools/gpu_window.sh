@@ -13,12 +13,12 @@
 #   mkdir -p window && tar xzf FILES_AT/window.tgz -C window
 #   python results/tools/benchmark.py --preset gpu-crl --unpack window/gpu-crl   # rows into results/benchmark/gpu-crl/
 #
-# and record the figures of window/*.log in results/ (seed_cost.md, step_latency.md) with the
+# and record the figures of window/*.log in results/notes/ (seed_cost.md, step_latency.md) with the
 # device and versions of window/env.txt. Where the project's wheels were carried as .whl/ (the
 # GPU machine lacks brax, mujoco, tyro, tensorboardX), they are installed first. TINY=1 runs
 # every step at a toy scale on reacher: a check of the command on a CPU (a few minutes).
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 : "${OUT:?set OUT to the folder that comes back}"
 mode=${1:?measure or crl}
 work=$(mktemp -d)
