@@ -16,6 +16,7 @@
   the per-platform default of --scan-unroll.
 * `logs.py`: TensorBoard writers (one per seed), evaluation videos, the progress line.
 * `files.py`: run directories, checkpoints and saved models (checksummed, written atomically).
+* `signals.py`: SIGTERM and Ctrl-C turned into a stop after the current training step.
 
 An algorithm file imports `from algorithms import run` and uses the names below.
 """

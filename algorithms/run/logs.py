@@ -2,7 +2,7 @@
 chunk of training steps and every evaluation, and evaluation videos rendered in a thread while
 training goes on.
 
-    logs = make_logs(args, env, run_dirs)                # or Logs(run_dirs, video, video_every, last_eval)
+    logs = make_logs(args, env, run_dirs)                # or Logs(run_dirs, purge_step, video, video_every, last_eval)
     logs.hyperparameters(asdict(args), derived)          # a text table per seed
     logs.chunk(stats, sps, env_steps)                    # charts/* and losses/*
     success = logs.evaluation(metrics, rollout, env_steps, index)   # eval/*, videos

@@ -8,8 +8,9 @@ An algorithm file ends by describing itself and handing that to this module:
 
 `main(algorithm, args)` trains (or with --eval-only evaluates) and returns the run directories,
 in named steps: the program is built (`build_program`), the run started or resumed
-(`Run.start`), its chunks of training steps run between evaluations and checkpoints
-(`Run.train`), and its end written (`Run.finish`). What an algorithm must give:
+(`Run.start`), its logs opened (`Run.open_logs`), the chunk and the evaluation compiled
+(`Run.compile`), the training steps run between evaluations and checkpoints (`Run.train`), and
+its end written (`Run.finish`). What an algorithm must give:
 
 * `Args`: a frozen dataclass extending `RunArgs` (algorithms/run/flags.py), with the schedule's
   flags and `updates_per_training_step(episode_length)`;
@@ -23,8 +24,10 @@ in named steps: the program is built (`build_program`), the run started or resum
 * `model_of(train_state)`: what --save-model writes (the actor first).
 
 Saved models (--save-model, --eval-only, `load_policy`) are in algorithms/run/models.py. `main`
-is written to be read and, by the few who must change the outer loop, copied into an
-algorithm file in place of the `run.main` call (README, "Anatomy of an algorithm file").
+is written to be read. To change a step of the host loop, a file subclasses `Run` (after `from
+algorithms.run.main import *`), overrides that step, copies `main` as `my_main` starting its
+class, and hands that to `run.cli(ALGORITHM, my_main)` (README, "Anatomy of an algorithm file";
+the suite's fork in tests/conftest.py does so).
 """
 
 from __future__ import annotations
@@ -248,9 +251,10 @@ class Run:
         return self.writes.do(files.save_checkpoint, folder, step, header, snapshot)
 
     def train(self, stop: StopSignals) -> None:
-        """The training steps left, in one call of the compiled chunk per stretch between
-        evaluation and checkpoint boundaries (algorithms/run/schedule.py's `train_until`); a
-        stop request ends it with a checkpoint (unless --no-checkpoint-on-stop) and `Stopped`."""
+        """The training steps left, stretch by stretch between evaluation and checkpoint
+        boundaries, each in calls of the compiled chunk of 1, 2, 4, ... steps (algorithms/run/
+        schedule.py's `train_until`); a stop request ends it with a checkpoint (unless
+        --no-checkpoint-on-stop) and `Stopped`."""
         schedule, start = self.schedule, self.start_step
         self.loop_start = time.perf_counter()
         self.success = self.log_evaluation(0) if not start else {}

@@ -14,8 +14,9 @@ rows per env. The run is `training_steps` of them; evaluations and checkpoints f
 training steps, at the counts in `eval_boundaries` and `checkpoint_boundaries`.
 
 Bad flags raise `ConfigError` (algorithms/run/flags.py) with a message that names the flags to change.
-The training steps between two boundaries run in one call of the algorithm file's `make_chunk`
-loop; `train_until` makes those calls.
+The training steps between two boundaries run through the algorithm file's compiled
+`make_chunk` loop, in calls of 1, 2, 4, ... steps so that a stop request is seen within about
+two seconds; `train_until` makes those calls.
 """
 
 from __future__ import annotations

@@ -54,7 +54,7 @@ class Args:
     """folders that hold run directories (relative to the repository or absolute)"""
     env_id: str = "ant"
     """the env whose runs are tabulated"""
-    peer_logs: tuple[str, ...] = ("results/ant_gap/jaxgcrl/*.log",)
+    peer_logs: tuple[str, ...] = ("results/notes/ant_gap/jaxgcrl/*.log",)
     """JaxGCRL run logs to add (glob patterns, relative to the repository or absolute)"""
     every: int = 1_000_000
     """tabulate the evaluations at multiples of this many env steps (and each run's last)"""

@@ -236,8 +236,7 @@ ANT_CONTACT = (
 DIFFERENCES = {
     "reacher": [
         "Episode 50 against JaxGCRL's run default 1001: reacher's goals lie within reach in a few steps, "
-        "and 50 is the length JaxGCRL's own reacher comparisons use for throughput (SPEC, section 7: "
-        "episode 51). Pass `--episode-length 1001` to match the run default.",
+        "and 50 is the length JaxGCRL's own reacher comparisons use for throughput (episode 51). Pass `--episode-length 1001` to match the run default.",
         "The target body is removed from the model: the goal lives in the observation only (no physics cost).",
     ],
     "cheetah": ["Episode 1000 against the run default 1001 (JaxGCRL's scripts use 1000)."],

@@ -5,7 +5,7 @@
     python results/tools/gpu_check.py --tiny --env-id reacher --depth-env-id reacher   # the suite's check: 2 minutes
 
 Three steps, each a subprocess with a time limit, each writing its log into `--out-dir`
-(default `results/gpu_check/{device}_{time}`):
+(default `runs/gpu_check/{device}_{time}`):
 
 1. **env only**: `results/tools/random_policy.py` on ant at the training run's size (1024 envs,
    1001-step episodes): the env-only steps per second (random actions, auto-reset included) and
@@ -44,7 +44,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 @dataclass(frozen=True)
 class Args:
     out_dir: str = ""
-    """folder for the logs, the run and the summary (default results/gpu_check/{device}_{time})"""
+    """folder for the logs, the run and the summary (default runs/gpu_check/{device}_{time})"""
     tiny: bool = False
     """a toy scale of every step (a few envs and tiny networks): checks the command on a CPU"""
     ant_timeout: int = 360
@@ -175,7 +175,7 @@ def summary(args: Args, device: str, status: dict, env_only: dict, ant: dict, de
 def main(args: Args) -> dict:
     device = device_line()
     name = re.sub(r"[^A-Za-z0-9]+", "_", device.split(",")[0]).strip("_").lower()
-    out_dir = args.out_dir or str(ROOT / "results" / "gpu_check" / f"{name}_{time.strftime('%Y%m%d_%H%M%S')}")
+    out_dir = args.out_dir or str(ROOT / "runs" / "gpu_check" / f"{name}_{time.strftime('%Y%m%d_%H%M%S')}")
     os.makedirs(out_dir, exist_ok=True)
     ant_flags = [f"--env-id={args.env_id}", *ANT, *(ANT_TINY if args.tiny else ANT_FULL)]
     num_envs = [f for f in ant_flags if f.startswith("--num-envs=")][-1].split("=")[1]
