@@ -418,6 +418,18 @@ def test_time_budget_estimates_from_measurements_then_the_presets_guesses_scaled
 
 
 @pytest.mark.slow
+def test_two_invocations_of_a_preset_keep_each_others_timings(tmp_path):
+    """Two invocations of one preset (different --env-ids) each add their jobs' entries to
+    timings.json and jobs.json as the file is when they write, not as it was when they started."""
+    path = str(tmp_path / "timings.json")
+    benchmark.write_json({"runs/a": {"wall_s": 1.0}}, path)
+    first = benchmark.read_json(path)  # the first invocation starts
+    benchmark.update_json({"runs/b": {"wall_s": 2.0}}, path)  # the second finishes a job
+    first["runs/c"] = {"wall_s": 3.0}  # the first finishes one
+    benchmark.update_json({"runs/c": first["runs/c"]}, path)
+    assert benchmark.read_json(path) == {f"runs/{k}": {"wall_s": v} for k, v in (("a", 1.0), ("b", 2.0), ("c", 3.0))}
+
+
 def test_a_pack_over_the_size_limit_writes_nothing(tmp_path, monkeypatch):
     """--pack checks its limits before a file lands in the folder: an archive over the byte
     limit leaves the folder empty, and so does a table over it."""

@@ -722,6 +722,12 @@ def write_json(data: dict, path: str) -> None:
     plots.write_atomically(path, lambda tmp: pathlib.Path(tmp).write_text(json.dumps(data, indent=1, sort_keys=True)))
 
 
+def update_json(entries: dict, path: str) -> None:
+    """`entries` added to the JSON object in `path` as it is now on disk, so that the entries
+    another invocation of the same preset wrote since this one read it are kept."""
+    write_json({**read_json(path), **entries}, path)
+
+
 def estimate_seconds(preset: Preset, measured: dict, algorithm: str, env_id: str, flags: list[str]) -> float | None:
     """The expected wall seconds of a job, for --time-budget. A job that finished before: its
     measured time. Otherwise the preset's estimate for its env, scaled by the median ratio of
@@ -757,6 +763,7 @@ def run_jobs(
     # whether it finished (what --time-budget estimates from); both kept after every job
     timings_path, jobs_path = os.path.join(out_dir, "timings.json"), os.path.join(out_dir, "jobs.json")
     timings, measured = read_json(timings_path), read_json(jobs_path)
+    read_before = dict(timings)  # what this invocation adds is what it writes back (update_json)
     began = time.perf_counter()
     for n, (algorithm, env_id, seed, flags) in enumerate(jobs, 1):
         if algorithm == RANDOM:
@@ -787,12 +794,11 @@ def run_jobs(
             evals.extend(run_evals)
         os.makedirs(out_dir, exist_ok=True)
         if not done and not args.finished_only:  # nothing new to record; another invocation may be writing it
-            measured[job_key(algorithm, env_id, job_seeds(flags))] = {
-                "wall_s": round(time.perf_counter() - started, 1),
-                "finished": failure is None,
-            }
-            write_json(timings, timings_path)
-            write_json(measured, jobs_path)
+            key = job_key(algorithm, env_id, job_seeds(flags))
+            measured[key] = {"wall_s": round(time.perf_counter() - started, 1), "finished": failure is None}
+            update_json({k: v for k, v in timings.items() if read_before.get(k) != v}, timings_path)
+            update_json({key: measured[key]}, jobs_path)
+            read_before = dict(timings)
         if failure:
             failures[algorithm, env_id, seed] = failure
             print("  failed", flush=True)
