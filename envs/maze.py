@@ -30,7 +30,7 @@ LAYOUTS = {
         "11111111",
         "1RG11GG1",
         "1GG1GGG1",
-        "111GGG11",
+        "11GGG111",
         "1GG1GGG1",
         "1G1GG1G1",
         "1GGG1GG1",

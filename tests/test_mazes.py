@@ -69,3 +69,21 @@ def test_point_mass_stops_at_a_wall():
         state = step(state, jnp.array([0.0, 1.0]))
     y = float(state.obs[1])
     assert 13.55 < y < 13.8  # ball radius 0.25: stops with its surface on the wall face at y = 14
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_every_goal_cell_can_be_reached_from_the_start(layout):
+    """Every G cell is joined to the R cell by free cells (steps to the 4 neighbours): a goal
+    walled off from the start is one no policy reaches. The big maze's fourth row once sat one
+    cell to the right of JaxGCRL's, which closed the start's four cells off from the other 22."""
+    grid = LAYOUTS[layout]
+    (start,) = [(i, j) for i, row in enumerate(grid) for j, c in enumerate(row) if c == "R"]
+    seen, frontier = {start}, [start]
+    while frontier:
+        i, j = frontier.pop()
+        for cell in ((i + 1, j), (i - 1, j), (i, j + 1), (i, j - 1)):
+            if grid[cell[0]][cell[1]] != "1" and cell not in seen:
+                seen.add(cell)
+                frontier.append(cell)
+    goals = {(i, j) for i, row in enumerate(grid) for j, c in enumerate(row) if c == "G"}
+    assert goals <= seen, f"{layout}: goal cells {sorted(goals - seen)} cannot be reached from {start}"
