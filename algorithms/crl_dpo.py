@@ -122,15 +122,13 @@ class Args(RunArgs):
         require(0.0 < self.gamma < 1.0, f"--gamma must be in (0, 1) (got {self.gamma}).")
         require(self.batch_size >= 2, "--batch-size must be at least 2: the other goals are the negatives.")
         require(self.beta > 0, f"--beta must be positive (got {self.beta}).")
-        require(  # sppo's targets +-1/(2 beta) must be values the energy can take
-            self.preference_loss != "sppo" or self.energy_fn not in ("norm", "l2", "l1"),
-            f"--preference-loss sppo pushes positive logits to +1/(2 beta), but --energy-fn {self.energy_fn} "
-            "is never positive, so it cannot get there. Use --energy-fn dot, or cosine with --beta >= 0.5.",
-        )
+        # sppo's targets +-1/(2 beta) must be values the energy can take: norm, l2 and l1 are never
+        # positive, and the cosine lies in [-1, 1]
+        reachable = self.energy_fn == "dot" or (self.energy_fn == "cosine" and self.beta >= 0.5)
         require(
-            self.preference_loss != "sppo" or self.energy_fn != "cosine" or self.beta >= 0.5,
-            f"--preference-loss sppo with --energy-fn cosine needs --beta >= 0.5: its targets +-1/(2 beta) "
-            f"= +-{1 / (2 * self.beta):g} lie outside the cosine's range [-1, 1].",
+            self.preference_loss != "sppo" or reachable,
+            f"--preference-loss sppo pushes logits to +-1/(2 beta) = +-{1 / (2 * self.beta):g}, which "
+            f"--energy-fn {self.energy_fn} cannot reach. Use --energy-fn dot, or cosine with --beta >= 0.5.",
         )
 
     def updates_per_training_step(self, episode_length: int) -> int:
@@ -557,9 +555,8 @@ def main(args: Args) -> list[str]:
 
 
 def load_policy(path: str):
-    """Load a model saved with --save-model: returns (act, env), where act(state, goal) -> action
-    is the deterministic policy, jitted, for one state or a batch, and env is the environment it
-    was trained on (state = obs[..., :env.state_dim])."""
+    """A model saved with --save-model as (act, env): act(state, goal) -> action, the deterministic
+    policy, and the env it was trained on (algorithms/run/models.py)."""
     return run.load_policy(ALGORITHM, path)
 
 

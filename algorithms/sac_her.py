@@ -497,9 +497,8 @@ def main(args: Args) -> list[str]:
 
 
 def load_policy(path: str):
-    """Load a model saved with --save-model: returns (act, env), where act(state, goal) -> action
-    is the deterministic policy, jitted, for one state or a batch, and env is the environment it
-    was trained on (state = obs[..., :env.state_dim])."""
+    """A model saved with --save-model as (act, env): act(state, goal) -> action, the deterministic
+    policy, and the env it was trained on (algorithms/run/models.py)."""
     return run.load_policy(ALGORITHM, path)
 
 
