@@ -72,6 +72,8 @@ class Args(RunArgs):
     """time rows per env collected before gradient steps start (whole rollouts)"""
     updates_per_rollout: int | None = None
     """gradient steps per training step; default num_envs * (episode_length - 1) / batch_size"""
+    presample: bool = False
+    """draw a training step's batches in one call before its gradient steps (the same batches; holds all of them in memory)"""
 
     # Algorithm
     actor_lr: float = 3e-4
@@ -311,9 +313,9 @@ def contrastive_loss(logits, kind):
     return -jnp.mean(jax.nn.log_sigmoid(diag)) - negatives
 
 
-def critic_loss_fn(critic, state, action, goal, args: Args):
+def critic_loss_fn(critic, state, action, psi, args: Args):
+    """The critic's objective on the batch's (s, a) against every goal's psi(g)."""
     phi = jax.vmap(critic.phi)(state, action)
-    psi = jax.vmap(critic.psi)(goal)
     logits = pairwise_logits(phi, psi, args.energy_fn)
     logsumexp = jax.nn.logsumexp(logits, axis=1)
     loss = contrastive_loss(logits, args.contrastive_loss) + args.logsumexp_penalty * jnp.mean(logsumexp**2)
@@ -327,13 +329,28 @@ def critic_loss_fn(critic, state, action, goal, args: Args):
     return loss, metrics
 
 
-def actor_loss_fn(actor, critic, alpha, state, goal, key, args: Args):
+def actor_loss_fn(actor, critic, alpha, state, goal, psi, key, args: Args):
+    """The policy's actions scored by the critic against their own goal's psi(g), with an
+    entropy bonus."""
     obs = jnp.concatenate([state, goal], axis=-1)
     action, log_prob = jax.vmap(actor.sample)(obs, jax.random.split(key, obs.shape[0]))
     phi = jax.vmap(critic.phi)(state, action)
-    psi = jax.vmap(critic.psi)(goal)
     loss = jnp.mean(alpha * log_prob - paired_logits(phi, psi, args.energy_fn))
     return loss, log_prob
+
+
+def loss_fn(nets, alpha, state, action, goal, key, args: Args):
+    """Actor loss + critic loss, so that one backward pass gives both networks their gradients,
+    with psi(g) computed once. The critic loss does not read the actor, and the actor loss
+    reads the critic through stop_gradient: each network's gradient is its own loss's, both
+    losses scored by the critic before its step, as with two separate gradients (JaxGCRL's
+    update; the same parameters to the bit, tests/test_crl_infonce.py)."""
+    actor, critic = nets
+    psi = jax.vmap(critic.psi)(goal)
+    critic_loss, critic_metrics = critic_loss_fn(critic, state, action, psi, args)
+    frozen_critic, frozen_psi = jax.lax.stop_gradient((critic, psi))
+    actor_loss, log_prob = actor_loss_fn(actor, frozen_critic, alpha, state, goal, frozen_psi, key, args)
+    return actor_loss + critic_loss, (actor_loss, log_prob, critic_loss, critic_metrics)
 
 
 # ======================================================================= UPDATE
@@ -355,12 +372,14 @@ def make_update(args: Args, env):
         )
 
     def update(ts: TrainState, batch, key):
-        """Actor and temperature first, then the critic (JaxGCRL's order)."""
+        """One gradient of actor loss + critic loss, then the actor's, the temperature's and
+        the critic's steps."""
         state, action, goal = batch.obs[:, :state_dim], batch.action, batch.future_goal
         alpha = jnp.exp(ts.log_alpha)
-        (actor_loss, log_prob), actor_grads = eqx.filter_value_and_grad(actor_loss_fn, has_aux=True)(
-            ts.actor, ts.critic, alpha, state, goal, key, args
+        (_, losses), (actor_grads, critic_grads) = eqx.filter_value_and_grad(loss_fn, has_aux=True)(
+            (ts.actor, ts.critic), alpha, state, action, goal, key, args
         )
+        actor_loss, log_prob, critic_loss, critic_metrics = losses
         updates, actor_opt_state = actor_opt.update(
             actor_grads, ts.actor_opt_state, eqx.filter(ts.actor, eqx.is_inexact_array)
         )
@@ -373,9 +392,6 @@ def make_update(args: Args, env):
         updates, alpha_opt_state = alpha_opt.update(alpha_grad, ts.alpha_opt_state)
         log_alpha = ts.log_alpha + updates
 
-        (critic_loss, critic_metrics), critic_grads = eqx.filter_value_and_grad(critic_loss_fn, has_aux=True)(
-            ts.critic, state, action, goal, args
-        )
         updates, critic_opt_state = critic_opt.update(
             critic_grads, ts.critic_opt_state, eqx.filter(ts.critic, eqx.is_inexact_array)
         )
@@ -454,11 +470,16 @@ def make_train(args: Args, env, schedule, spread=lambda batch: batch):
         ts = eqx.tree_at(lambda t: t.env_steps, ts, ts.env_steps + schedule.steps_per_training_step)
 
         def gradient_steps(ts):
-            def one(ts, k):
+            def draw(k):  # a gradient step's batch and key
                 sample_key, step_key = jax.random.split(k)
-                return update(ts, spread(buffer.sample(buffer_state, sample_key, args.batch_size)), step_key)
+                return buffer.sample(buffer_state, sample_key, args.batch_size), step_key
 
-            ts, metrics = jax.lax.scan(one, ts, jax.random.split(update_key, schedule.updates_per_rollout))
+            def one(ts, xs):  # xs: a key, or with --presample its batch and key, drawn already
+                batch, step_key = xs if args.presample else draw(xs)
+                return update(ts, spread(batch), step_key)
+
+            keys = jax.random.split(update_key, schedule.updates_per_rollout)
+            ts, metrics = jax.lax.scan(one, ts, jax.vmap(draw)(keys) if args.presample else keys)
             return ts, jax.tree.map(jnp.mean, metrics)
 
         def no_steps(ts):  # before learning starts: zeros shaped like the update's metrics

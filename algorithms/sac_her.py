@@ -71,6 +71,8 @@ class Args(RunArgs):
     """time rows per env collected before gradient steps start (whole rollouts)"""
     updates_per_rollout: int | None = None
     """gradient steps per training step; default num_envs * (episode_length - 1) / batch_size"""
+    presample: bool = False
+    """draw a training step's batches in one call before its gradient steps (the same batches; holds all of them in memory)"""
 
     # Algorithm
     actor_lr: float = 1e-4
@@ -403,7 +405,7 @@ def make_train(args: Args, env, schedule, spread=lambda batch: batch):
         ts = eqx.tree_at(lambda t: t.env_steps, ts, ts.env_steps + schedule.steps_per_training_step)
 
         def gradient_steps(ts):
-            def one(ts, k):
+            def draw(k):  # a gradient step's batch and key
                 sample_key, step_key = jax.random.split(k)
                 batch = buffer.sample_her(
                     buffer_state,
@@ -413,9 +415,14 @@ def make_train(args: Args, env, schedule, spread=lambda batch: batch):
                     env.goal_reach_thresh,
                     success_fn=jax.vmap(env.success),  # the env's own test (composite for arm_grasp)
                 )
+                return batch, step_key
+
+            def one(ts, xs):  # xs: a key, or with --presample its batch and key, drawn already
+                batch, step_key = xs if args.presample else draw(xs)
                 return update(ts, spread(batch), step_key)
 
-            ts, metrics = jax.lax.scan(one, ts, jax.random.split(update_key, schedule.updates_per_rollout))
+            keys = jax.random.split(update_key, schedule.updates_per_rollout)
+            ts, metrics = jax.lax.scan(one, ts, jax.vmap(draw)(keys) if args.presample else keys)
             return ts, jax.tree.map(jnp.mean, metrics)
 
         def no_steps(ts):  # before learning starts: zeros shaped like the update's metrics

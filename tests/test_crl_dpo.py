@@ -68,7 +68,7 @@ def test_preference_metrics():
     args = dpo.Args(width=16, depth=1, repr_dim=4, logsumexp_penalty=0.0, preference_loss="dpo", beta=2.0)
     critic = dpo.Critic(3, 2, 2, args, jax.random.PRNGKey(0))
     state, action, goal = (jax.random.normal(jax.random.PRNGKey(i), (5, d)) for i, d in [(1, 3), (2, 2), (3, 2)])
-    loss, metrics = dpo.critic_loss_fn(critic, state, action, goal, args)
+    loss, metrics = dpo.critic_loss_fn(critic, state, action, jax.vmap(critic.psi)(goal), args)
     logits = np.asarray(dpo.pairwise_logits(jax.vmap(critic.phi)(state, action), jax.vmap(critic.psi)(goal), "norm"))
     margins = np.array([logits[i, i] - logits[i, j] for i in range(5) for j in range(5) if i != j])
     np.testing.assert_allclose(float(metrics["margin"]), margins.mean(), rtol=1e-5, atol=1e-6)

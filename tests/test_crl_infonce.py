@@ -114,7 +114,7 @@ def test_critic_loss_adds_the_logsumexp_penalty_and_reports_metrics():
     args = crl.Args(width=16, depth=1, repr_dim=4, logsumexp_penalty=0.3)
     critic = crl.Critic(3, 2, 2, args, jax.random.PRNGKey(0))
     state, action, goal = (jax.random.normal(jax.random.PRNGKey(i), (5, d)) for i, d in [(1, 3), (2, 2), (3, 2)])
-    loss, metrics = crl.critic_loss_fn(critic, state, action, goal, args)
+    loss, metrics = crl.critic_loss_fn(critic, state, action, jax.vmap(critic.psi)(goal), args)
     phi = np.asarray(jax.vmap(critic.phi)(state, action))
     psi = np.asarray(jax.vmap(critic.psi)(goal))
     logits = np_energy(phi, psi, "norm")

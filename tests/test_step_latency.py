@@ -14,7 +14,7 @@ from conftest import REPO
 @pytest.mark.slow  # compiles every variant in two fresh processes: about 45 s
 def test_step_latency_runs_every_variant_and_each_keeps_the_results():
     script = REPO / "results" / "notes" / "step_latency.py"
-    variants = ["loops", "unroll1", "unroll4", "while", "joint", "presample"]
+    variants = ["loops", "unroll1", "unroll4", "while", "two_grads", "presample"]
     command = [sys.executable, str(script), "--tiny", "--depths", "4", "--variants", *variants]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=REPO)
     assert done.returncode == 0, done.stderr[-3000:]

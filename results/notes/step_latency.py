@@ -19,11 +19,10 @@ Variants, one row each per depth:
 * `while`: `--while-of` (default `loops`) in a child process with `XLA_FLAGS` plus `--xla-flags`
   (default `--xla_gpu_enable_command_buffer=+WHILE`: CUDA graphs may hold while loops; XLA reads
   its flags once per process; on CPU the flag changes nothing);
-* `joint`: one gradient of actor loss + critic loss over (actor, critic) with psi(g) computed
-  once; the actor's loss reads the critic through `stop_gradient`, as today's two gradients
-  both read the critic before its step;
+* `two_grads`: the update before its one joint gradient (JaxGCRL's): the actor's gradient,
+  then the critic's, each computing psi(g); a ratio above 1 is what the joint gradient saves;
 * `presample`: the call's batches drawn by one vmapped `buffer.sample` before the scan, from the
-  same keys.
+  same keys, as the algorithm files' `--presample` does.
 
 Columns: compile s (XLA's compile of one call, lowering excluded); while loops in the compiled
 program; ms per gradient step, the median over `--rounds` rounds (a round times every in-process
@@ -58,7 +57,7 @@ import envs
 from algorithms import crl_infonce as crl
 from buffers import BufferState, TrajectoryBuffer, Transition
 
-VARIANTS = ("loops", "unroll1", "unroll4", "while", "joint", "presample")
+VARIANTS = ("loops", "unroll1", "unroll4", "while", "two_grads", "presample")
 
 
 @dataclass(frozen=True)
@@ -66,7 +65,7 @@ class Args:
     depths: tuple[int, ...] = (2, 4, 64)
     """critic and actor depths: 2 is ant with plain networks, a multiple of 4 humanoid with --residual --layer-norm"""
     variants: tuple[str, ...] = VARIANTS
-    """rows per depth: loops, unrollK (any K >= 1), while, joint, presample"""
+    """rows per depth: loops, unrollK (any K >= 1), while, two_grads, presample"""
     width: int = 256
     """hidden units per layer"""
     batch_size: int = 256
@@ -82,7 +81,7 @@ class Args:
     xla_flags: str = "--xla_gpu_enable_command_buffer=+WHILE"
     """what the `while` variant adds to XLA_FLAGS"""
     while_of: str = "loops"
-    """the variant the `while` child runs with those flags (loops, unrollK, joint, presample)"""
+    """the variant the `while` child runs with those flags (loops, unrollK, two_grads, presample)"""
     tiny: bool = False
     """width 8, batch 8, repr 8, 2 steps per call, one round of one call: a smoke test"""
     child: str = ""
@@ -127,43 +126,25 @@ def random_buffer(env, key) -> tuple[TrajectoryBuffer, BufferState]:
     return buffer, BufferState(data, jnp.zeros((), jnp.int32), jnp.array(buffer.capacity, jnp.int32))
 
 
-def make_joint_update(args: crl.Args, env):
-    """crl_infonce's update with one gradient of actor loss + critic loss over (actor, critic)
-    and psi(g) computed once. The sum's gradient is today's two: the critic loss does not read
-    the actor, and the actor loss reads the critic (and psi) through stop_gradient."""
+def make_two_gradient_update(args: crl.Args, env):
+    """crl_infonce's update as it was before its one joint gradient (and as JaxGCRL writes it):
+    the actor's gradient, with the critic held fixed, then the critic's, each computing its own
+    psi(g): one more backward pass and psi computed twice."""
     actor_opt, critic_opt, alpha_opt = optax.adam(args.actor_lr), optax.adam(args.critic_lr), optax.adam(args.alpha_lr)
     state_dim, target_entropy = env.state_dim, -args.target_entropy_scale * env.action_size
 
-    def joint_loss_fn(nets, alpha, state, action, goal, key):
-        actor, critic = nets
-        psi = jax.vmap(critic.psi)(goal)
-        phi = jax.vmap(critic.phi)(state, action)
-        logits = crl.pairwise_logits(phi, psi, args.energy_fn)
-        logsumexp = jax.nn.logsumexp(logits, axis=1)
-        penalty = args.logsumexp_penalty * jnp.mean(logsumexp**2)
-        critic_loss = crl.contrastive_loss(logits, args.contrastive_loss) + penalty
-        n = logits.shape[0]
-        critic_metrics = {
-            "categorical_accuracy": jnp.mean(jnp.argmax(logits, axis=1) == jnp.arange(n)),
-            "logits_pos": jnp.mean(jnp.diag(logits)),
-            "logits_neg": jnp.sum(logits * (1.0 - jnp.eye(n))) / (n * (n - 1.0)),
-            "logsumexp": jnp.mean(logsumexp),
-        }
-        critic_now = jax.lax.stop_gradient(critic)
-        obs = jnp.concatenate([state, goal], axis=-1)
-        policy_action, log_prob = jax.vmap(actor.sample)(obs, jax.random.split(key, obs.shape[0]))
-        policy_phi = jax.vmap(critic_now.phi)(state, policy_action)
-        paired = crl.paired_logits(policy_phi, jax.lax.stop_gradient(psi), args.energy_fn)
-        actor_loss = jnp.mean(alpha * log_prob - paired)
-        return actor_loss + critic_loss, (actor_loss, log_prob, critic_loss, critic_metrics)
+    def actor_loss_fn(actor, critic, alpha, state, goal, key):
+        return crl.actor_loss_fn(actor, critic, alpha, state, goal, jax.vmap(critic.psi)(goal), key, args)
+
+    def critic_loss_fn(critic, state, action, goal):
+        return crl.critic_loss_fn(critic, state, action, jax.vmap(critic.psi)(goal), args)
 
     def update(ts: crl.TrainState, batch, key):
         state, action, goal = batch.obs[:, :state_dim], batch.action, batch.future_goal
         alpha = jnp.exp(ts.log_alpha)
-        aux, (actor_grads, critic_grads) = eqx.filter_value_and_grad(joint_loss_fn, has_aux=True)(
-            (ts.actor, ts.critic), alpha, state, action, goal, key
+        (actor_loss, log_prob), actor_grads = eqx.filter_value_and_grad(actor_loss_fn, has_aux=True)(
+            ts.actor, ts.critic, alpha, state, goal, key
         )
-        actor_loss, log_prob, critic_loss, critic_metrics = aux[1]
         updates, actor_opt_state = actor_opt.update(actor_grads, ts.actor_opt_state, ts.actor)
         actor = eqx.apply_updates(ts.actor, updates)
 
@@ -173,6 +154,9 @@ def make_joint_update(args: crl.Args, env):
         alpha_loss, alpha_grad = jax.value_and_grad(alpha_loss_fn)(ts.log_alpha)
         updates, alpha_opt_state = alpha_opt.update(alpha_grad, ts.alpha_opt_state)
         log_alpha = ts.log_alpha + updates
+        (critic_loss, critic_metrics), critic_grads = eqx.filter_value_and_grad(critic_loss_fn, has_aux=True)(
+            ts.critic, state, action, goal
+        )
         updates, critic_opt_state = critic_opt.update(critic_grads, ts.critic_opt_state, ts.critic)
         critic = eqx.apply_updates(ts.critic, updates)
         metrics = {
@@ -191,7 +175,7 @@ def make_joint_update(args: crl.Args, env):
 
 def make_steps(update, buffer: TrajectoryBuffer, batch_size: int, num_steps: int, presample: bool):
     """steps(ts, buffer_state, key) -> (ts, mean metrics): `num_steps` gradient steps as
-    crl_infonce's training step runs them, or with the batches drawn first (`presample`)."""
+    crl_infonce's training step runs them (its `gradient_steps`), with or without --presample."""
 
     def steps(ts, buffer_state, key):
         keys = jax.random.split(key, num_steps)
@@ -239,8 +223,8 @@ def build(args: Args, depth: int, variant: str, env, buffer: TrajectoryBuffer, b
     match = re.fullmatch(r"unroll(\d+)", variant)
     cfg = net_args(args, depth, int(match.group(1)) if match else 0)
     init, update = crl.make_update(cfg, env)
-    if variant == "joint":
-        update = make_joint_update(cfg, env)
+    if variant == "two_grads":
+        update = make_two_gradient_update(cfg, env)
     steps = make_steps(update, buffer, cfg.batch_size, args.steps_per_call, variant == "presample")
     inputs = (init(jax.random.PRNGKey(0)), buffer_state, jax.random.PRNGKey(2))
     lowered = jax.jit(steps).lower(*inputs)
