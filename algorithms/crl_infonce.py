@@ -72,8 +72,8 @@ class Args(RunArgs):
     """time rows per env collected before gradient steps start (whole rollouts)"""
     updates_per_rollout: int | None = None
     """gradient steps per training step; default num_envs * (episode_length - 1) / batch_size"""
-    presample: bool = False
-    """draw a training step's batches in one call before its gradient steps (the same batches; holds all of them in memory)"""
+    presample: bool = True
+    """draw a training step's batches in one call before its gradient steps: the same batches, all held in memory (about an episode of every env), faster on CPU (results/notes/step_latency.md)"""
 
     # Algorithm
     actor_lr: float = 3e-4
@@ -340,11 +340,10 @@ def actor_loss_fn(actor, critic, alpha, state, goal, psi, key, args: Args):
 
 
 def loss_fn(nets, alpha, state, action, goal, key, args: Args):
-    """Actor loss + critic loss, so that one backward pass gives both networks their gradients,
-    with psi(g) computed once. The critic loss does not read the actor, and the actor loss
-    reads the critic through stop_gradient: each network's gradient is its own loss's, both
-    losses scored by the critic before its step, as with two separate gradients (JaxGCRL's
-    update; the same parameters to the bit, tests/test_crl_infonce.py)."""
+    """Actor loss + critic loss: one backward pass for both networks, psi(g) computed once. The
+    critic loss does not read the actor, and the actor loss reads the critic through
+    stop_gradient, so each network gets its own loss's gradient, from the critic before its
+    step: JaxGCRL's two separate gradients in one (tests/test_gradient_steps.py)."""
     actor, critic = nets
     psi = jax.vmap(critic.psi)(goal)
     critic_loss, critic_metrics = critic_loss_fn(critic, state, action, psi, args)

@@ -76,7 +76,7 @@ class Args(RunArgs):
     updates_per_rollout: int | None = None
     """gradient steps per training step; default num_envs * (episode_length - 1) / batch_size"""
     presample: bool = False
-    """draw a training step's batches in one call before its gradient steps (the same batches; holds all of them in memory)"""
+    """draw a training step's batches in one call before its gradient steps: the same batches, all held in memory (about an episode of every env), not faster here on CPU (results/notes/step_latency.md)"""
 
     # Algorithm
     actor_lr: float = 3e-4
