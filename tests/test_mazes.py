@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import mujoco
 import numpy as np
 import pytest
-from conftest import first_states, make_env
+from conftest import first_states, load_algorithm, make_env
 
 from envs.maze import LAYOUTS, Maze
 
@@ -87,3 +87,16 @@ def test_every_goal_cell_can_be_reached_from_the_start(layout):
                 frontier.append(cell)
     goals = {(i, j) for i, row in enumerate(grid) for j, c in enumerate(row) if c == "G"}
     assert goals <= seen, f"{layout}: goal cells {sorted(goals - seen)} cannot be reached from {start}"
+
+
+def test_every_layout_is_jaxgcrls_grid_cell_by_cell():
+    """The grids of results/notes/env_fidelity.py (read from JaxGCRL's maze files), compared by
+    the function that writes the fidelity page's "maze grid" row; that row names a changed cell."""
+    fidelity = load_algorithm("env_fidelity", folder="results/notes")
+    assert sorted(LAYOUTS) == sorted(fidelity.JAXGCRL_MAZES)
+    for layout, grid in LAYOUTS.items():
+        assert fidelity.grid_difference(grid, fidelity.JAXGCRL_MAZES[layout]) == "the same grid, cell by cell"
+    shifted = list(LAYOUTS["big"])
+    shifted[3] = "111GGG11"  # the row this layout once had, which walled the start off
+    difference = fidelity.grid_difference(tuple(shifted), fidelity.JAXGCRL_MAZES["big"])
+    assert difference.startswith("differs at (3, 2): 1 / G") and "(3, 5): G / 1" in difference

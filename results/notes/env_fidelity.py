@@ -34,6 +34,25 @@ ANT_JAXGCRL = {
 }
 MAZE_GOALS = "a G cell centre, uniform (cell {s} m; row i is world x)"
 
+# JaxGCRL's maze grids, row by row (1 wall, R the start cell, G a goal cell; row i is world x):
+# U_MAZE, BIG_MAZE and HARDEST_MAZE, the same in jaxgcrl/envs/ant_maze.py, humanoid_maze.py and
+# simple_maze.py. Ours are envs/maze.py's LAYOUTS; `grid_difference` compares them cell by cell.
+JAXGCRL_MAZES = {
+    "u": ("11111", "1RGG1", "111G1", "1GGG1", "11111"),
+    "big": ("11111111", "1RG11GG1", "1GG1GGG1", "11GGG111", "1GG1GGG1", "1G1GG1G1", "1GGG1GG1", "11111111"),
+    "hardest": (
+        "111111111111",
+        "1RGGG1GGGGG1",
+        "1G11G1G1G1G1",
+        "1GGGGGG1GGG1",
+        "1G1111G111G1",
+        "1GG1G1GGGGG1",
+        "11G1G1G1G111",
+        "1GG1GGG1GGG1",
+        "111111111111",
+    ),
+}
+
 # JaxGCRL's task definitions, per env id. Sources: jaxgcrl/envs/{reacher,half_cheetah,pusher,
 # ant,ant_ball,ant_push,ant_maze,humanoid,humanoid_maze,simple_maze}.py,
 # jaxgcrl/envs/manipulation/arm_*.py, jaxgcrl/utils/env.py (default backends),
@@ -109,6 +128,7 @@ BENCHMARK = {
     "ant_maze": {
         **ANT_JAXGCRL,
         "backend": "spring",
+        "grid": "the id's U_MAZE, BIG_MAZE or HARDEST_MAZE (in the script: JAXGCRL_MAZES)",
         "goal": MAZE_GOALS.format(s=4),
         "start": "torso at the R cell centre (4, 4), exactly; z, joints and qd as `ant`",
         "success": "|torso xy - goal| < 0.5",
@@ -129,6 +149,7 @@ BENCHMARK = {
     },
     "humanoid_maze": {
         "backend": "spring",
+        "grid": "the id's U_MAZE, BIG_MAZE or HARDEST_MAZE (in the script: JAXGCRL_MAZES)",
         "goal": MAZE_GOALS.format(s=2) + ", z = 1.25",
         "start": "torso at (2, 2), standing, no noise",
         "success": "3-D |torso xyz - goal| < 0.5; reward always dense",
@@ -141,6 +162,7 @@ BENCHMARK = {
     },
     "simple_maze": {
         "backend": "spring",
+        "grid": "the id's U_MAZE, BIG_MAZE or HARDEST_MAZE (in the script: JAXGCRL_MAZES)",
         "goal": MAZE_GOALS.format(s=4),
         "start": "ball at the R cell centre (4, 4), velocity 0.1 N(0, 1)",
         "success": "|ball xy - goal| < 0.5; reward always dense (-dist + 1 - 0.5 |a|^2)",
@@ -393,6 +415,19 @@ def contacts(env) -> str:
     return "; ".join(f"{k} with {', '.join(sorted(set(v)))}" for k, v in sorted(by_first.items()))
 
 
+def grid_difference(ours: tuple[str, ...], theirs: tuple[str, ...]) -> str:
+    """'the same grid' or the cells where two grids differ, as (row, column): ours / theirs."""
+    if [len(row) for row in ours] != [len(row) for row in theirs]:
+        return f"a different shape: {len(ours)} rows of {len(ours[0])} against {len(theirs)} of {len(theirs[0])}"
+    cells = [
+        f"({i}, {j}): {a} / {b}"
+        for i, (row, their_row) in enumerate(zip(ours, theirs))
+        for j, (a, b) in enumerate(zip(row, their_row))
+        if a != b
+    ]
+    return "the same grid, cell by cell" if not cells else "differs at " + ", ".join(cells) + " (ours / JaxGCRL's)"
+
+
 def measure(env_id: str, resets: int) -> dict:
     env = envs.make(env_id)
     first = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.PRNGKey(0), resets))
@@ -400,7 +435,9 @@ def measure(env_id: str, resets: int) -> dict:
     goal = np.asarray(first.info["goal"])
     distance = np.linalg.norm(achieved[:, :3] - goal[:, :3], axis=1) if env_id != "arm_grasp" else None
     z = env.healthy_z_range
+    maze = getattr(env, "maze", None)
     return {
+        "grid": "-" if maze is None else f"`{maze.layout}`: " + grid_difference(maze.grid, JAXGCRL_MAZES[maze.layout]),
         "backend": env.backend,
         "goal": box(goal),
         "start": "achieved goal at reset: " + box(achieved),
@@ -416,6 +453,7 @@ def measure(env_id: str, resets: int) -> dict:
 
 ROWS = [
     ("default backend", "backend"),
+    ("maze grid", "grid"),
     ("goal region (world)", "goal"),
     ("start region (world)", "start"),
     ("start to goal", "distance"),
@@ -437,6 +475,8 @@ def section(env_id: str, ours: dict) -> str:
     theirs = BENCHMARK[family]
     lines = [f"## `{env_id}`", "", "| | JaxGCRL | ours (measured) |", "|---|---|---|"]
     for label, key in ROWS:
+        if key == "grid" and ours[key] == "-":
+            continue  # not a maze
         lines.append(f"| {label} | {cell(theirs.get(key, '-'))} | {cell(ours[key])} |")
     if "actions" in theirs:
         lines.append(f"| body and actions | {cell(theirs['actions'])} | see the env file's docstring |")
