@@ -477,8 +477,11 @@ def make_train(args: Args, env, schedule, spread=lambda batch: batch):
                 batch, step_key = xs if args.presample else draw(xs)
                 return update(ts, spread(batch), step_key)
 
-            keys = jax.random.split(update_key, schedule.updates_per_rollout)
-            ts, metrics = jax.lax.scan(one, ts, jax.vmap(draw)(keys) if args.presample else keys)
+            xs = jax.random.split(update_key, schedule.updates_per_rollout)  # a key per gradient step
+            if args.presample:  # all batches at once, each split over the devices as `one` splits it
+                batches, step_keys = jax.vmap(draw)(xs)
+                xs = (jax.vmap(spread)(batches), step_keys)
+            ts, metrics = jax.lax.scan(one, ts, xs)
             return ts, jax.tree.map(jnp.mean, metrics)
 
         def no_steps(ts):  # before learning starts: zeros shaped like the update's metrics

@@ -424,8 +424,11 @@ def make_train(args: Args, env, schedule, spread=lambda batch: batch):
                 batch, step_key = xs if args.presample else draw(xs)
                 return update(ts, spread(batch), step_key)
 
-            keys = jax.random.split(update_key, schedule.updates_per_rollout)
-            ts, metrics = jax.lax.scan(one, ts, jax.vmap(draw)(keys) if args.presample else keys)
+            xs = jax.random.split(update_key, schedule.updates_per_rollout)  # a key per gradient step
+            if args.presample:  # all batches at once, each split over the devices as `one` splits it
+                batches, step_keys = jax.vmap(draw)(xs)
+                xs = (jax.vmap(spread)(batches), step_keys)
+            ts, metrics = jax.lax.scan(one, ts, xs)
             # actor_loss: the mean over the steps that updated the actor (every policy_frequency-th)
             actor_updates = jnp.maximum(jnp.sum(metrics.pop("actor_updated")), 1.0)
             return ts, {**jax.tree.map(jnp.mean, metrics), "actor_loss": jnp.sum(metrics["actor_loss"]) / actor_updates}

@@ -118,42 +118,43 @@ class TrajectoryBuffer:
         verbose: bool = True,
         copies: int = 1,
         devices: int = 1,
-        batch_rows: int = 0,
+        batch_bytes: int = 0,
     ) -> int:
         """Print the footprint and raise `BufferMemoryError` when it exceeds free memory.
         `copies` buffers of this size are needed (one per seed with --num-seeds), their env
-        columns split evenly over `devices` devices; the check is per device. `batch_rows`
-        rows of each copy are drawn at once beside it (--presample: a training step's
-        batches), counted whole on every device."""
+        columns split evenly over `devices` devices; the check is per device. `batch_bytes` are
+        drawn at once beside each copy (--presample: a training step's batches), split over
+        the devices too."""
         row = self.nbytes(example) // (self.capacity * self.num_envs)
         buffers = self.nbytes(example) * copies // devices
-        batches = batch_rows * row * copies
+        batches = batch_bytes * copies // devices
         need = buffers + batches
         free = _free_device_memory(device or jax.devices()[0])
         seeds = f" x {copies} seeds" if copies > 1 else ""
-        per_device = f", {buffers / 2**20:.1f} MiB on each of {devices} devices" if devices > 1 else ""
+        per_device = f", {need / 2**20:.1f} MiB on each of {devices} devices" if devices > 1 else ""
         if verbose:
-            drawn = f"; batches drawn at once: {batches / 2**20:.1f} MiB" if batches else ""
+            drawn = f", and {batches * devices / 2**20:.1f} MiB of batches drawn at once" if batches else ""
             print(
                 f"replay buffer: {buffers * devices / 2**20:.1f} MiB ({self.capacity} rows x {self.num_envs} envs "
-                f"x {row} B{seeds}{per_device}){drawn}"
+                f"x {row} B{seeds}){drawn}{per_device}"
+            )
+        if free is not None and batches >= free:
+            raise BufferMemoryError(
+                f"A training step's batches, drawn at once (--presample), need {batches / 2**30:.2f} GiB per device "
+                f"but only {free / 2**30:.2f} GiB of device memory is free. Pass --no-presample to draw them one "
+                "by one, or lower --num-envs or --updates-per-rollout."
             )
         if free is not None and need > free:
             fits = max(
                 self.unroll_length,
-                int(max(free - batches, 0) // (buffers // self.capacity)) // self.unroll_length * self.unroll_length,
+                int((free - batches) // (buffers // self.capacity)) // self.unroll_length * self.unroll_length,
             )
             seeds_fit = int(free // (need // copies))
             fewer_seeds = f", --num-seeds (at most {seeds_fit} fit)" if copies > 1 and seeds_fit >= 1 else ""
-            presampled = (
-                f" and {batches / 2**30:.2f} GiB for a training step's batches drawn at once (--no-presample "
-                "draws them one by one)"
-                if batches
-                else ""
-            )
+            drawn = f" beside {batches / 2**30:.2f} GiB of batches drawn at once (--no-presample frees them)"
             raise BufferMemoryError(
                 f"The replay buffer needs {buffers / 2**30:.2f} GiB per device ({self.capacity} rows x {self.num_envs} "
-                f"envs{seeds}{f' over {devices} devices' if devices > 1 else ''}){presampled} "
+                f"envs{seeds}{f' over {devices} devices' if devices > 1 else ''}){drawn if batches else ''} "
                 f"but only {free / 2**30:.2f} GiB of device memory is free. Lower --buffer-size "
                 f"(at most {fits} fits with this --num-envs{' and --num-seeds' if copies > 1 else ''}){fewer_seeds} "
                 "or --num-envs."

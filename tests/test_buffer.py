@@ -225,10 +225,13 @@ def test_memory_estimate_and_clear_error_when_it_does_not_fit(capsys):
         huge.check_memory(example, verbose=False)
     assert "--num-envs" in str(error.value) and "presample" not in str(error.value)
     # a training step's batches drawn at once count too, and the message says how to free them
-    row = small.nbytes(example) // (100 * 4)
-    assert small.check_memory(example, batch_rows=50, verbose=False) == small.nbytes(example) + 50 * row
-    with pytest.raises(BufferMemoryError, match="--no-presample"):
-        small.check_memory(example, verbose=False, batch_rows=10**12)
+    assert small.check_memory(example, batch_bytes=5000, verbose=False) == small.nbytes(example) + 5000
+    assert (
+        small.check_memory(example, batch_bytes=5000, copies=2, devices=2, verbose=False)
+        == small.nbytes(example) + 5000
+    )
+    with pytest.raises(BufferMemoryError, match="Pass --no-presample"):
+        small.check_memory(example, verbose=False, batch_bytes=10**18)
 
 
 def test_her_rewards_use_the_envs_own_success_test_for_composite_goals():

@@ -556,11 +556,11 @@ def test_the_runners_tables_on_a_full_or_read_only_disk_stop_in_one_line_and_lea
 
 
 def test_compare_files_times_two_versions_alternately_and_prints_their_ratio():
-    """The same file against itself with --presample for the second version only."""
+    """The same file against itself with --no-presample for the first version only."""
     tiny = "--num-envs 4 --unroll-length 10 --batch-size 16 --buffer-size 100 --learning-starts 10 --width 16 --depth 1"
     script = str(ROOT / "results" / "tools" / "compare_files.py")
     algorithm = str(ROOT / "algorithms" / "crl_infonce.py")
-    command = [sys.executable, script, "--a", algorithm, "--b", algorithm, "--b-flags=--presample"]
+    command = [sys.executable, script, "--a", algorithm, "--b", algorithm, "--a-flags=--no-presample"]
     command += [f"--flags={tiny} --updates-per-rollout 2 --episode-length 20", "--steps", "2", "--rounds", "2"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -569,4 +569,5 @@ def test_compare_files_times_two_versions_alternately_and_prints_their_ratio():
     for _, a_sps, b_sps, ratio in rows[1:]:
         a_sps, b_sps = float(a_sps.replace(",", "")), float(b_sps.replace(",", ""))
         assert min(a_sps, b_sps) > 0 and abs(float(ratio) - b_sps / a_sps) < 0.01
-    assert "b: " in result.stdout and "--presample" in result.stdout.split("b: ")[1].splitlines()[0]
+    assert "--no-presample" in result.stdout.split("a: ")[1].splitlines()[0]
+    assert "presample" not in result.stdout.split("b: ")[1].splitlines()[0]

@@ -110,7 +110,7 @@ class RunArgs:
 def resumed_args(cli: RunArgs, algorithm: str) -> RunArgs:
     """The flags of the run in `cli.resume` (a run of `algorithm`, as an instance of `cli`'s
     class); flags given on the command line with --resume must agree with them, except the
-    devices, which may change: the results do not depend on them."""
+    devices and --presample, which may change: the results do not depend on them."""
     Args = type(cli)
     try:
         record, first = read_run(cli.resume, algorithm)
@@ -119,13 +119,14 @@ def resumed_args(cli: RunArgs, algorithm: str) -> RunArgs:
         raise ConfigError(f"--resume: {error}.") from None
     resumable = os.path.normpath(first) == os.path.normpath(cli.resume)
     require(resumable, f"--resume {cli.resume}: this seed belongs to a --num-seeds run; resume {first}.")
-    keep = ("resume", "num_devices", "distributed", "checkpoint_on_stop")
+    # flags a resumed run may change, since its results do not depend on them (--presample, an
+    # algorithm file's flag, draws the same batches)
+    free = [name for name in ("num_devices", "distributed", "checkpoint_on_stop", "presample") if hasattr(cli, name)]
+    keep = ("resume", *free)
     given = [f.name for f in fields(Args) if getattr(cli, f.name) != getattr(Args(), f.name) and f.name not in keep]
     changed = [f"--{name.replace('_', '-')}" for name in given if getattr(cli, name) != getattr(args, name)]
     require(not changed, f"--resume continues the run with its own flags; drop {', '.join(changed)}.")
-    return replace(
-        args, num_devices=cli.num_devices, distributed=cli.distributed, checkpoint_on_stop=cli.checkpoint_on_stop
-    )
+    return replace(args, **{name: getattr(cli, name) for name in free})
 
 
 def make_env(args: RunArgs):

@@ -112,8 +112,12 @@ def build_program(algorithm: Algorithm, args: RunArgs, env, schedule: Schedule) 
     mesh = devices.make_mesh(args.num_devices, args.num_envs, args.batch_size)
     init, training_step, vec_env, buffer = algorithm.make_train(args, env, schedule, devices.spread_over(mesh))
     example = Transition.example(env.observation_size, env.action_size)
-    presampled = schedule.updates_per_rollout * args.batch_size if getattr(args, "presample", False) else 0
-    buffer.check_memory(example, copies=args.num_seeds, devices=mesh.size if mesh else 1, batch_rows=presampled)
+    presampled = 0
+    if getattr(args, "presample", False):  # a training step's batches, drawn at once beside the buffer
+        state = jax.eval_shape(buffer.init, example)
+        batch = jax.eval_shape(lambda s: buffer.sample(s, jax.random.PRNGKey(0), args.batch_size), state)
+        presampled = schedule.updates_per_rollout * sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(batch))
+    buffer.check_memory(example, copies=args.num_seeds, devices=mesh.size if mesh else 1, batch_bytes=presampled)
     init = devices.seed_axis(init, args.num_seeds)
     evaluate = devices.seed_axis(algorithm.make_evaluate(args, env), args.num_seeds)
     chunk = devices.seed_axis(algorithm.make_chunk(training_step), args.num_seeds, in_axes=(0, None))

@@ -414,6 +414,7 @@ def schedule_line(flags: list[str]) -> str:
 # Arguments that do not change what a run learns or measures: a run recorded with other values
 # of these is still the job's (the runner's own --run-root, a later --resume, logging, saving).
 NOT_COMPARED = {
+    "presample",
     "run_root",
     "resume",
     "track",

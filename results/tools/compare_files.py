@@ -5,16 +5,19 @@ check that a change is not slower, with the noise of a shared machine cancelled 
     python results/tools/compare_files.py --a /tmp/old/algorithms/crl_infonce.py --b algorithms/crl_infonce.py \
         --flags="--env-id reacher --episode-length 51 --unroll-length 50 --backend generalized" --rounds 7
     python results/tools/compare_files.py --a algorithms/crl_infonce.py --b algorithms/crl_infonce.py \
-        --b-flags=--presample --flags="--env-id reacher --episode-length 51 --unroll-length 50"
+        --a-flags=--no-presample --flags="--env-id reacher --episode-length 51 --unroll-length 50"
 
 (A value that starts with `--` is given with `=`.)
 
 Both files are loaded as modules of this checkout, so they run on its harness (`algorithms/run/`),
-envs and buffer: a file from another commit must fit them. Each version's training chunk (the
-file's own `make_train` and `make_chunk`) is compiled, run until the buffer holds
-`learning_starts` rows, then timed for `--steps` training steps per call. A round times both
-once, starting with the other one each round; the ratio (b's SPS over a's) is the median of the
-rounds' ratios. Each version also gets its own median SPS and compile seconds.
+envs and buffer: a file from another commit must fit them. (Run by path, a script in another
+git worktree would import this checkout's `algorithms` through the editable install unless
+`PYTHONPATH` names the worktree; loading the files by path avoids that.) Each version's training
+chunk (the file's own `make_train` and `make_chunk`, its carry donated as in a run) is compiled,
+run until the buffer holds `learning_starts` rows, then timed for `--steps` training steps per
+call. A round times both once, starting with the other one each round; the ratio (b's SPS over
+a's) is the median of the rounds' ratios. Each version also gets its own median SPS and the
+seconds of its first call (compile and warm-up).
 """
 
 from __future__ import annotations
@@ -62,12 +65,13 @@ def load(path: str, name: str):
 
 
 def prepare(module, flags: list[str], steps: int):
-    """(a call of `steps` training steps on the carry it keeps, env steps per call, compile s)."""
+    """(a call of `steps` training steps on the carry it keeps, env steps per call, seconds of the
+    first call: compile and the warm-up training steps)."""
     args = tyro.cli(module.Args, args=flags)
     env = run.make_env(args)
     schedule = run.make_schedule(args, env)
     init, training_step, _, _ = module.make_train(args, env, schedule)
-    chunk = jax.jit(module.make_chunk(training_step))
+    chunk = jax.jit(module.make_chunk(training_step), donate_argnums=0)  # as the harness runs it
     carry = jax.jit(init)(jax.random.PRNGKey(args.seed))
     warmup = max(1, -(-schedule.learning_start_rows // args.unroll_length))
     start = time.perf_counter()
@@ -94,7 +98,7 @@ def main(args: Args) -> None:
         )
     print(f"jax {jax.__version__} on {jax.devices()[0].device_kind}; {args.steps} training steps per call")
     for name, version in versions.items():
-        print(f"{name}: {version['label']} (first call, compile included: {version['compile_s']:.1f} s)")
+        print(f"{name}: {version['label']} (first call, compile and warm-up: {version['compile_s']:.1f} s)")
     print("\n| round | a SPS | b SPS | b / a |\n|---:|---:|---:|---:|")
     ratios = []
     for round_index in range(args.rounds):

@@ -13,7 +13,8 @@ loop's seconds and its SPS per seed. The table ends with each K's process wall t
 of K = 1: K seeds for the price of one would be 1.0, seeds run one after another K.
 
 Before compiling, a run refuses a K whose replay buffers do not fit in the device's free memory
-(`TrajectoryBuffer.check_memory`, about 2.9 GB per seed for ant at 1024 envs), with exit code 2
+(`TrajectoryBuffer.check_memory`, about 2.9 GB per seed for ant at 1024 envs, plus 0.3 GB of
+batches drawn at once with crl_infonce's default `--presample`), with exit code 2
 and the largest --buffer-size that fits; the table shows that row as refused.
 """
 
