@@ -138,9 +138,9 @@ class TrajectoryBuffer:
                 f"replay buffer: {buffers * devices / 2**20:.1f} MiB ({self.capacity} rows x {self.num_envs} envs "
                 f"x {row} B{seeds}){drawn}{per_device}"
             )
-        if free is not None and batches >= free:
+        if free is not None and batch_bytes // devices >= free:  # one seed's batches alone do not fit
             raise BufferMemoryError(
-                f"A training step's batches, drawn at once (--presample), need {batches / 2**30:.2f} GiB per device "
+                f"A training step's batches, drawn at once (--presample), need {batch_bytes // devices / 2**30:.2f} GiB per device "
                 f"but only {free / 2**30:.2f} GiB of device memory is free. Pass --no-presample to draw them one "
                 "by one, or lower --num-envs or --updates-per-rollout."
             )

@@ -15,6 +15,7 @@ import pytest
 from scipy import stats
 
 from buffers import BufferMemoryError, TrajectoryBuffer, Transition
+from buffers import trajectory as buffers_module
 
 NUM_ENVS = 3
 UNROLL = 4
@@ -232,6 +233,11 @@ def test_memory_estimate_and_clear_error_when_it_does_not_fit(capsys):
     )
     with pytest.raises(BufferMemoryError, match="Pass --no-presample"):
         small.check_memory(example, verbose=False, batch_bytes=10**18)
+    # many seeds whose batches only fit a few at a time: the seeds are the advice, the batches named
+    free = buffers_module._free_device_memory(jax.devices()[0])
+    with pytest.raises(BufferMemoryError, match=r"--num-seeds \(at most 1 fit\)") as error:
+        small.check_memory(example, verbose=False, batch_bytes=int(free * 0.6), copies=64)
+    assert "--no-presample frees them" in str(error.value)
 
 
 def test_her_rewards_use_the_envs_own_success_test_for_composite_goals():
