@@ -107,6 +107,16 @@ class Maze:
         inside = 0 <= i < len(self.grid) and 0 <= j < len(self.grid[0])
         return inside and self.grid[i][j] == "1"
 
+    def in_wall_or_outside(self, xys) -> np.ndarray:
+        """For an (..., 2) array of world (x, y): True where the point lies in a wall cell or
+        outside the grid, a place no body should ever reach."""
+        cells = np.floor(np.asarray(xys, np.float64) / self.cell_size + 0.5).astype(np.int64)
+        rows, cols = len(self.grid), len(self.grid[0])
+        inside = (cells[..., 0] >= 0) & (cells[..., 0] < rows) & (cells[..., 1] >= 0) & (cells[..., 1] < cols)
+        walls = np.array([[c == "1" for c in row] for row in self.grid])
+        in_wall = walls[np.clip(cells[..., 0], 0, rows - 1), np.clip(cells[..., 1], 0, cols - 1)]
+        return ~inside | in_wall
+
     def wall_boxes(self) -> list[tuple[int, int, int, int]]:
         """Wall cells merged into rectangles (i0, j0, i1, j1), inclusive, covering exactly
         the wall cells: first runs along each row, then identical runs of consecutive rows."""

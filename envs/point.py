@@ -2,11 +2,20 @@
 
 JaxGCRL's point mass: a sphere of radius 0.25 m and density 5 (0.327 kg) on two slide joints
 (x, y) with armature 1 and no damping, each driven by a motor of gear 5 (action in [-1, 1]^2).
-It is undamped: under a constant push it keeps accelerating until a wall stops it. On the
-default spring backend (JaxGCRL's, and so its dynamics) brax ignores the armature, so full
-throttle accelerates the ball at 5 N / 0.327 kg = 15.3 m/s^2 (positional alike); generalized and
-mjx honour the armature: 5 N / 1.327 kg = 3.77 m/s^2. It collides with the maze walls; cell
-size 4 m; control step 0.05 s (spring/positional: 0.005 s x 10; generalized/mjx: 0.01 s x 5).
+It is undamped: under a constant push it keeps accelerating until a wall stops it. The XML
+carries JaxGCRL's brax parameters, `spring_mass_scale` 1 among them: brax's spring and
+positional pipelines scale every link's mass to m^(1 - scale), so on the default spring backend
+the ball has unit mass (and no armature: spring ignores it), and full throttle accelerates it at
+5 N / 1 kg = 5.0 m/s^2, a gain of 0.25 m/s per control step. Generalized and mjx use the true
+mass and honour the armature: 5 N / 1.327 kg = 3.77 m/s^2. Positional has gear 200, as
+JaxGCRL's (that pipeline caps the speed near gear x 0.05 m/s). Each of these was measured beside
+JaxGCRL's own env at its pins (`results/notes/maze_walls.md`): the same to 3 decimals. Without
+the scale (until 2026-12-07) the spring ball had its 0.327 kg: 15.3 m/s^2, speeds to 81 m/s
+under random bang-bang actions, and 1% of such states in a wall or outside the maze; now no
+state leaves the free cells on any layout and backend (`tests/test_mazes.py`).
+
+It collides with the maze walls; cell size 4 m; control step 0.05 s (spring/positional:
+0.005 s x 10; generalized/mjx: 0.01 s x 5).
 
 Observation (state part, `state_dim` = 4): [x, y, vx, vy]; goal = [x, y]
 (`goal_indices` = (0, 1)); success when the ball's centre is within 0.5 m of the goal.
@@ -30,6 +39,20 @@ _XML = """
 <mujoco model="point_maze">
   <compiler angle="radian" inertiafromgeom="true"/>
   <option timestep="0.005" iterations="4" ls_iterations="4"/>
+  <custom>
+    <!-- JaxGCRL's brax parameters for this body. spring_mass_scale 1 makes the spring and
+         positional pipelines treat every link as unit mass (brax scales mass as m^(1 - x)). -->
+    <numeric name="spring_mass_scale" data="1"/>
+    <numeric name="spring_inertia_scale" data="1"/>
+    <numeric name="constraint_stiffness" data="4000"/>
+    <numeric name="constraint_limit_stiffness" data="1000"/>
+    <numeric name="constraint_ang_damping" data="10"/>
+    <numeric name="constraint_vel_damping" data="20"/>
+    <numeric name="joint_scale_pos" data="0.5"/>
+    <numeric name="joint_scale_ang" data="0.2"/>
+    <numeric name="ang_damping" data="0"/>
+    <numeric name="solver_maxls" data="15"/>
+  </custom>
   <worldbody>
     <light pos="0 0 40" dir="0 0 -1" directional="true" diffuse="0.8 0.8 0.8"/>
     <geom name="floor" type="plane" size="100 100 0.1" contype="0" conaffinity="0" rgba="0.85 0.85 0.85 1"/>
@@ -64,6 +87,10 @@ class PointMaze(GoalEnv):
         if backend in ("generalized", "mjx"):
             sys = sys.tree_replace({"opt.timestep": 0.01})
             n_frames = 5
+        if backend == "positional":
+            # JaxGCRL's positional point mass has gear 200: brax's positional pipeline turns a
+            # motor into a speed limit of about gear x 0.05 m/s, and gear 5 would crawl at 0.25.
+            sys = sys.replace(actuator=sys.actuator.replace(gear=200 * jnp.ones_like(sys.actuator.gear)))
         self._velocity_noise = start_velocity_noise
         super().__init__(
             sys,

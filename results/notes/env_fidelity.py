@@ -17,7 +17,10 @@ behind it where there is one.
 from __future__ import annotations
 
 import datetime
+import importlib.util
+import pathlib
 import platform
+import sys
 from dataclasses import dataclass
 
 import jax
@@ -25,6 +28,16 @@ import numpy as np
 import tyro
 
 import envs
+
+
+def load_sibling(name: str):
+    """Import results/notes/{name}.py (this script's folder is not a package)."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, pathlib.Path(__file__).with_name(f"{name}.py"))
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[name])
+    return sys.modules[name]
+
 
 ANT_JAXGCRL = {
     "dt": "0.05 s (spring: 0.005 x 10; generalized/mjx: 0.01 x 5; mjx: Newton, 1 iteration, 4 line searches)",
@@ -172,7 +185,12 @@ BENCHMARK = {
         "termination": "none (its z test can never fire)",
         "contacts": "the ball with the walls (2 m tall)",
         "actions": "sphere radius 0.25, density 5 (0.327 kg), slide joints with armature 1, damping 0, "
-        "motors of gear 5",
+        "motors of gear 5; its XML's spring_mass_scale 1 gives the ball unit mass on spring",
+        # Measured with JaxGCRL's env at its pins, by results/notes/maze_walls.py --peer-root
+        # (results/notes/maze_walls.md).
+        "throttle": "0.250 m/s per step (5.00 m/s^2); stops with its centre 0.25 m from the wall's face "
+        "(y = 13.750 m in the U maze, 9.750 m in the big maze)",
+        "walls": "big maze: 0 of 25,600 samples in a wall or outside; largest velocity component 8 m/s",
     },
     "arm_reach": {
         "backend": "mjx (the only one)",
@@ -319,6 +337,10 @@ DIFFERENCES = {
         "CRL ignores rewards).",
         "The ball is at z = 0.25 instead of 0.75 (it has no z joint and touches nothing but the walls, "
         "so only the picture changes).",
+        "Until 2026-12-07 our XML lacked JaxGCRL's brax parameters (spring_mass_scale 1 among them), so on "
+        "spring the ball had its 0.327 kg: 15.3 m/s^2 at full throttle, speeds to 81 m/s under random "
+        "bang-bang actions, and 1% of those states in a wall or outside the maze. Every point-mass result "
+        "before that date is on that other task (results/notes/maze_walls.md).",
     ],
     "arm_reach": [
         EPISODE.format(n="100") + " Ours is 100.",
@@ -436,7 +458,22 @@ def measure(env_id: str, resets: int) -> dict:
     distance = np.linalg.norm(achieved[:, :3] - goal[:, :3], axis=1) if env_id != "arm_grasp" else None
     z = env.healthy_z_range
     maze = getattr(env, "maze", None)
+    throttle = walls = "-"
+    if env_id.startswith("simple_"):  # the point mass: full throttle and the bang-bang walk
+        maze_walls = load_sibling("maze_walls")
+        gain, end_y, end_speed = maze_walls.full_throttle(env, maze.start_xy)
+        throttle = (
+            f"{gain:.3f} m/s per step ({gain / env.dt:.2f} m/s^2); "
+            f"after 60 steps y = {end_y:.3f} m, speed {end_speed:.3f} m/s"
+        )
+        walk = maze_walls.summarise(maze, *maze_walls.bang_bang_walk(env, 0, 256, 1000, 10))
+        walls = (
+            f"{walk['escaped']} of {walk['samples']:,} samples in a wall or outside; "
+            f"largest velocity component {walk['max_velocity']:.1f} m/s"
+        )
     return {
+        "throttle": throttle,
+        "walls": walls,
         "grid": "-" if maze is None else f"`{maze.layout}`: " + grid_difference(maze.grid, JAXGCRL_MAZES[maze.layout]),
         "backend": env.backend,
         "goal": box(goal),
@@ -463,6 +500,8 @@ ROWS = [
     ("observation", "obs"),
     ("termination", "termination"),
     ("what touches what", "contacts"),
+    ("full throttle along +y from the start, at rest", "throttle"),
+    ("256 envs, 1000 steps of random bang-bang actions", "walls"),
 ]
 
 
@@ -475,8 +514,8 @@ def section(env_id: str, ours: dict) -> str:
     theirs = BENCHMARK[family]
     lines = [f"## `{env_id}`", "", "| | JaxGCRL | ours (measured) |", "|---|---|---|"]
     for label, key in ROWS:
-        if key == "grid" and ours[key] == "-":
-            continue  # not a maze
+        if key in ("grid", "throttle", "walls") and ours[key] == "-":
+            continue  # not a maze, or not the point mass
         lines.append(f"| {label} | {cell(theirs.get(key, '-'))} | {cell(ours[key])} |")
     if "actions" in theirs:
         lines.append(f"| body and actions | {cell(theirs['actions'])} | see the env file's docstring |")

@@ -1,0 +1,250 @@
+"""Do the maze walls hold, and does the point mass move as JaxGCRL's does?
+
+    python results/notes/maze_walls.py --output results/notes/maze_walls.md
+    python results/notes/maze_walls.py --env-ids simple_big_maze --point-backends spring mjx
+    python results/notes/maze_walls.py --env-ids simple_big_maze --peer-root ~/.cache/peer
+
+Two measurements per (env id, backend):
+
+* **Full throttle** (point mass only): the ball at rest in the start cell, action (0, 1) every
+  step. Its velocity gain per control step over the first ten steps (the acceleration is that
+  divided by the control step), and where it is 60 steps later: pressed against the wall
+  across the corridor, and how fast it still moves.
+* **Bang-bang walk**: `--num-envs` envs from their resets, `--steps` control steps of random
+  bang-bang actions (the sign of a uniform draw per action dimension, which is what a
+  saturated tanh policy does), the root's x, y and velocity sampled every `--every` steps.
+  The table gives the largest velocity component, its 99th percentile, and how many sampled
+  positions lie in a wall cell or outside the maze (`envs.maze.Maze.in_wall_or_outside`). A
+  maze whose walls hold has none.
+
+`--peer-root` adds JaxGCRL's point mazes, measured by the same two functions in JaxGCRL's own
+virtual environment at its pins (a checkout of commit 6dccab2 in `{peer_root}/jaxgcrl`, its venv
+in `{peer_root}/venv`, as `shared/tools/setup_peer.sh`-style setups make them): the functions
+below use only the brax `PipelineEnv` interface both codebases share (`reset`, `step`,
+`pipeline_init`, `pipeline_state.q`/`qd`), and their source is sent to that interpreter.
+"""
+
+from __future__ import annotations
+
+import datetime
+import inspect
+import json
+import os
+import pathlib
+import platform
+import subprocess
+import textwrap
+from dataclasses import dataclass
+
+import numpy as np
+import tyro
+
+MAZE_IDS = tuple(
+    f"{body}_{layout}_maze" for body in ("simple", "ant", "humanoid") for layout in ("u", "big", "hardest")
+)
+
+
+@dataclass(frozen=True)
+class Args:
+    env_ids: tuple[str, ...] = MAZE_IDS
+    """the maze envs to check"""
+    backends: tuple[str, ...] = ("default",)
+    """physics backends for the ant and humanoid mazes ('default': the env's own)"""
+    point_backends: tuple[str, ...] = ("spring", "generalized", "positional", "mjx")
+    """physics backends for the point mazes (every one they allow)"""
+    num_envs: int = 256
+    """envs in the bang-bang walk"""
+    steps: int = 1000
+    """control steps of the walk"""
+    every: int = 10
+    """sample the walk every this many steps"""
+    seed: int = 0
+    """the walk's random key"""
+    peer_root: str = ""
+    """where JaxGCRL's checkout (jaxgcrl/) and venv (venv/) are; empty: ours only"""
+    peer_env_ids: tuple[str, ...] = ("simple_u_maze", "simple_big_maze", "simple_hardest_maze")
+    """with --peer-root: the point mazes to measure JaxGCRL's env on too"""
+    peer_backends: tuple[str, ...] = ("spring",)
+    """with --peer-root: on these backends only (JaxGCRL's compiles are slow)"""
+    output: str = ""
+    """write the markdown page here (empty: print it)"""
+
+
+# ------------------------------------------------------------------ the measurements
+# Both run unchanged in JaxGCRL's environment (jax 0.4.25, brax 0.12.1): keep them to the API
+# the two share, and import inside, as their source is sent there on its own.
+def full_throttle(env, start_xy, steps=60):
+    """The ball at rest at `start_xy`, pushed along +y every step: (velocity gain per step over
+    the first 10 steps, y after `steps` steps, |velocity| after `steps` steps)."""
+    import jax
+    import jax.numpy as jnp
+
+    state = env.reset(jax.random.PRNGKey(0))
+    q = state.pipeline_state.q.at[:2].set(jnp.asarray(start_xy, jnp.float32))
+    state = state.replace(pipeline_state=env.pipeline_init(q, jnp.zeros_like(state.pipeline_state.qd)))
+    push = jnp.zeros(env.action_size).at[1].set(1.0)
+
+    def body(state, _):
+        state = env.step(state, push)
+        return state, (state.pipeline_state.q[:2], state.pipeline_state.qd[:2])
+
+    _, (xy, velocity) = jax.jit(lambda s: jax.lax.scan(body, s, None, length=steps))(state)
+    gain = float(velocity[9, 1]) / 10
+    return gain, float(xy[-1, 1]), float(jnp.linalg.norm(velocity[-1]))
+
+
+def bang_bang_walk(env, seed, num_envs, steps, every):
+    """`num_envs` envs from their resets under random bang-bang actions for `steps` control
+    steps: the root's (x, y) and (vx, vy) every `every` steps, as two numpy arrays of shape
+    (steps // every, num_envs, 2)."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    reset_key, action_key = jax.random.split(jax.random.PRNGKey(seed))
+    states = jax.vmap(env.reset)(jax.random.split(reset_key, num_envs))
+
+    def one_step(states, key):
+        draw = jax.random.uniform(key, (num_envs, env.action_size), minval=-1.0, maxval=1.0)
+        return jax.vmap(env.step)(states, jnp.sign(draw)), None
+
+    def sample(states, key):
+        states, _ = jax.lax.scan(one_step, states, jax.random.split(key, every))
+        return states, (states.pipeline_state.q[:, :2], states.pipeline_state.qd[:, :2])
+
+    walk = jax.jit(lambda s, keys: jax.lax.scan(sample, s, keys)[1])
+    xy, velocity = walk(states, jax.random.split(action_key, steps // every))
+    return np.asarray(xy), np.asarray(velocity)
+
+
+# ------------------------------------------------------------------ ours and JaxGCRL's
+def summarise(maze, xy, velocity) -> dict:
+    speed = np.abs(velocity).max(axis=-1)
+    return {
+        "max_velocity": float(speed.max()),
+        "p99_velocity": float(np.percentile(speed, 99)),
+        "escaped": int(maze.in_wall_or_outside(xy).sum()),
+        "samples": int(xy.shape[0] * xy.shape[1]),
+    }
+
+
+def measure_ours(env_id: str, backend: str, args: Args) -> dict:
+    import envs
+
+    env = envs.make(env_id, backend=None if backend == "default" else backend)
+    row = {"codebase": "ours", "env_id": env_id, "backend": env.backend, "dt": float(env.dt)}
+    if env_id.startswith("simple_"):
+        row["gain"], row["end_y"], row["end_speed"] = full_throttle(env, env.maze.start_xy)
+    xy, velocity = bang_bang_walk(env, args.seed, args.num_envs, args.steps, args.every)
+    return row | summarise(env.maze, xy, velocity)
+
+
+PEER_MAIN = """
+import json, sys
+sys.path.insert(0, {checkout!r})
+from jaxgcrl.envs.simple_maze import SimpleMaze
+env = SimpleMaze(backend={backend!r}, maze_layout_name={layout!r})
+result = dict(gain=None)
+result["gain"], result["end_y"], result["end_speed"] = full_throttle(env, env.possible_starts[0])
+xy, velocity = bang_bang_walk(env, {seed}, {num_envs}, {steps}, {every})
+np.save({xy_path!r}, xy)
+np.save({velocity_path!r}, velocity)
+print("PEER_RESULT " + json.dumps(result))
+"""
+
+
+def measure_peer(env_id: str, backend: str, args: Args, scratch: pathlib.Path) -> dict:
+    """JaxGCRL's point maze `env_id` (its default backend is spring), run by its own Python."""
+    import envs
+
+    backend = "spring" if backend == "default" else backend
+    root = pathlib.Path(args.peer_root).expanduser()
+    xy_path, velocity_path = str(scratch / "xy.npy"), str(scratch / "velocity.npy")
+    layout = env_id.removeprefix("simple_")
+    source = "import numpy as np\n" + inspect.getsource(full_throttle) + inspect.getsource(bang_bang_walk)
+    source += PEER_MAIN.format(
+        checkout=str(root / "jaxgcrl"),
+        backend=backend,
+        layout=layout,
+        seed=args.seed,
+        num_envs=args.num_envs,
+        steps=args.steps,
+        every=args.every,
+        xy_path=xy_path,
+        velocity_path=velocity_path,
+    )
+    done = subprocess.run(
+        [str(root / "venv" / "bin" / "python"), "-c", textwrap.dedent(source)],
+        capture_output=True,
+        text=True,
+        cwd="/",
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )
+    lines = [line for line in done.stdout.splitlines() if line.startswith("PEER_RESULT ")]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"JaxGCRL's {env_id} ({backend}) failed:\n{done.stderr[-3000:]}")
+    result = json.loads(lines[-1].removeprefix("PEER_RESULT "))
+    maze = envs.make(env_id).maze  # the same grid and cell size (tests/test_mazes.py checks it)
+    summary = summarise(maze, np.load(xy_path), np.load(velocity_path))
+    return {"codebase": "JaxGCRL", "env_id": env_id, "backend": backend, "dt": 0.05} | result | summary
+
+
+# ------------------------------------------------------------------ the page
+def table(rows: list[dict]) -> str:
+    lines = [
+        "| env id | backend | codebase | full throttle: velocity gain per step | acceleration | y after 60 steps | speed after 60 steps | largest velocity component | 99th percentile | samples in a wall or outside |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        if row.get("gain") is None:
+            throttle = ["-"] * 4
+        else:
+            throttle = [
+                f"{row['gain']:.3f} m/s",
+                f"{row['gain'] / row['dt']:.2f} m/s^2",
+                f"{row['end_y']:.3f} m",
+                f"{row['end_speed']:.3f} m/s",
+            ]
+        escaped = f"{row['escaped']} of {row['samples']:,} ({100 * row['escaped'] / row['samples']:.2f}%)"
+        lines.append(
+            f"| `{row['env_id']}` | {row['backend']} | {row['codebase']} | "
+            + " | ".join(throttle)
+            + f" | {row['max_velocity']:.1f} m/s | {row['p99_velocity']:.1f} m/s | {escaped} |"
+        )
+    return "\n".join(lines)
+
+
+def main(args: Args) -> None:
+    import jax
+
+    rows = []
+    scratch = pathlib.Path("/tmp") / f"maze_walls_{os.getpid()}"
+    scratch.mkdir(parents=True, exist_ok=True)
+    for env_id in args.env_ids:
+        for backend in args.point_backends if env_id.startswith("simple_") else args.backends:
+            rows.append(measure_ours(env_id, backend, args))
+            print(table(rows[-1:]), flush=True)
+            if args.peer_root and env_id in args.peer_env_ids and backend in args.peer_backends:
+                rows.append(measure_peer(env_id, backend, args, scratch))
+                print(table(rows[-1:]), flush=True)
+    command = "python results/notes/maze_walls.py " + " ".join(
+        f"--{k.replace('_', '-')} {' '.join(v) if isinstance(v, tuple) else v}"
+        for k, v in vars(args).items()
+        if v != getattr(Args, k) and k != "output"
+    )
+    page = f"""# Maze walls under bang-bang actions, and the point mass's acceleration
+
+Made by `{command.strip()}` on {datetime.date.today()}, {platform.machine()} CPU, jax {jax.__version__}
+(the script's docstring says what each column measures). {args.num_envs} envs, {args.steps} control
+steps of random bang-bang actions, sampled every {args.every}th step.
+
+{table(rows)}
+"""
+    if args.output:
+        pathlib.Path(args.output).write_text(page)
+    else:
+        print(page)
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
