@@ -93,9 +93,9 @@ def test_bad_beta_and_objective_exit_2(tmp_path):
 @pytest.mark.slow
 def test_learns_to_reach_goals_well_above_a_random_policy(tmp_path):
     random_success = random_policy_success(LEARNING["env_id"], LEARNING["episode_length"], 256, seed=0)
-    # 512k of the 640k env steps: at 512k, seeds 1, 2, 3 were at 0.496, 0.680, 0.391
-    # (results/notes/crl_dpo.md), all above the threshold
+    # 512k of the 640k env steps: at 512k, seeds 1, 2, 3 were at 0.50, 0.54, 0.35 against the
+    # random policy's 0.008 (results/benchmark/cpu-small/evals.csv), all above the threshold
     (run_dir,) = train_like_a_user("crl_dpo", tmp_path, **{**LEARNING, "total_timesteps": 512_000})
     curve = [e.value for e in read_scalars(run_dir).Scalars("eval/success_rate")]
     print(f"random policy success {random_success:.3f}; crl_dpo eval success curve {[round(v, 3) for v in curve]}")
-    assert curve[-1] >= 0.3 and curve[-1] >= 3 * random_success, (random_success, curve)
+    assert curve[-1] >= 0.2 and curve[-1] >= 10 * random_success, (random_success, curve)

@@ -13,9 +13,11 @@ Two measurements per (env id, backend):
 * **Bang-bang walk**: `--num-envs` envs from their resets, `--steps` control steps of random
   bang-bang actions (the sign of a uniform draw per action dimension, which is what a
   saturated tanh policy does), the root's x, y and velocity sampled every `--every` steps.
-  The table gives the largest velocity component, its 99th percentile, and how many sampled
-  positions lie in a wall cell or outside the maze (`envs.maze.Maze.in_wall_or_outside`). A
-  maze whose walls hold has none.
+  The envs are never reset, so bodies that fall (ant, humanoid) lie where they fell. The table
+  gives the largest velocity component, its 99th percentile, and how many sampled positions
+  lie in a wall cell or outside the maze (`envs.maze.Maze.in_wall_or_outside`): of all samples,
+  and of those taken before the env's episode terminated (what a training run, which resets a
+  fallen body, can see). A maze whose walls hold has none.
 
 `--peer-root` adds JaxGCRL's point mazes, measured by the same two functions in JaxGCRL's own
 virtual environment at its pins (a checkout of commit 6dccab2 in `{peer_root}/jaxgcrl`, its venv
@@ -95,8 +97,9 @@ def full_throttle(env, start_xy, steps=60):
 
 def bang_bang_walk(env, seed, num_envs, steps, every):
     """`num_envs` envs from their resets under random bang-bang actions for `steps` control
-    steps: the root's (x, y) and (vx, vy) every `every` steps, as two numpy arrays of shape
-    (steps // every, num_envs, 2)."""
+    steps, never reset: the root's (x, y) and (vx, vy) every `every` steps, as numpy arrays of
+    shape (steps // every, num_envs, 2), and whether each env's episode has terminated by then
+    (its body fell: a training run would have reset it), of shape (steps // every, num_envs)."""
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -104,27 +107,36 @@ def bang_bang_walk(env, seed, num_envs, steps, every):
     reset_key, action_key = jax.random.split(jax.random.PRNGKey(seed))
     states = jax.vmap(env.reset)(jax.random.split(reset_key, num_envs))
 
-    def one_step(states, key):
+    def one_step(carry, key):
+        states, ended = carry
         draw = jax.random.uniform(key, (num_envs, env.action_size), minval=-1.0, maxval=1.0)
-        return jax.vmap(env.step)(states, jnp.sign(draw)), None
+        states = jax.vmap(env.step)(states, jnp.sign(draw))
+        return (states, jnp.logical_or(ended, states.done > 0)), None
 
-    def sample(states, key):
-        states, _ = jax.lax.scan(one_step, states, jax.random.split(key, every))
-        return states, (states.pipeline_state.q[:, :2], states.pipeline_state.qd[:, :2])
+    def sample(carry, key):
+        carry, _ = jax.lax.scan(one_step, carry, jax.random.split(key, every))
+        states, ended = carry
+        return carry, (states.pipeline_state.q[:, :2], states.pipeline_state.qd[:, :2], ended)
 
-    walk = jax.jit(lambda s, keys: jax.lax.scan(sample, s, keys)[1])
-    xy, velocity = walk(states, jax.random.split(action_key, steps // every))
-    return np.asarray(xy), np.asarray(velocity)
+    walk = jax.jit(lambda carry, keys: jax.lax.scan(sample, carry, keys)[1])
+    xy, velocity, ended = walk((states, jnp.zeros(num_envs, bool)), jax.random.split(action_key, steps // every))
+    return np.asarray(xy), np.asarray(velocity), np.asarray(ended)
 
 
 # ------------------------------------------------------------------ ours and JaxGCRL's
-def summarise(maze, xy, velocity) -> dict:
+def summarise(maze, xy, velocity, ended) -> dict:
+    """The walk's largest velocity component and its 99th percentile, and how many sampled
+    positions lie in a wall cell or outside the maze: of all samples, and of those taken before
+    the env's episode terminated (the states a training run sees)."""
     speed = np.abs(velocity).max(axis=-1)
+    escaped = maze.in_wall_or_outside(xy)
     return {
         "max_velocity": float(speed.max()),
         "p99_velocity": float(np.percentile(speed, 99)),
-        "escaped": int(maze.in_wall_or_outside(xy).sum()),
-        "samples": int(xy.shape[0] * xy.shape[1]),
+        "escaped": int(escaped.sum()),
+        "samples": int(escaped.size),
+        "escaped_live": int((escaped & ~ended).sum()),
+        "live": int((~ended).sum()),
     }
 
 
@@ -135,8 +147,7 @@ def measure_ours(env_id: str, backend: str, args: Args) -> dict:
     row = {"codebase": "ours", "env_id": env_id, "backend": env.backend, "dt": float(env.dt)}
     if env_id.startswith("simple_"):
         row["gain"], row["end_y"], row["end_speed"] = full_throttle(env, env.maze.start_xy)
-    xy, velocity = bang_bang_walk(env, args.seed, args.num_envs, args.steps, args.every)
-    return row | summarise(env.maze, xy, velocity)
+    return row | summarise(env.maze, *bang_bang_walk(env, args.seed, args.num_envs, args.steps, args.every))
 
 
 PEER_MAIN = """
@@ -146,9 +157,10 @@ from jaxgcrl.envs.simple_maze import SimpleMaze
 env = SimpleMaze(backend={backend!r}, maze_layout_name={layout!r})
 result = dict(gain=None)
 result["gain"], result["end_y"], result["end_speed"] = full_throttle(env, env.possible_starts[0])
-xy, velocity = bang_bang_walk(env, {seed}, {num_envs}, {steps}, {every})
+xy, velocity, ended = bang_bang_walk(env, {seed}, {num_envs}, {steps}, {every})
 np.save({xy_path!r}, xy)
 np.save({velocity_path!r}, velocity)
+np.save({ended_path!r}, ended)
 print("PEER_RESULT " + json.dumps(result))
 """
 
@@ -159,7 +171,7 @@ def measure_peer(env_id: str, backend: str, args: Args, scratch: pathlib.Path) -
 
     backend = "spring" if backend == "default" else backend
     root = pathlib.Path(args.peer_root).expanduser()
-    xy_path, velocity_path = str(scratch / "xy.npy"), str(scratch / "velocity.npy")
+    xy_path, velocity_path, ended_path = (str(scratch / f"{name}.npy") for name in ("xy", "velocity", "ended"))
     layout = env_id.removeprefix("simple_")
     source = "import numpy as np\n" + inspect.getsource(full_throttle) + inspect.getsource(bang_bang_walk)
     source += PEER_MAIN.format(
@@ -172,6 +184,7 @@ def measure_peer(env_id: str, backend: str, args: Args, scratch: pathlib.Path) -
         every=args.every,
         xy_path=xy_path,
         velocity_path=velocity_path,
+        ended_path=ended_path,
     )
     done = subprocess.run(
         [str(root / "venv" / "bin" / "python"), "-c", textwrap.dedent(source)],
@@ -185,15 +198,17 @@ def measure_peer(env_id: str, backend: str, args: Args, scratch: pathlib.Path) -
         raise RuntimeError(f"JaxGCRL's {env_id} ({backend}) failed:\n{done.stderr[-3000:]}")
     result = json.loads(lines[-1].removeprefix("PEER_RESULT "))
     maze = envs.make(env_id).maze  # the same grid and cell size (tests/test_mazes.py checks it)
-    summary = summarise(maze, np.load(xy_path), np.load(velocity_path))
+    summary = summarise(maze, *(np.load(path) for path in (xy_path, velocity_path, ended_path)))
     return {"codebase": "JaxGCRL", "env_id": env_id, "backend": backend, "dt": 0.05} | result | summary
 
 
 # ------------------------------------------------------------------ the page
 def table(rows: list[dict]) -> str:
     lines = [
-        "| env id | backend | codebase | full throttle: velocity gain per step | acceleration | y after 60 steps | speed after 60 steps | largest velocity component | 99th percentile | samples in a wall or outside |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| env id | backend | codebase | full throttle: velocity gain per step | acceleration | y after 60 steps "
+        "| speed after 60 steps | largest velocity component | 99th percentile | samples in a wall or outside "
+        "| of them before the episode terminated |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         if row.get("gain") is None:
@@ -206,10 +221,11 @@ def table(rows: list[dict]) -> str:
                 f"{row['end_speed']:.3f} m/s",
             ]
         escaped = f"{row['escaped']} of {row['samples']:,} ({100 * row['escaped'] / row['samples']:.2f}%)"
+        escaped_live = f"{row['escaped_live']} of {row['live']:,}"
         lines.append(
             f"| `{row['env_id']}` | {row['backend']} | {row['codebase']} | "
             + " | ".join(throttle)
-            + f" | {row['max_velocity']:.1f} m/s | {row['p99_velocity']:.1f} m/s | {escaped} |"
+            + f" | {row['max_velocity']:.1f} m/s | {row['p99_velocity']:.1f} m/s | {escaped} | {escaped_live} |"
         )
     return "\n".join(lines)
 
