@@ -11,8 +11,9 @@ mass and honour the armature: 5 N / 1.327 kg = 3.77 m/s^2. Positional has gear 2
 JaxGCRL's (that pipeline caps the speed near gear x 0.05 m/s). Each of these was measured beside
 JaxGCRL's own env at its pins (`results/notes/maze_walls.md`): the same to 3 decimals. Without
 the scale (until 2026-12-07) the spring ball had its 0.327 kg: 15.3 m/s^2, speeds to 81 m/s
-under random bang-bang actions, and 1% of such states in a wall or outside the maze; now no
-state leaves the free cells on any layout and backend (`tests/test_mazes.py`).
+under random bang-bang actions, and 0.4-2.5% of such states in a wall or outside the maze; now
+none leaves the free cells on any layout and backend (`results/notes/maze_walls.md`; on spring,
+`tests/test_mazes.py`).
 
 It collides with the maze walls; cell size 4 m; control step 0.05 s (spring/positional:
 0.005 s x 10; generalized/mjx: 0.01 s x 5).

@@ -68,14 +68,14 @@ def test_bad_relabel_ratio_exits_2(tmp_path):
 
 @pytest.mark.slow
 def test_learns_with_her_well_above_a_random_policy(tmp_path):
-    """Sparse rewards: with HER, SAC reaches goals well above a random policy by the end of the
-    budget. The deterministic policy finds the goal late (it jumps from 0 to about 0.5 success
-    between the last two evaluations or the two before them, depending on the initialisation),
-    so the final evaluation is compared. Plain SAC (--relabel-ratio 0) on the same budget and
-    seed ends at 0.18, below this threshold (results/notes/baselines.md, with its command), so a
-    relabelling that stopped working would fail here too."""
+    """Sparse rewards: with HER, SAC reaches goals well above a random policy (0.008) by the end
+    of the budget. The deterministic policy finds the goal late (seeds 1, 2, 3 were at 0.000-0.004
+    at 512k env steps and 0.20, 0.27, 0.38 at 640k: results/benchmark/cpu-small/evals.csv), so
+    the final evaluation is compared. Plain SAC (--relabel-ratio 0) on the same budget and seed
+    ends at 0.000 (results/notes/test_suite.md, with its command), so a relabelling that stopped
+    working would fail here too."""
     random_success = random_policy_success(LEARNING["env_id"], LEARNING["episode_length"], 256, seed=0)
     (run_dir,) = train_like_a_user("sac_her", tmp_path, **LEARNING)
     curve = [e.value for e in read_scalars(run_dir).Scalars("eval/success_rate")]
     print(f"random policy success {random_success:.3f}; sac_her eval success curve {[round(v, 3) for v in curve]}")
-    assert curve[-1] >= 0.3 and curve[-1] >= 3 * random_success, (random_success, curve)
+    assert curve[-1] >= 0.15 and curve[-1] >= 10 * random_success, (random_success, curve)
