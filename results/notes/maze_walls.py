@@ -151,8 +151,7 @@ def measure_ours(env_id: str, backend: str, args: Args) -> dict:
 
 
 PEER_MAIN = """
-import json, sys
-sys.path.insert(0, {checkout!r})
+import json
 from jaxgcrl.envs.simple_maze import SimpleMaze
 env = SimpleMaze(backend={backend!r}, maze_layout_name={layout!r})
 result = dict(gain=None)
@@ -175,7 +174,6 @@ def measure_peer(env_id: str, backend: str, args: Args, scratch: pathlib.Path) -
     layout = env_id.removeprefix("simple_")
     source = "import numpy as np\n" + inspect.getsource(full_throttle) + inspect.getsource(bang_bang_walk)
     source += PEER_MAIN.format(
-        checkout=str(root / "jaxgcrl"),
         backend=backend,
         layout=layout,
         seed=args.seed,
@@ -191,7 +189,7 @@ def measure_peer(env_id: str, backend: str, args: Args, scratch: pathlib.Path) -
         capture_output=True,
         text=True,
         cwd="/",
-        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+        env={**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(root / "jaxgcrl")},  # imports its package
     )
     lines = [line for line in done.stdout.splitlines() if line.startswith("PEER_RESULT ")]
     if done.returncode != 0 or not lines:
