@@ -188,9 +188,11 @@ BENCHMARK = {
         "motors of gear 5; its XML's spring_mass_scale 1 gives the ball unit mass on spring",
         # Measured with JaxGCRL's env at its pins, by results/notes/maze_walls.py --peer-root
         # (results/notes/maze_walls.md).
-        "throttle": "0.250 m/s per step (5.00 m/s^2); stops with its centre 0.25 m from the wall's face "
+        "throttle": "measured with its env at its pins (results/notes/maze_walls.md): 0.250 m/s per step "
+        "(5.00 m/s^2); stops with its centre 0.25 m from the wall's face "
         "(y = 13.750 m in the U maze, 9.750 m in the big maze)",
-        "walls": "big maze: 0 of 25,600 samples in a wall or outside; largest velocity component 8 m/s",
+        "walls": "measured (maze_walls.md), big maze: 0 of 25,600 samples in a wall or outside; "
+        "largest velocity component 7.2 m/s",
     },
     "arm_reach": {
         "backend": "mjx (the only one)",
@@ -338,8 +340,8 @@ DIFFERENCES = {
         "The ball is at z = 0.25 instead of 0.75 (it has no z joint and touches nothing but the walls, "
         "so only the picture changes).",
         "Until 2026-12-07 our XML lacked JaxGCRL's brax parameters (spring_mass_scale 1 among them), so on "
-        "spring the ball had its 0.327 kg: 15.3 m/s^2 at full throttle, speeds to 81 m/s under random "
-        "bang-bang actions, and 1% of those states in a wall or outside the maze. Every point-mass result "
+        "spring the ball had its 0.327 kg: 15.3 m/s^2 at full throttle, speeds to 65-94 m/s under random "
+        "bang-bang actions, and 0.4-2.5% of those states in a wall or outside the maze. Every point-mass result "
         "before that date is on that other task (results/notes/maze_walls.md).",
     ],
     "arm_reach": [
