@@ -97,9 +97,13 @@ class Maze:
             raise ValueError(f"cell ({i}, {j}) is a wall or outside the maze:\n" + "\n".join(self.grid))
         return np.array([i, j], np.float32) * self.cell_size
 
+    def cells_of(self, xys) -> np.ndarray:
+        """Grid cells (..., 2) of an (..., 2) array of world (x, y)."""
+        return np.floor(np.asarray(xys, np.float64) / self.cell_size + 0.5).astype(np.int64)
+
     def cell_of(self, xy) -> tuple[int, int]:
         """Grid cell containing a world (x, y)."""
-        i, j = np.floor(np.asarray(xy, np.float64) / self.cell_size + 0.5).astype(int)
+        i, j = self.cells_of(xy)
         return int(i), int(j)
 
     def is_wall(self, xy) -> bool:
@@ -110,7 +114,7 @@ class Maze:
     def in_wall_or_outside(self, xys) -> np.ndarray:
         """For an (..., 2) array of world (x, y): True where the point lies in a wall cell or
         outside the grid, a place no body should ever reach."""
-        cells = np.floor(np.asarray(xys, np.float64) / self.cell_size + 0.5).astype(np.int64)
+        cells = self.cells_of(xys)
         rows, cols = len(self.grid), len(self.grid[0])
         inside = (cells[..., 0] >= 0) & (cells[..., 0] < rows) & (cells[..., 1] >= 0) & (cells[..., 1] < cols)
         walls = np.array([[c == "1" for c in row] for row in self.grid])

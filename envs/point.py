@@ -10,7 +10,7 @@ the ball has unit mass (and no armature: spring ignores it), and full throttle a
 mass and honour the armature: 5 N / 1.327 kg = 3.77 m/s^2. Positional has gear 200, as
 JaxGCRL's (that pipeline caps the speed near gear x 0.05 m/s). Each of these was measured beside
 JaxGCRL's own env at its pins (`results/notes/maze_walls.md`): the same to 3 decimals. Without
-the scale (until 2026-12-07) the spring ball had its 0.327 kg: 15.3 m/s^2, speeds to 81 m/s
+the scale (until 2026-12-07) the spring ball had its 0.327 kg: 15.3 m/s^2, speeds to 65-94 m/s
 under random bang-bang actions, and 0.4-2.5% of such states in a wall or outside the maze; now
 none leaves the free cells on any layout and backend (`results/notes/maze_walls.md`; on spring,
 `tests/test_mazes.py`).

@@ -1,8 +1,11 @@
 """Do the maze walls hold, and does the point mass move as JaxGCRL's does?
 
-    python results/notes/maze_walls.py --output results/notes/maze_walls.md
+    python results/notes/maze_walls.py                      # every maze id, ours only
     python results/notes/maze_walls.py --env-ids simple_big_maze --point-backends spring mjx
     python results/notes/maze_walls.py --env-ids simple_big_maze --peer-root ~/.cache/peer
+
+`results/notes/maze_walls.md` quotes this script's tables with their commands and reads them;
+`--output` writes the bare tables to a file of your choosing.
 
 Two measurements per (env id, backend):
 
@@ -35,6 +38,7 @@ import os
 import pathlib
 import platform
 import subprocess
+import sys
 import textwrap
 from dataclasses import dataclass
 
@@ -68,6 +72,8 @@ class Args:
     """with --peer-root: the point mazes to measure JaxGCRL's env on too"""
     peer_backends: tuple[str, ...] = ("spring",)
     """with --peer-root: on these backends only (JaxGCRL's compiles are slow)"""
+    peer_timeout: int = 3600
+    """seconds one JaxGCRL measurement may take (its generalized backend took about 25 minutes here)"""
     output: str = ""
     """write the markdown page here (empty: print it)"""
 
@@ -184,13 +190,18 @@ def measure_peer(env_id: str, backend: str, args: Args, scratch: pathlib.Path) -
         velocity_path=velocity_path,
         ended_path=ended_path,
     )
-    done = subprocess.run(
-        [str(root / "venv" / "bin" / "python"), "-c", textwrap.dedent(source)],
-        capture_output=True,
-        text=True,
-        cwd="/",
-        env={**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(root / "jaxgcrl")},  # imports its package
-    )
+    python = root / "venv" / "bin" / "python"
+    try:
+        done = subprocess.run(
+            [str(python), "-c", textwrap.dedent(source)],
+            capture_output=True,
+            text=True,
+            cwd="/",
+            env={**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(root / "jaxgcrl")},  # imports its package
+            timeout=args.peer_timeout,
+        )
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"JaxGCRL's {env_id} ({backend}) ran past --peer-timeout {args.peer_timeout} s") from None
     lines = [line for line in done.stdout.splitlines() if line.startswith("PEER_RESULT ")]
     if done.returncode != 0 or not lines:
         raise RuntimeError(f"JaxGCRL's {env_id} ({backend}) failed:\n{done.stderr[-3000:]}")
@@ -231,6 +242,13 @@ def table(rows: list[dict]) -> str:
 def main(args: Args) -> None:
     import jax
 
+    root = pathlib.Path(args.peer_root).expanduser()
+    if args.peer_root and not (
+        (root / "venv" / "bin" / "python").exists()
+        and (root / "jaxgcrl" / "jaxgcrl" / "envs" / "simple_maze.py").exists()
+    ):
+        print(f"--peer-root {root}: expected JaxGCRL's checkout in jaxgcrl/ and its venv in venv/", file=sys.stderr)
+        raise SystemExit(2)
     rows = []
     scratch = pathlib.Path("/tmp") / f"maze_walls_{os.getpid()}"
     scratch.mkdir(parents=True, exist_ok=True)
