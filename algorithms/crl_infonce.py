@@ -471,14 +471,17 @@ def make_chunk(training_step):
 def make_evaluate(args: Args, env):
     eval_env = envs.VecEnv(env, args.num_eval_envs)
 
+    task_episodes = args.eval_task_episodes if args.eval_tasks else 0
+
     def evaluate(actor: Actor, key):
         """One episode per eval env with deterministic actions and one with sampled actions, from
-        the same fresh starts and goals: (metrics, env 0's deterministic episode)."""
+        the same fresh starts and goals, and as many of each named task (--eval-tasks):
+        (metrics, env 0's deterministic episode)."""
 
         def sampled(obs, k):
             return jax.vmap(actor.sample)(obs, jax.random.split(k, obs.shape[0]))[0]
 
-        return eval_env.evaluate(jax.vmap(actor.deterministic), key, sampled)
+        return eval_env.evaluate(jax.vmap(actor.deterministic), key, sampled, task_episodes)
 
     return evaluate
 

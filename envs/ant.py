@@ -1,4 +1,5 @@
-"""Ant: `ant` (goal on a circle) and the ant mazes `ant_u_maze`, `ant_big_maze`, `ant_hardest_maze`.
+"""Ant: `ant` (goal on a circle) and the ant mazes `ant_u_maze`, `ant_big_maze`, `ant_hardest_maze`,
+`ant_giant_maze`.
 
 The body is brax's packaged quadruped (`brax/envs/assets/ant.xml`, loaded from the installed
 package): a torso sphere and four two-joint legs, 8 motors, actions in [-1, 1]^8. We change two
@@ -16,6 +17,12 @@ torso's (x, y) (`goal_indices` = (0, 1)); success when it is within 0.5 m of the
 Goals: `ant` draws the goal uniformly on the circle of radius 10 around the start; a maze starts
 the torso at the R cell's centre and draws the goal among the G cells' centres (cell 4 m).
 Terminates when the torso height leaves [0.2, 1.0]; truncates at `episode_length` (1000).
+
+Evaluation tasks (`tasks`): `ant`, five goals on its circle, one every 72 degrees; a maze, its
+layout's five (envs/maze.py, `TASKS`; OGBench's on big, hardest and giant), the torso starting
+within +- 1 m of the start cell's centre (with the usual joint noise) and the goal within +- 1 m
+of the goal cell's centre. `ant_ball`: five goals on its circle of 5 m (the ball placed as in
+training); `ant_push`: five goals over its two goal squares (`_PUSH_TASKS`).
 
 Two tasks add an object, and its (x, y) and (x, y) velocity to the state part (`state_dim` 33):
 
@@ -43,7 +50,7 @@ import jax.numpy as jnp
 from brax.io import mjcf
 from etils import epath
 
-from envs.base import GoalEnv, fast_mjx_solver
+from envs.base import GoalEnv, Task, fast_mjx_solver
 from envs.maze import Maze
 
 # The geoms that collide with walls besides the feet. Making the four hip capsules collide too
@@ -100,6 +107,7 @@ class Ant(GoalEnv):
         self._goal_radius = goal_radius
         self._noise = reset_noise_scale
         self.healthy_z_range = tuple(healthy_z_range)
+        self.tasks = self.maze.tasks() if self.maze else self._circle_tasks(goal_radius)
         super().__init__(
             sys,
             backend=backend,
@@ -118,10 +126,26 @@ class Ant(GoalEnv):
         """(world elements added to the ant XML, initial qpos of their joints)."""
         return (self.maze.walls_xml() if self.maze else ""), ""
 
-    def _sample_init(self, key):
+    def _circle_tasks(self, radius: float) -> tuple[Task, ...]:
+        """Five goals on a circle around the start, one every 72 degrees (every direction the
+        goal region has; its radius is fixed, so there is no near and far)."""
+        tasks = []
+        for k in range(5):
+            angle = 2 * math.pi * k / 5
+            goal = (round(radius * math.cos(angle), 4), round(radius * math.sin(angle), 4))
+            tasks.append(Task(f"task{k + 1}", goal, why=f"the goal circle at {72 * k} degrees"))
+        return tuple(tasks)
+
+    def _sample_init(self, key, task=None):
         q_key, qd_key, goal_key = jax.random.split(key, 3)
         q = self.sys.init_q + jax.random.uniform(q_key, (self.sys.q_size(),), minval=-self._noise, maxval=self._noise)
         qd = self._noise * jax.random.normal(qd_key, (self.sys.qd_size(),))
+        if task is not None and self.maze is not None:
+            start, goal = task
+            start_key, goal_key = jax.random.split(goal_key)
+            return q.at[:2].add(self.maze.near(start_key, start)), qd, self.maze.near(goal_key, goal)
+        if task is not None:
+            return q, qd, task[1]
         if self.maze is None:
             angle = jax.random.uniform(goal_key, (), maxval=2 * math.pi)
             goal = self._goal_radius * jnp.array([jnp.cos(angle), jnp.sin(angle)])
@@ -168,9 +192,9 @@ class AntBall(Ant):
         )
         return ball, f"0 0 {r} 1 0 0 0"
 
-    def _sample_init(self, key):
+    def _sample_init(self, key, task=None):
         ant_key, ball_key = jax.random.split(key)
-        q, qd, goal = super()._sample_init(ant_key)
+        q, qd, goal = super()._sample_init(ant_key, task)
         direction = goal / jnp.linalg.norm(goal)
         ball_xy = q[:2] + self._ball_distance * direction
         ball_xy = ball_xy + jax.random.uniform(ball_key, (2,), minval=-0.25, maxval=0.25)
@@ -194,6 +218,15 @@ _PUSH_WALLS = (
     (10.5, 1.5, 0.5, 5.5),
     (1.5, 10.5, 5.5, 0.5),
 )
+# ant_push's evaluation tasks: its goals lie in the squares [16, 18] x [8, 10] and [8, 10] x
+# [16, 18], beyond the block's opening at [7, 10]^2; the ant starts at (0, 0).
+_PUSH_TASKS = (
+    Task("task1", (17.0, 9.0), why="the centre of the square along x"),
+    Task("task2", (9.0, 17.0), why="the centre of the square along y"),
+    Task("task3", (16.0, 8.0), why="the corner of the x square nearest the opening"),
+    Task("task4", (10.0, 18.0), why="the corner of the y square farthest from the opening"),
+    Task("task5", (18.0, 10.0), why="the corner of the x square farthest from the opening"),
+)
 _PUSH_BLOCK_XY = (8.5, 8.5)
 _PUSH_BLOCK_HALF = 1.4  # a 0.1 m slit on either side: too narrow for the ant, no contact with the walls
 
@@ -210,6 +243,7 @@ class AntPush(Ant):
                 "ignores joint damping, which is the block's only friction (it would slide on forever)."
             )
         super().__init__(maze=None, backend=backend, **kwargs)
+        self.tasks = _PUSH_TASKS
 
     def _world_xml(self):
         # Walls answer the ant's feet (contype bit 1), its torso and the block (bit 2);
@@ -230,11 +264,11 @@ class AntPush(Ant):
         )
         return walls + block, "0 0"
 
-    def _sample_init(self, key):
+    def _sample_init(self, key, task=None):
         ant_key, order_key, goal_key = jax.random.split(key, 3)
         q, qd, _ = super()._sample_init(ant_key)
         corner = jnp.where(jax.random.bernoulli(order_key), jnp.array([16.0, 8.0]), jnp.array([8.0, 16.0]))
-        goal = corner + jax.random.uniform(goal_key, (2,), maxval=2.0)
+        goal = corner + jax.random.uniform(goal_key, (2,), maxval=2.0) if task is None else task[1]
         return q.at[15:].set(0.0), qd.at[14:].set(0.0), goal
 
     def render_camera(self, pipeline_state):

@@ -66,7 +66,7 @@ import numpy as np
 from brax import math as brax_math
 from brax.io import mjcf
 
-from envs.base import FUSION_FLAG, SCHEDULER_FLAG, GoalEnv, set_cpu_xla_flags
+from envs.base import FUSION_FLAG, SCHEDULER_FLAG, GoalEnv, Task, set_cpu_xla_flags
 
 # (alpha_{i-1}, a_{i-1}, d_i) of the Panda's modified DH convention, and its joint limits (rad).
 _DH = (
@@ -228,6 +228,29 @@ _TASKS = {
     "binpick_hard": (True, _BINS["hard"], (-0.3, 0.6), 0.15, (0.3, 0.6, _CUBE_HALF), 0.15, 150),
 }
 
+# Evaluation tasks, as offsets in units of a task's noise (the half-width of its region) from the
+# centres above: (cube start offset (x, y), goal offset (x, y, z), why). 0.9: just inside the
+# region's edge. The cube's region lies towards -x of the goal's, so moving both to their far
+# edges gives the longest move; the tasks also cover both sides in y. Reach (no cube) spans the
+# goal box's centre and four of its corners, every direction of it; grasp's goal is the cube
+# lifted, so its tasks place the cube (its centre and four edges: `_GRASP_WHY`).
+_E = 0.9
+_CUBE_TASKS = (
+    ((0.0, 0.0), (0.0, 0.0, 0.0), "both regions' centres"),
+    ((-_E, 0.0), (_E, 0.0, 0.0), "the regions' far edges along x: the longest move"),
+    ((_E, 0.0), (_E, 0.0, 0.0), "both at their +x edge"),
+    ((0.0, _E), (0.0, -_E, 0.0), "across, from +y to -y"),
+    ((0.0, -_E), (0.0, _E, 0.0), "across, from -y to +y"),
+)
+_GRASP_WHY = ("the cube at its region's centre", "at its -x edge", "at its +x edge", "at its +y edge", "at its -y edge")
+_REACH_TASKS = (
+    ((0.0, 0.0), (0.0, 0.0, 0.0), "the goal box's centre"),
+    ((0.0, 0.0), (_E, _E, _E), "its corner at +x +y +z"),
+    ((0.0, 0.0), (-_E, -_E, _E), "its corner at -x -y +z"),
+    ((0.0, 0.0), (_E, -_E, -_E), "its corner at +x -y -z"),
+    ((0.0, 0.0), (-_E, _E, -_E), "its corner at -x +y -z"),
+)
+
 
 class Arm(GoalEnv):
     def __init__(
@@ -266,6 +289,7 @@ class Arm(GoalEnv):
             state_dim, goal_indices, thresh = 27, (0, 1, 2, 3), 0.05
         else:
             state_dim, goal_indices, thresh = 18, (0, 1, 2), 0.1
+        self.tasks = self._make_tasks()
         super().__init__(
             sys,
             backend=backend,
@@ -288,10 +312,29 @@ class Arm(GoalEnv):
         ctrl = self._home[:7].at[jnp.array(_ACTED_JOINTS)].set(targets)
         return jnp.concatenate([ctrl, jnp.stack([fingers, fingers])])
 
-    def _sample_init(self, key):
+    def _make_tasks(self) -> tuple[Task, ...]:
+        """The task's five evaluation tasks (`_CUBE_TASKS`, `_REACH_TASKS`) in numbers."""
+        tasks = []
+        for k, (cube_offset, goal_offset, why) in enumerate(_REACH_TASKS if self.task == "reach" else _CUBE_TASKS):
+            start = ()
+            if self._cube_xy is not None:
+                start = tuple(round(c + self._cube_noise * o, 4) for c, o in zip(self._cube_xy, cube_offset))
+            if self.task == "grasp":  # the cube lifted by its own size, the gripper closed on it
+                goal = (*start, _CUBE_HALF, 2 * _CUBE_HALF)
+            else:
+                goal = tuple(round(c + self._goal_noise * o, 4) for c, o in zip(self._goal_xyz, goal_offset))
+            tasks.append(Task(f"task{k + 1}", goal, start, _GRASP_WHY[k] if self.task == "grasp" else why))
+        return tuple(tasks)
+
+    def _sample_init(self, key, task=None):
         q_key, cube_key, goal_key = jax.random.split(key, 3)
         q = self._home + jnp.concatenate([jax.random.uniform(q_key, (7,), minval=-0.05, maxval=0.05), jnp.zeros(2)])
         qd = jnp.zeros(self.sys.qd_size())
+        if task is not None:
+            start, goal = task
+            if self._cube_link is not None:
+                q = jnp.concatenate([q, start, jnp.array([_CUBE_HALF, 1.0, 0.0, 0.0, 0.0])])
+            return q, qd, goal
         goal = None
         if self._cube_link is not None:
             cube_xy = jnp.asarray(self._cube_xy) + self._cube_noise * jax.random.uniform(

@@ -12,6 +12,11 @@ A `GoalEnv` is a brax `PipelineEnv` whose observation is `concat(state, goal)`:
 only (the physics made the episode meaningless); `info["truncation"]` marks the step that hit
 `episode_length`. A single `GoalEnv` never resets itself.
 
+Every env has five named evaluation tasks, `env.tasks` (`Task`: a goal, and for the envs whose
+start is part of the task, a start), listed in docs/environments.md; `reset_to_task(rng, index)`
+starts an episode of one, and `VecEnv.evaluate(..., task_episodes=m)` runs m episodes of each
+beside its random goals.
+
 `VecEnv` runs a batch of envs and resets every finished episode with a *fresh* start and goal
 (drawn from a key carried per env), keeping the true post-step observation in
 `info["next_obs"]` and numbering episodes per env in `info["episode_id"]` so that a replay
@@ -23,6 +28,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import jax
@@ -94,8 +100,23 @@ def xla_flag_is_set(flag: str) -> bool:
     return flag in os.environ.get("XLA_FLAGS", "").split()
 
 
+@dataclass(frozen=True)
+class Task:
+    """A named evaluation task of an env.
+
+    `goal` is in goal space (the env's `goal_dim` numbers). `start` is what of the start the task
+    fixes, in the env's own terms (empty where the env's usual start is kept, with the small
+    noise its resets use): the mazes' start (x, y), the cube's (x, y) of `arm_grasp`. `why` says
+    what the task tests."""
+
+    name: str
+    goal: tuple[float, ...]
+    start: tuple[float, ...] = ()
+    why: str = ""
+
+
 class GoalEnv(PipelineEnv):
-    """Base class: subclasses implement `_sample_init`, `_state_obs` and optionally
+    """Base class: subclasses implement `_sample_init`, `_state_obs`, `tasks` and optionally
     `_action_to_ctrl`, `_is_terminated`, `_goal_metrics`, `_dense_reward`, `goal_marker_xyz`,
     `render_camera`."""
 
@@ -123,9 +144,13 @@ class GoalEnv(PipelineEnv):
         self.episode_length = int(episode_length)
         self.dense_reward = bool(dense_reward)
 
+    # The five named evaluation tasks (set by each env's constructor; see `Task`).
+    tasks: tuple[Task, ...] = ()
+
     # ----------------------------------------------------------------- subclass hooks
-    def _sample_init(self, key: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-        """Return (q, qd, goal) for a fresh episode."""
+    def _sample_init(self, key: jax.Array, task: tuple[jax.Array, jax.Array] | None = None):
+        """Return (q, qd, goal) for a fresh episode: with `task = (start, goal)` (a `Task`'s
+        arrays), the episode of that task, else a training episode's random start and goal."""
         raise NotImplementedError
 
     def _state_obs(self, pipeline_state: Any) -> jax.Array:
@@ -180,11 +205,37 @@ class GoalEnv(PipelineEnv):
         """The achieved-goal part of (a batch of) observations or state parts."""
         return obs[..., jnp.array(self.goal_indices)]
 
+    def task_index(self, name: str) -> int:
+        """The index in `tasks` of the task called `name`; an unknown name is a ValueError that
+        lists the env's tasks."""
+        names = [task.name for task in self.tasks]
+        if name not in names:
+            env_id = getattr(self, "env_id", type(self).__name__)
+            known = f"its tasks are {', '.join(names)}" if names else "it has no named tasks"
+            raise ValueError(f"{env_id} has no task '{name}': {known} (docs/environments.md).")
+        return names.index(name)
+
+    def task_arrays(self) -> tuple[jax.Array, jax.Array]:
+        """(starts, goals) of `tasks`, stacked: (num_tasks, start size) and (num_tasks, goal_dim)."""
+        if not self.tasks:
+            raise ValueError(f"{getattr(self, 'env_id', type(self).__name__)} has no named tasks.")
+        starts = jnp.array([task.start for task in self.tasks], jnp.float32).reshape(len(self.tasks), -1)
+        return starts, jnp.array([task.goal for task in self.tasks], jnp.float32)
+
     def reset(self, rng: jax.Array) -> State:
+        """A training episode: the env's random start and goal."""
+        return self._reset(rng, None)
+
+    def reset_to_task(self, rng: jax.Array, index: jax.Array) -> State:
+        """An episode of `tasks[index]` (`index` may be traced: vmap it over a batch of tasks)."""
+        starts, goals = self.task_arrays()
+        return self._reset(rng, (starts[index], goals[index]))
+
+    def _reset(self, rng: jax.Array, task: tuple[jax.Array, jax.Array] | None) -> State:
         rng, init_key = jax.random.split(rng)
         # one value for the goal everywhere: without the barrier XLA may compute it once for the
         # observation and once for info["goal"], with different rounding
-        q, qd, goal = jax.lax.optimization_barrier(self._sample_init(init_key))
+        q, qd, goal = jax.lax.optimization_barrier(self._sample_init(init_key, task))
         pipeline_state = self.pipeline_init(q, qd)
         state_obs = self._state_obs(pipeline_state)
         obs = jnp.concatenate([state_obs, goal])
@@ -336,42 +387,85 @@ class VecEnv:
         policy: Callable[[jax.Array], jax.Array] | None,
         key: jax.Array,
         sampled: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
+        task_episodes: int = 0,
     ) -> tuple[dict, tuple]:
         """One full episode per env from `reset(key)` with `policy(obs batch) -> action batch`
         (`None`: uniformly random actions in [-1, 1], the random-policy baseline), and with
         `sampled(obs batch, key) -> action batch` too when given: a second set of episodes from
-        the same starts and goals, with a fresh key at every step. Both sets run as one batch of
-        twice the envs, so the evaluation compiles one episode loop.
+        the same starts and goals, with a fresh key at every step. With `task_episodes = m`, m
+        episodes of each of the env's named tasks (`reset_to_task`) join each set. Everything
+        runs as one batch, so the evaluation compiles one episode loop.
 
         Returns `(metrics, (pipeline_states, goals))`. The metrics are means over envs:
         `success_rate` (the goal was reached at some step), `time_at_goal` (fraction of the
         episode's steps at the goal), `final_distance` (goal distance at the episode's last
         step), `episodic_return` (sum of the env's reward) and `steps_to_success` (the first step
         at the goal, 1-based, averaged over the episodes that got there; NaN when none did); with
-        `sampled`, the same five again prefixed `sampled_`. The episode is env 0's under `policy`
-        (pipeline states with a leading time axis, one goal per step) for `envs.render`. Each
-        env's first episode only counts: steps after it ends are masked. Pure; jit it (or a
-        function around it).
+        `sampled`, the same five again prefixed `sampled_`. With tasks, per task k (1-based)
+        `tasks/task{k}_success` and `tasks/task{k}_time_at_goal` (means over its m episodes),
+        and `tasks/overall_success` and `tasks/overall_time_at_goal`, their means over the tasks
+        (OGBench's "overall success"); with `sampled`, the same again as `tasks/sampled_...`.
+        The random-goal metrics do not depend on `task_episodes` (the tasks draw their own
+        keys). The episode is env 0's under `policy` (pipeline states with a leading time axis,
+        one goal per step) for `envs.render`. Each env's first episode only counts: steps after
+        it ends are masked. Pure; jit it (or a function around it).
         """
         start, n = self.reset(key), self.num_envs
+        if task_episodes:
+            tasks = self._task_starts(jax.random.fold_in(key, 2), task_episodes)
+            start = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), start, tasks)
+        per_mode = start.obs.shape[0]  # envs per set: n random goals, then the tasks' episodes
         step_keys = jax.random.split(jax.random.fold_in(key, 1), self.env.episode_length)
+
+        def draw(draw_part, obs, k):
+            """Actions of one set: its random-goal envs and its task envs with keys of their own."""
+            parts = [draw_part(obs[:n], k)]
+            if per_mode > n:
+                parts.append(draw_part(obs[n:], jax.random.fold_in(k, 1)))
+            return jnp.concatenate(parts)
+
+        def uniform(obs, k):
+            return jax.random.uniform(k, (obs.shape[0], self.env.action_size), minval=-1.0, maxval=1.0)
 
         def act(obs, k):
             if policy is None:
-                return jax.random.uniform(k, (n, self.env.action_size), minval=-1.0, maxval=1.0)
+                return draw(uniform, obs, k)
             if sampled is None:
                 return policy(obs)
-            # both modes in one batch of 2n envs: the first n deterministic, the last n sampled
-            return jnp.concatenate([policy(obs[:n]), sampled(obs[n:], k)])
+            # both sets in one batch: the first per_mode envs deterministic, the rest sampled
+            return jnp.concatenate([policy(obs[:per_mode]), draw(sampled, obs[per_mode:], k)])
 
         if sampled is not None and policy is not None:
             start = jax.tree.map(lambda x: jnp.concatenate([x, x]), start)  # the same starts and goals twice
         per_env, episode = self._episodes(act, start, step_keys)
-        metrics = self._means({name: v[:n] for name, v in per_env.items()})
+        metrics = self._set_metrics({name: v[:per_mode] for name, v in per_env.items()}, task_episodes, "")
         if sampled is not None and policy is not None:
-            more = self._means({name: v[n:] for name, v in per_env.items()})
-            metrics.update({f"sampled_{name}": value for name, value in more.items()})
+            more = {name: v[per_mode:] for name, v in per_env.items()}
+            metrics.update(self._set_metrics(more, task_episodes, "sampled_"))
         return metrics, episode
+
+    def _task_starts(self, key: jax.Array, episodes: int) -> State:
+        """A batch of `episodes` fresh starts of each named task, task by task."""
+        num_tasks = len(self.env.tasks)
+        keys = jax.random.split(key, num_tasks * episodes)
+        state = jax.vmap(self.env.reset_to_task)(keys, jnp.repeat(jnp.arange(num_tasks), episodes))
+        return state.replace(info={**state.info, "episode_return": jnp.zeros(num_tasks * episodes)})
+
+    def _set_metrics(self, per_env: dict, task_episodes: int, prefix: str) -> dict:
+        """The metrics of one set of `evaluate`'s episodes (its random goals, then its tasks)."""
+        n = self.num_envs
+        means = self._means({name: v[:n] for name, v in per_env.items()})
+        metrics = {f"{prefix}{name}": value for name, value in means.items()}
+        if task_episodes:
+            success = per_env["success"][n:].reshape(len(self.env.tasks), task_episodes, -1)
+            reached = jnp.mean(jnp.max(success, axis=2), axis=1)  # per task
+            time_at_goal = jnp.mean(jnp.sum(success, axis=2), axis=1) / self.env.episode_length
+            for k in range(len(self.env.tasks)):
+                metrics[f"tasks/{prefix}task{k + 1}_success"] = reached[k]
+                metrics[f"tasks/{prefix}task{k + 1}_time_at_goal"] = time_at_goal[k]
+            metrics[f"tasks/{prefix}overall_success"] = jnp.mean(reached)
+            metrics[f"tasks/{prefix}overall_time_at_goal"] = jnp.mean(time_at_goal)
+        return metrics
 
     def _episodes(self, act, start: State, step_keys: jax.Array) -> tuple[dict, tuple]:
         """`evaluate`'s episodes under `act(obs batch, key)` from the batched state `start`: per

@@ -21,7 +21,7 @@ import mujoco
 from brax.io import mjcf
 from etils import epath
 
-from envs.base import GoalEnv, fast_mjx_solver
+from envs.base import GoalEnv, Task, fast_mjx_solver
 
 
 def cheetah_model() -> mujoco.MjModel:
@@ -56,6 +56,11 @@ class Cheetah(GoalEnv):
         if backend == "mjx":  # one Newton iteration with 4 line-search steps, as for the ant
             sys = fast_mjx_solver(sys)
         self._goal_x = goal_x
+        # Evaluation tasks: the training goal is one point, so the tasks are the points on the way
+        # to it, near to far (task5 is the training goal itself).
+        self.tasks = tuple(
+            Task(f"task{k}", (goal_x * k / 5,), why=f"{k}/5 of the way to the training goal") for k in range(1, 6)
+        )
         self._noise = reset_noise_scale
         super().__init__(
             sys,
@@ -68,11 +73,11 @@ class Cheetah(GoalEnv):
             dense_reward=dense_reward,
         )
 
-    def _sample_init(self, key):
+    def _sample_init(self, key, task=None):
         q_key, qd_key = jax.random.split(key)
         q = self.sys.init_q + jax.random.uniform(q_key, (self.sys.q_size(),), minval=-self._noise, maxval=self._noise)
         qd = self._noise * jax.random.normal(qd_key, (self.sys.qd_size(),))
-        return q, qd, jnp.array([self._goal_x])
+        return q, qd, jnp.array([self._goal_x]) if task is None else task[1]
 
     def _state_obs(self, pipeline_state):
         return jnp.concatenate([pipeline_state.q, pipeline_state.qd])

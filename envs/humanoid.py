@@ -1,5 +1,6 @@
 """Humanoid: `humanoid` (goal around the start) and the humanoid mazes `humanoid_u_maze`,
-`humanoid_big_maze`, `humanoid_hardest_maze`.
+`humanoid_big_maze`, `humanoid_hardest_maze` (JaxGCRL's, cell 2 m) and `humanoid_giant_maze`
+(OGBench's: cell 4 m, walls 2 m tall, 4000 steps per episode).
 
 The body is brax's packaged humanoid (`brax/envs/assets/humanoid.xml`, loaded from the installed
 package): 11 links (brax fuses the hands and feet into their parents) on a free root joint and
@@ -22,7 +23,12 @@ a maze starts the torso at the R cell's centre and draws the goal among the G ce
 (cell 2 m, walls 1 m tall), at height 1.25. Every episode starts in the XML's standing pose at
 rest, without noise (JaxGCRL's start). In the mazes the torso, waist, pelvis and feet collide
 with the walls (the limbs pass through them); only the feet touch the floor. Terminates when the torso height leaves
-[1.0, 2.0]; truncates at `episode_length` (default 1000).
+[1.0, 2.0]; truncates at `episode_length` (default 1000; the giant maze 4000, OGBench's).
+
+Evaluation tasks (`tasks`): `humanoid`, five goals from 1 m to 5 m away, one every 72 degrees; a
+maze, its layout's five (envs/maze.py, `TASKS`; OGBench's on big, hardest and giant), the torso
+starting within +- cell/4 of the start cell's centre and the goal within +- cell/4 of the goal
+cell's centre, at height 1.25.
 """
 
 from __future__ import annotations
@@ -36,12 +42,16 @@ from brax import math as brax_math
 from brax.io import mjcf
 from etils import epath
 
-from envs.base import GoalEnv, fast_mjx_solver
+from envs.base import GoalEnv, Task, fast_mjx_solver
 from envs.maze import Maze
 
 _GOAL_Z = 1.25
 _WALL_COLLIDERS = ("torso1", "uwaist", "lwaist", "butt")  # the feet collide already
 _SPRING_GEAR = (350.0,) * 11 + (100.0,) * 6
+# Cell size and default episode length per maze layout: JaxGCRL's (2 m, 1000 steps) for its
+# layouts, OGBench's humanoid giant maze (4 m cells, 4000 steps) for the giant one.
+_MAZE_CELL = {"u": 2.0, "big": 2.0, "hardest": 2.0, "giant": 4.0}
+_MAZE_EPISODE_LENGTH = {"giant": 4000}
 
 
 def humanoid_xml(walls_xml: str = "") -> str:
@@ -62,13 +72,15 @@ class Humanoid(GoalEnv):
         self,
         maze: str | None = None,
         backend: str = "spring",
-        episode_length: int = 1000,
+        episode_length: int | None = None,
         dense_reward: bool = False,
         goal_radius: tuple[float, float] = (1.0, 5.0),
         reset_noise_scale: float = 0.0,  # JaxGCRL starts every episode in the same pose
         healthy_z_range: tuple[float, float] = (1.0, 2.0),
     ):
-        self.maze = Maze(maze, cell_size=2.0) if maze else None
+        self.maze = Maze(maze, cell_size=_MAZE_CELL[maze]) if maze else None
+        if episode_length is None:
+            episode_length = _MAZE_EPISODE_LENGTH.get(maze, 1000)
         sys = mjcf.loads(humanoid_xml(self.maze.walls_xml() if self.maze else ""))
         n_frames = 5
         if backend in ("spring", "positional"):
@@ -88,6 +100,7 @@ class Humanoid(GoalEnv):
         self._inertia = inertia
         self._goal_radius = goal_radius
         self._noise = reset_noise_scale
+        self.tasks = self.maze.tasks(goal_z=(_GOAL_Z,)) if self.maze else self._open_tasks()
         self.healthy_z_range = tuple(healthy_z_range)
         num_links = len(sys.link_names)
         super().__init__(
@@ -101,11 +114,29 @@ class Humanoid(GoalEnv):
             dense_reward=dense_reward,
         )
 
-    def _sample_init(self, key):
+    def _open_tasks(self) -> tuple[Task, ...]:
+        """Five goals around the start, near to far over the goal region's radii and one every
+        72 degrees, at the goal height."""
+        low, high = self._goal_radius
+        tasks = []
+        for k in range(5):
+            radius, angle = low + (high - low) * k / 4, 2 * math.pi * k / 5
+            goal = (round(radius * math.cos(angle), 4), round(radius * math.sin(angle), 4), _GOAL_Z)
+            tasks.append(Task(f"task{k + 1}", goal, why=f"{radius:g} m away at {72 * k} degrees"))
+        return tuple(tasks)
+
+    def _sample_init(self, key, task=None):
         q_key, qd_key, r_key, angle_key, goal_key = jax.random.split(key, 5)
         low, high = -self._noise, self._noise
         q = self.sys.init_q + jax.random.uniform(q_key, (self.sys.q_size(),), minval=low, maxval=high)
         qd = jax.random.uniform(qd_key, (self.sys.qd_size(),), minval=low, maxval=high)
+        if task is not None and self.maze is not None:
+            start, goal = task
+            start_key, goal_key = jax.random.split(goal_key)
+            xy = self.maze.near(goal_key, goal[:2])
+            return q.at[:2].add(self.maze.near(start_key, start)), qd, jnp.concatenate([xy, goal[2:]])
+        if task is not None:
+            return q, qd, task[1]
         if self.maze is None:
             radius = jax.random.uniform(r_key, (), minval=self._goal_radius[0], maxval=self._goal_radius[1])
             angle = jax.random.uniform(angle_key, (), maxval=2 * math.pi)

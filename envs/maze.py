@@ -6,8 +6,17 @@ cell size s, and each wall cell is a box of half-size (s/2, s/2, s/4) centred at
 Runs of wall cells are merged into fewer, larger boxes (the same occupied volume) because the
 physics pipelines test every wall box against every colliding body geom on every step.
 
-Each episode starts at the centre of the R cell and draws its goal uniformly among the centres
-of the G cells.
+Each training episode starts at the centre of the R cell and draws its goal uniformly among the
+centres of the G cells.
+
+Each layout also has five named evaluation tasks (`TASKS`): a start cell and a goal cell each.
+An evaluation episode of a task starts at its start cell's centre and aims at its goal cell's
+centre, each moved by noise uniform in +- cell/4 per axis (OGBench's convention: `Maze.near`).
+The `big`, `hardest` and `giant` layouts and their tasks are OGBench's `medium`, `large` and
+`giant` (ogbench 1.2.2, `locomaze/maze.py`: the maze maps and `set_tasks`), cell for cell: OGBench
+indexes a cell (i, j) by (row = world y, column = world x) where we put row i on world x, so our
+mazes are OGBench's mirrored across the diagonal, with the same (i, j) pairs, paths and
+difficulty (`tests/test_mazes.py` compares them with the installed `ogbench` package).
 """
 
 from __future__ import annotations
@@ -17,6 +26,8 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from envs.base import Task
 
 LAYOUTS = {
     "u": (
@@ -47,6 +58,57 @@ LAYOUTS = {
         "1GG1GGG1GGG1",
         "111111111111",
     ),
+    # OGBench's giant maze (its own; JaxGCRL has none): start at (1, 1), OGBench's task1 start.
+    "giant": (
+        "1111111111111111",
+        "1R1GGGGGG11GGGG1",
+        "1G1G11G1G1GG11G1",
+        "1GGG1GG1GGG1GGG1",
+        "1G111G111111G1G1",
+        "1GGG1GGG1GGGG1G1",
+        "111G1G1GG1G1G111",
+        "1GGG1GG1GGG1GGG1",
+        "1G1G1G111111G1G1",
+        "1G111GGG1GGG11G1",
+        "1GGGGG1GGG1GGGG1",
+        "1111111111111111",
+    ),
+}
+
+# Five evaluation tasks per layout, ((start cell), (goal cell)) as (row i, column j), named
+# task1 ... task5 in this order. big, hardest and giant: OGBench's medium, large and giant tasks
+# (ogbench 1.2.2, locomaze/maze.py, `set_tasks`), in its order. u (ours; OGBench has no U maze):
+# the free cells form one corridor of 7 cells, and the tasks span its lengths: the whole U both
+# ways (6 cells apart), half of it (3), and around one corner (2).
+TASKS = {
+    "u": (
+        ((1, 1), (3, 1)),  # the whole U, from the training start
+        ((3, 1), (1, 1)),  # the whole U, back to the training start
+        ((1, 1), (2, 3)),  # half the U: along the top and round the first corner
+        ((2, 3), (3, 1)),  # the other half
+        ((1, 3), (3, 3)),  # around the far corner
+    ),
+    "big": (  # OGBench medium
+        ((1, 1), (6, 6)),
+        ((6, 1), (1, 6)),
+        ((5, 3), (4, 2)),
+        ((6, 5), (6, 1)),
+        ((2, 6), (1, 1)),
+    ),
+    "hardest": (  # OGBench large
+        ((1, 1), (7, 10)),
+        ((5, 4), (7, 1)),
+        ((7, 4), (1, 10)),
+        ((3, 8), (5, 4)),
+        ((1, 1), (5, 4)),
+    ),
+    "giant": (  # OGBench giant
+        ((1, 1), (10, 14)),
+        ((1, 14), (10, 1)),
+        ((8, 14), (1, 1)),
+        ((8, 3), (5, 12)),
+        ((5, 9), (3, 8)),
+    ),
 }
 
 
@@ -75,6 +137,38 @@ class Maze:
     @property
     def goal_xys(self) -> np.ndarray:
         return self.cells("G").astype(np.float32) * self.cell_size
+
+    def tasks(self, goal_z: tuple[float, ...] = ()) -> tuple[Task, ...]:
+        """The layout's evaluation tasks (`TASKS`) as `Task`s: start = the start cell's centre
+        (x, y), goal = the goal cell's centre (x, y) followed by `goal_z` (a body whose goal also
+        has a height), before the noise of `near`."""
+        tasks = []
+        for k, (start, goal) in enumerate(TASKS[self.layout]):
+            cells = self.path_length(start, goal)
+            why = f"cell {start} to cell {goal}: {cells} cells along the shortest path"
+            goal_xy = tuple(float(v) for v in self.cell_xy(*goal))
+            start_xy = tuple(float(v) for v in self.cell_xy(*start))
+            tasks.append(Task(f"task{k + 1}", goal_xy + tuple(goal_z), start_xy, why))
+        return tuple(tasks)
+
+    def path_length(self, a: tuple[int, int], b: tuple[int, int]) -> int:
+        """Steps between free cells a and b along the shortest path through free cells
+        (moving to one of the 4 neighbours per step); ValueError if b cannot be reached."""
+        grid, frontier, seen = self.grid, [tuple(a)], {tuple(a): 0}
+        while frontier:
+            i, j = frontier.pop(0)
+            for cell in ((i + 1, j), (i - 1, j), (i, j + 1), (i, j - 1)):
+                if cell not in seen and grid[cell[0]][cell[1]] != "1":  # the border is all wall
+                    seen[cell] = seen[(i, j)] + 1
+                    frontier.append(cell)
+        if tuple(b) not in seen:
+            raise ValueError(f"cell {b} cannot be reached from cell {a}")
+        return seen[tuple(b)]
+
+    def near(self, key: jax.Array, xy: jax.Array) -> jax.Array:
+        """`xy` moved by noise uniform in +- cell/4 per axis: where a task's start or goal lands
+        (OGBench's noise around a cell centre)."""
+        return xy + jax.random.uniform(key, (2,), minval=-0.25, maxval=0.25) * self.cell_size
 
     @property
     def centre_xy(self) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Point-mass mazes: `simple_u_maze`, `simple_big_maze`, `simple_hardest_maze`.
+"""Point-mass mazes: `simple_u_maze`, `simple_big_maze`, `simple_hardest_maze`, `simple_giant_maze`.
 
 JaxGCRL's point mass: a sphere of radius 0.25 m and density 5 (0.327 kg) on two slide joints
 (x, y) with armature 1 and no damping, each driven by a motor of gear 5 (action in [-1, 1]^2).
@@ -22,7 +22,12 @@ Observation (state part, `state_dim` = 4): [x, y, vx, vy]; goal = [x, y]
 (`goal_indices` = (0, 1)); success when the ball's centre is within 0.5 m of the goal.
 Each episode starts at the R cell's centre with velocity 0.1 N(0, 1) per axis (JaxGCRL's
 start); the goal is a uniformly drawn G cell centre. No termination; truncation at
-`episode_length` (default 1000).
+`episode_length` (default 1000, OGBench's for its point mazes too).
+
+Evaluation tasks: the layout's five (envs/maze.py, `TASKS`; OGBench's on big, hardest and giant),
+each starting within +- 1 m of its start cell's centre and aiming within +- 1 m of its goal
+cell's centre. OGBench's point mass counts a goal reached within 1.0 m; this one, as JaxGCRL's,
+within 0.5 m.
 """
 
 from __future__ import annotations
@@ -93,6 +98,7 @@ class PointMaze(GoalEnv):
             # motor into a speed limit of about gear x 0.05 m/s, and gear 5 would crawl at 0.25.
             sys = sys.replace(actuator=sys.actuator.replace(gear=200 * jnp.ones_like(sys.actuator.gear)))
         self._velocity_noise = start_velocity_noise
+        self.tasks = self.maze.tasks()
         super().__init__(
             sys,
             backend=backend,
@@ -104,10 +110,14 @@ class PointMaze(GoalEnv):
             dense_reward=dense_reward,
         )
 
-    def _sample_init(self, key):
+    def _sample_init(self, key, task=None):
         velocity_key, goal_key = jax.random.split(key)
         qd = self._velocity_noise * jax.random.normal(velocity_key, (2,))
-        return jnp.asarray(self.maze.start_xy), qd, self.maze.sample_goal(goal_key)
+        if task is None:
+            return jnp.asarray(self.maze.start_xy), qd, self.maze.sample_goal(goal_key)
+        start, goal = task
+        start_key, goal_key = jax.random.split(goal_key)
+        return self.maze.near(start_key, start), qd, self.maze.near(goal_key, goal)
 
     def _state_obs(self, pipeline_state):
         return jnp.concatenate([pipeline_state.q, pipeline_state.qd])

@@ -37,7 +37,7 @@ from brax import math as brax_math
 from brax.io import mjcf
 from etils import epath
 
-from envs.base import FUSION_FLAG, GoalEnv, set_cpu_xla_flags
+from envs.base import FUSION_FLAG, GoalEnv, Task, set_cpu_xla_flags
 
 _PUCK_HOME = np.array([0.45, -0.05, -0.275], np.float32)
 _TIP_OFFSET = np.array([0.1, 0.0, 0.0], np.float32)  # the XML's `tips_arm` body, fused into the wrist-roll link
@@ -47,6 +47,25 @@ _PUCK_BOX = ((0.25, -0.35), (0.65, -0.05))
 _GOAL_BOXES = {
     "easy": ((0.25, -0.60), (0.65, -0.30)),
     "hard": ((-0.10, -0.70), (0.90, 0.30)),
+}
+# Evaluation tasks: (puck start xy, goal xy, why), inside the boxes above and at least
+# _MIN_PUCK_GOAL_DIST apart. The easy goal box lies beside the puck box (towards -y); the hard
+# one surrounds it.
+_TASKS = {
+    "easy": (
+        ((0.45, -0.20), (0.45, -0.45), "the boxes' centres: a 0.25 m push towards -y"),
+        ((0.30, -0.10), (0.60, -0.55), "far corners: the longest diagonal push (0.54 m)"),
+        ((0.60, -0.10), (0.30, -0.55), "the other diagonal (0.54 m)"),
+        ((0.45, -0.30), (0.45, -0.50), "a short push (0.2 m)"),
+        ((0.30, -0.25), (0.60, -0.35), "mostly sideways, towards +x (0.32 m)"),
+    ),
+    "hard": (
+        ((0.45, -0.20), (0.45, -0.60), "from the puck box's centre towards -y (0.4 m)"),
+        ((0.45, -0.20), (0.00, 0.20), "away from the arm's side, towards -x +y (0.6 m)"),
+        ((0.45, -0.20), (0.85, 0.20), "towards +x +y (0.57 m)"),
+        ((0.30, -0.10), (-0.05, -0.65), "towards -x -y, the far corner (0.65 m)"),
+        ((0.60, -0.30), (0.85, -0.30), "a short push towards +x (0.25 m)"),
+    ),
 }
 
 
@@ -75,6 +94,10 @@ class Pusher(GoalEnv):
             sys = sys.replace(actuator=sys.actuator.replace(gear=jnp.array([20.0] * 7)))
             n_frames = 50
         self._goal_box = _GOAL_BOXES[difficulty]
+        goal_z = round(float(_PUCK_HOME[2]), 4)
+        self.tasks = tuple(
+            Task(f"task{k + 1}", (*goal, goal_z), puck, why) for k, (puck, goal, why) in enumerate(_TASKS[difficulty])
+        )
         self._tip_link = sys.link_names.index("r_wrist_roll_link")
         self._puck_link = sys.link_names.index("object")
         # qpos: 7 arm joints, then the puck's slide joints in the XML's order (y, then x).
@@ -89,7 +112,7 @@ class Pusher(GoalEnv):
             dense_reward=dense_reward,
         )
 
-    def _sample_init(self, key):
+    def _sample_init(self, key, task=None):
         puck_key, goal_key, qd_key = jax.random.split(key, 3)
         low, high = _PUCK_BOX
         puck = jax.random.uniform(puck_key, (2,), minval=jnp.array(low), maxval=jnp.array(high))
@@ -99,6 +122,8 @@ class Pusher(GoalEnv):
         dist = jnp.linalg.norm(gap)
         direction = jnp.where(dist > 1e-6, gap / jnp.maximum(dist, 1e-6), jnp.array([1.0, 0.0]))
         puck = jnp.where(dist < _MIN_PUCK_GOAL_DIST, goal + _MIN_PUCK_GOAL_DIST * direction, puck)
+        if task is not None:  # the task's puck start and goal, already far enough apart
+            puck, goal = task[0], task[1][:2]
         # the slide joints are offsets from the puck's home, ordered (y, x) in the XML
         offset = puck - jnp.asarray(_PUCK_HOME[:2])
         q = jnp.concatenate([self.sys.init_q[:7], offset[::-1]])

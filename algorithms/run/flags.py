@@ -97,6 +97,10 @@ class RunArgs:
     """parallel training envs"""
     num_eval_envs: int = 128
     """evaluation episodes per evaluation, one per env, deterministic and sampled actions"""
+    eval_tasks: bool = True
+    """every evaluation also runs the env's five named tasks (docs/environments.md), logged as eval/tasks/*"""
+    eval_task_episodes: int = 8
+    """with --eval-tasks: episodes of each task per evaluation, in each mode (deterministic and sampled)"""
     fixed_goals: bool = False
     """each training env keeps its first start and goal for the whole run, as JaxGCRL's training envs do (evaluations always draw fresh ones)"""
 

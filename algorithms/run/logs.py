@@ -284,7 +284,26 @@ def progress(env_steps: int, total: int, sps: float, eta_s: float, success: dict
     line = f"\r{env_steps:>12,}/{total:,} env steps | {sps:>9,.0f} SPS | ETA {eta}"
     line += f" | eval success {success['success_rate']:.3f}" if success else ""
     line += f" (sampled {success['sampled_success_rate']:.3f})" if "sampled_success_rate" in success else ""
+    line += f" | tasks {success['tasks/overall_success']:.3f}" if "tasks/overall_success" in success else ""
     print(line, end="" if sys.stdout.isatty() else "\n", flush=True)
+
+
+def headline(metrics: dict) -> dict:
+    """The metrics without the per-task ones (eval/tasks/task{k}_*, kept for `task_line`)."""
+    return {k: v for k, v in metrics.items() if not k.startswith(("tasks/task", "tasks/sampled_task"))}
+
+
+def task_line(metrics: dict) -> str:
+    """Each named task's success and their mean, deterministic (and sampled) actions; empty
+    without task metrics."""
+    lines = []
+    for mode in ("", "sampled_"):
+        tasks = sorted(k for k in metrics if k.startswith(f"tasks/{mode}task") and k.endswith("_success"))
+        if tasks:
+            each = ", ".join(f"{k[len(f'tasks/{mode}') : -len('_success')]} {metrics[k]:.3f}" for k in tasks)
+            name = "sampled actions" if mode else "deterministic actions"
+            lines.append(f"tasks, {name}: {each}; overall {metrics[f'tasks/{mode}overall_success']:.3f}")
+    return "\n".join(lines)
 
 
 def summary(
@@ -299,5 +318,5 @@ def summary(
     return (
         f"trained {env_steps:,} env steps ({exact}) x {num_seeds} seed(s), {grad_steps:,} gradient steps each, "
         f"{env_steps / max(train_s, 1e-9):,.0f} SPS per seed; final eval (mean over seeds): "
-        + ", ".join(f"{k} {v:.3f}" for k, v in success.items())
+        + ", ".join(f"{k} {v:.3f}" for k, v in headline(success).items())
     )

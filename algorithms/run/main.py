@@ -294,6 +294,8 @@ class Run:
         grad_steps = int(final.grad_steps[0])
         steps = schedule.final_env_steps
         print(logs.summary(steps, args.total_timesteps, args.num_seeds, grad_steps, self.train_time, self.success))
+        if logs.task_line(self.success):
+            print(logs.task_line(self.success))
         self.writes.do(self.logs.close)
         if args.save_model:
             self.writes.do(save_models, self.algorithm, args, self.run_dirs, final, steps)

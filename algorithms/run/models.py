@@ -16,7 +16,7 @@ import envs
 from algorithms.run import files
 from algorithms.run.files import CheckpointError
 from algorithms.run.flags import RunArgs, make_env
-from algorithms.run.logs import make_logs
+from algorithms.run.logs import headline, make_logs, task_line
 from algorithms.run.schedule import make_schedule
 
 
@@ -63,7 +63,9 @@ def evaluate_saved_model(algorithm, args: RunArgs) -> list[str]:
         run_logs.close()
     finally:
         files.unlock_run_dirs()
-    print(f"{args.load_model} on {args.env_id}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+    print(f"{args.load_model} on {args.env_id}: " + ", ".join(f"{k} {v:.3f}" for k, v in headline(metrics).items()))
+    if task_line(metrics):
+        print(task_line(metrics))
     return run_logs.run_dirs
 
 

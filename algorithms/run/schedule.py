@@ -87,6 +87,16 @@ def make_schedule(args: RunArgs, env) -> Schedule:
             envs.check_rendering()
         except envs.RenderingUnavailable as error:
             raise ConfigError(f"--capture-video: {error}") from None
+    if args.eval_tasks:
+        require(
+            args.eval_task_episodes >= 1,
+            f"--eval-task-episodes must be at least 1 (got {args.eval_task_episodes}); --no-eval-tasks runs none.",
+        )
+        require(
+            len(env.tasks) > 0,
+            f"--eval-tasks: {args.env_id} has no named evaluation tasks (an env lists them in its `tasks`); "
+            "run with --no-eval-tasks.",
+        )
     episode_length = env.episode_length
     at_least_one = "num_envs num_eval_envs unroll_length batch_size buffer_size num_evals total_timesteps"
     for name in (at_least_one + " video_every num_seeds").split():
