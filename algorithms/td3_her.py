@@ -36,6 +36,11 @@ eval/final_distance, eval/episodic_return, eval/steps_to_success (first step at 
 the episodes that got there; absent when none did), and the same five with sampled actions from
 the same goals: eval/sampled_success_rate, eval/sampled_time_at_goal,
 eval/sampled_final_distance, eval/sampled_episodic_return, eval/sampled_steps_to_success;
+with --eval-tasks (the default), per named task of the env (k = 1 ... 5)
+eval/tasks/task{k}_success and eval/tasks/task{k}_time_at_goal, their means
+eval/tasks/overall_success and eval/tasks/overall_time_at_goal, and the same with sampled
+actions: eval/tasks/sampled_task{k}_success, eval/tasks/sampled_task{k}_time_at_goal,
+eval/tasks/sampled_overall_success, eval/tasks/sampled_overall_time_at_goal;
 losses/qf1_loss, losses/qf2_loss, losses/qf1_values, losses/qf2_values,
 losses/actor_loss.
 """

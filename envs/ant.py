@@ -223,9 +223,9 @@ _PUSH_WALLS = (
 _PUSH_TASKS = (
     Task("task1", (17.0, 9.0), why="the centre of the square along x"),
     Task("task2", (9.0, 17.0), why="the centre of the square along y"),
-    Task("task3", (16.0, 8.0), why="the corner of the x square nearest the opening"),
-    Task("task4", (10.0, 18.0), why="the corner of the y square farthest from the opening"),
-    Task("task5", (18.0, 10.0), why="the corner of the x square farthest from the opening"),
+    Task("task3", (16.1, 8.1), why="near the corner of the x square nearest the opening"),
+    Task("task4", (9.9, 17.9), why="near the corner of the y square farthest from the opening"),
+    Task("task5", (17.9, 9.9), why="near the corner of the x square farthest from the opening"),
 )
 _PUSH_BLOCK_XY = (8.5, 8.5)
 _PUSH_BLOCK_HALF = 1.4  # a 0.1 m slit on either side: too narrow for the ant, no contact with the walls

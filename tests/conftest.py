@@ -219,6 +219,7 @@ TINY = dict(
     env_id="reacher",
     num_envs=4,
     num_eval_envs=2,
+    eval_task_episodes=1,
     unroll_length=10,
     batch_size=16,
     buffer_size=100,

@@ -175,6 +175,7 @@ BAD_FLAGS = [
     (["--contrastive-loss", "triplet"], "contrastive"),
     (["--env-id", "reachr"], "reacher"),
     (["--num-envs", "0"], "--num-envs"),
+    (["--eval-task-episodes", "0"], "--eval-task-episodes must be at least 1"),
     (["--total-timesteps", "60000", "--num-envs", "64"], "ends before learning starts: --learning-starts"),
 ]
 

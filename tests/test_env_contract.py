@@ -47,10 +47,13 @@ SAME_STEP_AS = {
     "pusher_hard": "pusher_easy",
     "ant_big_maze": "ant_u_maze",
     "ant_hardest_maze": "ant_u_maze",
+    "ant_giant_maze": "ant_u_maze",
     "humanoid_big_maze": "humanoid_u_maze",
     "humanoid_hardest_maze": "humanoid_u_maze",
+    "humanoid_giant_maze": "humanoid_u_maze",
     "simple_big_maze": "simple_u_maze",
     "simple_hardest_maze": "simple_u_maze",
+    "simple_giant_maze": "simple_u_maze",
     "arm_push_hard": "arm_push_easy",
     "arm_binpick_hard": "arm_binpick_easy",
 }

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from conftest import first_states, load_algorithm, make_env
 
-from envs.maze import LAYOUTS, Maze
+import envs
+from envs.maze import LAYOUTS, TASKS, Maze
 
 
 # ------------------------------------------------------------------ maze walls
@@ -25,7 +26,16 @@ def _wall_contacts(env, qpos) -> int:
 
 @pytest.mark.parametrize(
     "env_id",
-    ["simple_u_maze", "simple_big_maze", "simple_hardest_maze", "ant_u_maze", "ant_big_maze", "ant_hardest_maze"],
+    [
+        "simple_u_maze",
+        "simple_big_maze",
+        "simple_hardest_maze",
+        "simple_giant_maze",
+        "ant_u_maze",
+        "ant_big_maze",
+        "ant_hardest_maze",
+        "humanoid_giant_maze",
+    ],
 )
 def test_walls_sit_where_the_grid_says(env_id):
     env = make_env(env_id)
@@ -118,10 +128,64 @@ def test_every_layout_is_jaxgcrls_grid_cell_by_cell():
     """The grids of results/notes/env_fidelity.py (read from JaxGCRL's maze files), compared by
     the function that writes the fidelity page's "maze grid" row; that row names a changed cell."""
     fidelity = load_algorithm("env_fidelity", folder="results/notes")
-    assert sorted(LAYOUTS) == sorted(fidelity.JAXGCRL_MAZES)
+    assert sorted(LAYOUTS) == sorted([*fidelity.JAXGCRL_MAZES, "giant"])  # giant: OGBench's, below
     for layout, grid in LAYOUTS.items():
+        if layout == "giant":
+            continue
         assert fidelity.grid_difference(grid, fidelity.JAXGCRL_MAZES[layout]) == "the same grid, cell by cell"
     shifted = list(LAYOUTS["big"])
     shifted[3] = "111GGG11"  # the row this layout once had, which walled the start off
     difference = fidelity.grid_difference(tuple(shifted), fidelity.JAXGCRL_MAZES["big"])
     assert difference.startswith("differs at (3, 2): 1 / G") and "(3, 5): G / 1" in difference
+
+
+# ------------------------------------------------------------------ OGBench's layouts and tasks
+OGBENCH_NAMES = {"big": "medium", "hardest": "large", "giant": "giant"}
+
+
+def test_big_hardest_and_giant_are_ogbenchs_medium_large_and_giant_with_its_tasks():
+    """Our grids and tasks against OGBench's own definitions, read from its installed package
+    (ogbench 1.2.2, a dev dependency): each maze map equals ours cell by cell (its 0 is our free
+    cell, R or G), and its five tasks are ours, the same (start cell, goal cell) pairs in the same
+    order, with its noise (+- cell/4) and its episode lengths per body."""
+    import gymnasium
+    import ogbench.locomaze  # noqa: F401  (registers OGBench's envs with gymnasium)
+
+    for layout, name in OGBENCH_NAMES.items():
+        theirs = gymnasium.make(f"pointmaze-{name}-v0").unwrapped
+        ours = np.array([[c == "1" for c in row] for row in LAYOUTS[layout]], int)
+        np.testing.assert_array_equal(ours, theirs.maze_map, err_msg=layout)
+        pairs = [(tuple(t["init_ij"]), tuple(t["goal_ij"])) for t in theirs.task_infos]
+        assert pairs == [tuple(map(tuple, task)) for task in TASKS[layout]], layout
+        assert [t["task_name"] for t in theirs.task_infos] == [t.name for t in Maze(layout, 4.0).tasks()]
+        assert theirs._noise * theirs._maze_unit / 4 == 4.0 / 4  # Maze.near's +- cell/4
+    lengths = {f"{body}_giant_maze": gymnasium.spec(f"{body}maze-giant-v0").max_episode_steps for body in ("ant",)}
+    lengths["simple_giant_maze"] = gymnasium.spec("pointmaze-giant-v0").max_episode_steps
+    lengths["humanoid_giant_maze"] = gymnasium.spec("humanoidmaze-giant-v0").max_episode_steps
+    for env_id, length in lengths.items():
+        assert envs.make(env_id).episode_length == length, env_id
+    assert envs.make("humanoid_giant_maze").maze.cell_size == 4.0  # OGBench's maze unit for every body
+
+
+def test_a_broken_grid_or_task_list_would_fail_the_ogbench_comparison():
+    """The comparison above can fail: one cell or one task changed is caught by the same checks."""
+    import gymnasium
+    import ogbench.locomaze  # noqa: F401
+
+    theirs = gymnasium.make("pointmaze-giant-v0").unwrapped
+    broken = [row for row in LAYOUTS["giant"]]
+    broken[5] = broken[5][:4] + "G" + broken[5][5:]  # open a wall cell
+    ours = np.array([[c == "1" for c in row] for row in broken], int)
+    assert not np.array_equal(ours, theirs.maze_map)
+    swapped = [TASKS["giant"][1], TASKS["giant"][0], *TASKS["giant"][2:]]
+    assert [(tuple(t["init_ij"]), tuple(t["goal_ij"])) for t in theirs.task_infos] != swapped
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_every_task_joins_two_free_cells_by_a_path(layout):
+    maze = Maze(layout, 4.0)
+    for (start, goal), task in zip(TASKS[layout], maze.tasks()):
+        assert maze.path_length(start, goal) >= 1
+        assert task.why.endswith(f"{maze.path_length(start, goal)} cells along the shortest path")
+    with pytest.raises(ValueError, match="cannot be reached"):
+        Maze("u", 4.0).path_length((1, 1), (0, 0))

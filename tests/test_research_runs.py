@@ -114,8 +114,13 @@ def test_a_run_compiles_once_reaches_its_budget_and_logs_its_metrics(name, tmp_p
     assert name != FORK or "losses/twice_critic_loss" in tags
     docstring = ast.get_docstring(ast.parse(algorithm_path(name).read_text()))
     paragraph = docstring.split("Logged (x axis = env steps):")[1].split("\n\n")[0]
-    listed = set(re.findall(r"(?:charts|eval|losses)/[A-Za-z_0-9]+", paragraph))
+    templates = re.findall(r"(?:charts|eval|losses)/[A-Za-z_0-9/{}]+", paragraph)
+    listed = {t.replace("{k}", str(k)) for t in templates for k in range(1, 6)}  # task{k}: the five tasks
     assert {"charts/SPS", "eval/success_rate", "eval/sampled_success_rate", "losses/actor_loss"} <= listed
+    # every evaluation ran the named tasks in both modes (--eval-tasks is on by default)
+    for mode in ("", "sampled_"):
+        assert {f"eval/tasks/{mode}task{k}_success" for k in range(1, 6)} <= tags
+        assert {f"eval/tasks/{mode}overall_success", f"eval/tasks/{mode}task5_time_at_goal"} <= tags
     # steps to success is not logged at an evaluation where no episode reached the goal
     absent = listed - tags
     assert absent <= {"eval/steps_to_success", "eval/sampled_steps_to_success"}, absent

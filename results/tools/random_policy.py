@@ -7,7 +7,8 @@ env-only throughput.
 Baseline: `--num-episodes` envs each run one full episode from fresh goals with actions drawn
 uniformly in [-1, 1] (`envs.VecEnv.evaluate` with no policy), scored exactly as the algorithms'
 `eval/*` scalars: success_rate (the goal was reached at some step), time_at_goal,
-final_distance, episodic_return. Throughput: the env-only steps per second of random-action
+final_distance, episodic_return, and `--task-episodes` episodes of each of the env's named
+tasks, as `tasks/task{k}_success` and `tasks/overall_success` (the algorithms' --eval-tasks). Throughput: the env-only steps per second of random-action
 rollouts at `--num-envs` (auto-reset included, `env_throughput.measure`), which is what the
 env costs a training run of the same size. Prints one JSON object; `--output` also writes it.
 `results/tools/benchmark.py` runs this for its `random` rows.
@@ -34,6 +35,8 @@ class Args:
     """steps per episode; default: the env's own"""
     num_episodes: int = 128
     """evaluation episodes (the algorithms' --num-eval-envs)"""
+    task_episodes: int = 8
+    """episodes of each of the env's named tasks, scored as eval/tasks/* (the algorithms' --eval-task-episodes; 0: none)"""
     seed: int = 1
     """seed of the goals and actions"""
     num_envs: int = 256
@@ -47,8 +50,9 @@ class Args:
 def main(args: Args) -> dict:
     env = envs.make(args.env_id, episode_length=args.episode_length)  # before JAX computes: its XLA flags
     start = time.perf_counter()
-    metrics, _ = jax.jit(envs.VecEnv(env, args.num_episodes).evaluate, static_argnums=0)(
-        None, jax.random.PRNGKey(args.seed)
+    vec = envs.VecEnv(env, args.num_episodes)
+    metrics, _ = jax.jit(lambda key: vec.evaluate(None, key, task_episodes=args.task_episodes))(
+        jax.random.PRNGKey(args.seed)
     )
     metrics = {name: float(v) for name, v in metrics.items()}
     eval_s = time.perf_counter() - start
