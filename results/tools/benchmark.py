@@ -23,7 +23,9 @@ back with TensorBoard's reader and written to
 
 * `{out_dir}/evals.csv`: one row per evaluation (algorithm, env_id, seed, env_steps,
   success_rate, time_at_goal, final_distance, episodic_return, steps_to_success, the same
-  three measures with sampled actions, run_dir);
+  three measures with sampled actions, the named tasks' overall success and each task's success
+  (`tasks_overall_success`, `task1_success` ... `task5_success`, and
+  `sampled_tasks_overall_success`; blank for runs from before the tasks), run_dir);
 * `{out_dir}/final.csv`: one row per run (its last evaluation, the mean training SPS, the
   wall time of the subprocess, its compile and training seconds as the run printed them, and
   the exact command); a `random` row has env_steps 0 and, as mean_sps, the env-only rate.
@@ -103,7 +105,12 @@ EVAL_TAGS = {
     "sampled_success_rate": "eval/sampled_success_rate",
     "sampled_time_at_goal": "eval/sampled_time_at_goal",
     "sampled_final_distance": "eval/sampled_final_distance",
+    # the env's five named tasks (--eval-tasks; blank for runs from before them)
+    "tasks_overall_success": "eval/tasks/overall_success",
+    **{f"task{k}_success": f"eval/tasks/task{k}_success" for k in range(1, 6)},
+    "sampled_tasks_overall_success": "eval/tasks/sampled_overall_success",
 }
+COLUMN_OF_TAG = {tag: name for name, tag in EVAL_TAGS.items()}
 
 
 @dataclass(frozen=True)
@@ -588,7 +595,8 @@ def run_random(
         measured = json.load(f)
     run_dir = os.path.relpath(path, out_dir)
     row = dict(algorithm=RANDOM, env_id=env_id, seed=seed, env_steps=0)
-    row.update({name: measured.get(name, "") for name in EVAL_TAGS})
+    # random_policy.py's keys are the tags without "eval/" (its tasks/* only where it ran them)
+    row.update({name: measured.get(tag.removeprefix("eval/"), "") for name, tag in EVAL_TAGS.items()})
     row.update(mean_sps=measured["env_only_sps"], run_dir=run_dir, command=shown)
     if wall is not None:
         timings[run_dir] = {"wall_s": round(wall, 1)}
@@ -827,7 +835,7 @@ def time_shares(rows: list[dict], env_only_sps: float | None) -> str:
 
 def summary_table(finals: list[dict], preset: str, samples: int = 2000) -> str:
     """Markdown: per (env, algorithm), the final success rate (the policy's mean, and sampled
-    actions) and time at goal (IQM over seeds with a 95% bootstrap interval), mean training SPS
+    actions), time at goal and the named tasks' overall success (IQM over seeds with a 95% bootstrap interval), mean training SPS
     (a `random` row: env-only SPS), mean wall time per run and, where the env has a `random`
     row, where that wall time went."""
     import numpy as np
@@ -840,9 +848,9 @@ def summary_table(finals: list[dict], preset: str, samples: int = 2000) -> str:
         " steps, buffer) / outside training (evaluations, start-up). Seeds trained in one process (--num-seeds)"
         " share its wall time.",
         "",
-        "| env | algorithm | seeds | env steps | success rate | sampled success rate | time at goal | SPS"
-        " | wall s / run | time split % |",
-        "|---|---|---:|---:|---|---|---|---:|---:|---|",
+        "| env | algorithm | seeds | env steps | success rate | sampled success rate | time at goal"
+        " | named tasks' success | SPS | wall s / run | time split % |",
+        "|---|---|---:|---:|---|---|---|---|---:|---:|---|",
     ]
     groups: dict[tuple[str, str], list[dict]] = {}
     for row in finals:
@@ -850,10 +858,10 @@ def summary_table(finals: list[dict], preset: str, samples: int = 2000) -> str:
     env_only = {env_id: float(rows[0]["mean_sps"]) for (env_id, a), rows in groups.items() if a == RANDOM}
     for (env_id, algorithm), rows in groups.items():
         cells = []
-        for name in ("success_rate", "sampled_success_rate", "time_at_goal"):
+        for name in ("success_rate", "sampled_success_rate", "time_at_goal", "tasks_overall_success"):
             if algorithm == RANDOM:  # its actions are sampled in both modes: it has one success rate
                 name = name.removeprefix("sampled_")
-            if any(r[name] in ("", None) for r in rows):  # a run from before sampled actions were evaluated
+            if any(r.get(name) in ("", None) for r in rows):  # a run from before that was evaluated
                 cells.append("")
                 continue
             values = np.array([float(r[name]) for r in rows])
@@ -864,7 +872,7 @@ def summary_table(finals: list[dict], preset: str, samples: int = 2000) -> str:
         shares = "" if algorithm == RANDOM else time_shares(rows, env_only.get(env_id))
         lines.append(
             f"| {env_id} | {algorithm} | {len(rows)} | {max(int(r['env_steps']) for r in rows):,} | {cells[0]} | "
-            f"{cells[1]} | {cells[2]} | {statistics.mean(sps) if sps else float('nan'):,.0f} | "
+            f"{cells[1]} | {cells[2]} | {cells[3]} | {statistics.mean(sps) if sps else float('nan'):,.0f} | "
             + (f"{statistics.mean(walls):.0f}" if walls else "")
             + f" | {shares} |"
         )
@@ -985,16 +993,18 @@ def main(args: Args) -> str:
                 )
         # success rate with the policy's mean and with sampled actions (where the runs logged it),
         # and time at goal: where learning shows first
-        tags = ("eval/success_rate", "eval/sampled_success_rate", "eval/time_at_goal")
+        # and the named tasks' overall success, where the runs logged it
+        tags = ("eval/success_rate", "eval/sampled_success_rate", "eval/time_at_goal", "eval/tasks/overall_success")
         rows = plots.aggregate(runs, tags)
         tags = tuple(tag for tag in tags if any(r["tag"] == tag for r in rows))
         baselines = {}  # (env, tag) -> the random policy's mean over seeds
         for tag in tags:
             # the random policy's actions are sampled in both modes: it has one success rate
-            name = tag.split("/")[1].removeprefix("sampled_")
+            name = COLUMN_OF_TAG[tag].removeprefix("sampled_")
             for env_id in {r["env_id"] for r in finals if r["algorithm"] == RANDOM}:
-                values = [float(r[name]) for r in finals if r["algorithm"] == RANDOM and r["env_id"] == env_id]
-                baselines[env_id, tag] = statistics.mean(values)
+                values = [r[name] for r in finals if r["algorithm"] == RANDOM and r["env_id"] == env_id]
+                if all(v != "" for v in values):
+                    baselines[env_id, tag] = statistics.mean(float(v) for v in values)
         plots.plot(rows, tags, os.path.join(out_dir, "curves.png"), "iqm", 0.95, baselines)
     print(f"wrote {out_dir}/evals.csv, final.csv, summary.md" + (", curves.png" if args.plot and evals else ""))
     if not_started:
