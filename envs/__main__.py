@@ -3,6 +3,7 @@
     python -m envs --env-id simple_u_maze
     python -m envs --env-id ant_u_maze --num-envs 64 --steps 500 --video runs/ant_u_maze.gif
     python -m envs --env-id simple_big_maze --task task1 --video runs/task1.gif
+    python -m envs --list-tasks
 
 Prints the compile time, env steps per second, the number of episodes finished and the
 fraction of steps that were at the goal under the random policy. `--task` starts every env's
@@ -40,9 +41,38 @@ class Args:
     """write the first env's rollout as a GIF to this path (needs MUJOCO_GL=osmesa or egl)"""
     task: str | None = None
     """start every env's first episode on this named task (task1 ... task5) instead of a random one"""
+    list_tasks: bool = False
+    """print every env's named evaluation tasks as the Markdown tables of docs/environments.md, and stop"""
+
+
+def tasks_markdown() -> str:
+    """Every env's five named evaluation tasks as Markdown: one table for the mazes (by layout,
+    in cells: the same for every body) and one for the other envs (in numbers)."""
+    from envs.maze import TASKS, Maze
+
+    lines = [
+        "| maze layout (env ids) | task | start cell | goal cell | shortest path (cells) |",
+        "|---|---|---|---|---:|",
+    ]
+    for layout in TASKS:
+        ids = ", ".join(f"`{i}`" for i in envs.ENV_IDS if i.endswith(f"_{layout}_maze"))
+        maze = Maze(layout, 1.0)
+        for name, (start, goal) in zip((t.name for t in maze.tasks()), TASKS[layout]):
+            lines.append(f"| {layout} ({ids}) | {name} | {start} | {goal} | {maze.path_length(start, goal)} |")
+    lines += ["", "| env id | task | goal | start | why |", "|---|---|---|---|---|"]
+    for env_id in envs.ENV_IDS:
+        if env_id.endswith("_maze"):
+            continue
+        for task in envs.make(env_id).tasks:
+            start = str(task.start) if task.start else "the env's own"
+            lines.append(f"| `{env_id}` | {task.name} | {task.goal} | {start} | {task.why} |")
+    return "\n".join(lines)
 
 
 def main(args: Args) -> int:
+    if args.list_tasks:
+        print(tasks_markdown())
+        return 0
     try:
         env = envs.make(args.env_id, backend=args.backend)
     except ValueError as error:

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import make_env
+from conftest import REPO, make_env
 
 import envs
 from algorithms import run
@@ -138,3 +138,12 @@ def test_the_env_demo_refuses_an_unknown_task_with_exit_2(capsys):
     assert main(Args(env_id="simple_u_maze", task="task9")) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --task: simple_u_maze has no task 'task9'") and "task1, task2" in err
+
+
+def test_the_docs_list_every_envs_tasks_as_the_envs_define_them():
+    """docs/environments.md holds the tables `python -m envs --list-tasks` prints, line for line."""
+    from envs.__main__ import tasks_markdown
+
+    docs = (REPO / "docs" / "environments.md").read_text()
+    missing = [line for line in tasks_markdown().splitlines() if line and line not in docs]
+    assert not missing, "docs/environments.md: rerun `python -m envs --list-tasks`; missing:\n" + "\n".join(missing)
