@@ -12,6 +12,13 @@ them), the success threshold, the control step, the episode length, the observat
 the termination rule and which geoms can touch which (MuJoCo's contype/conaffinity rule on the
 env's own model). Below each table, every difference and its reason, with the measurement
 behind it where there is one.
+
+JaxGCRL evaluates on random goals only; the "named tasks" row says what each env's five named
+evaluation tasks are. The mazes that OGBench also has (its medium, large and giant maps: our
+big, hardest and giant) get a last section beside OGBench's own envs, read from its installed
+package (`ogbench`, a dev dependency): grid, tasks, episode length, cell size, noise, goal
+tolerance and control step, each env made and read, not transcribed. The giant ids have no
+JaxGCRL counterpart and appear only there.
 """
 
 from __future__ import annotations
@@ -377,10 +384,17 @@ DIFFERENCES = {
 }
 
 
+# Our maze layouts that are OGBench's maze maps (ogbench 1.2.2, locomaze/maze.py), and OGBench's
+# env name prefix for each body.
+OGBENCH_LAYOUTS = {"big": "medium", "hardest": "large", "giant": "giant"}
+OGBENCH_BODIES = {"simple": "pointmaze", "ant": "antmaze", "humanoid": "humanoidmaze"}
+JAXGCRL_IDS = tuple(i for i in envs.ENV_IDS if "_giant_" not in i)  # JaxGCRL has no giant maze
+
+
 @dataclass(frozen=True)
 class Args:
-    env_ids: tuple[str, ...] = envs.ENV_IDS
-    """env ids to report"""
+    env_ids: tuple[str, ...] = JAXGCRL_IDS
+    """env ids to report beside JaxGCRL (the OGBench section always lists every maze it shares)"""
     resets: int = 1000
     """resets per env for the measured start and goal regions"""
     output: str = ""
@@ -473,7 +487,12 @@ def measure(env_id: str, resets: int) -> dict:
             f"{walk['escaped']} of {walk['samples']:,} samples in a wall or outside; "
             f"largest velocity component {walk['max_velocity']:.1f} m/s"
         )
+    if maze is not None and maze.layout in OGBENCH_LAYOUTS:
+        tasks = f"5: OGBench's `{OGBENCH_LAYOUTS[maze.layout]}` tasks, cell for cell (last section)"
+    else:
+        tasks = "5 (ours; docs/environments.md)"
     return {
+        "tasks": tasks,
         "throttle": throttle,
         "walls": walls,
         "grid": "-" if maze is None else f"`{maze.layout}`: " + grid_difference(maze.grid, JAXGCRL_MAZES[maze.layout]),
@@ -502,6 +521,7 @@ ROWS = [
     ("observation", "obs"),
     ("termination", "termination"),
     ("what touches what", "contacts"),
+    ("named evaluation tasks", "tasks"),
     ("full throttle along +y from the start, at rest", "throttle"),
     ("256 envs, 1000 steps of random bang-bang actions", "walls"),
 ]
@@ -518,11 +538,65 @@ def section(env_id: str, ours: dict) -> str:
     for label, key in ROWS:
         if key in ("grid", "throttle", "walls") and ours[key] == "-":
             continue  # not a maze, or not the point mass
-        lines.append(f"| {label} | {cell(theirs.get(key, '-'))} | {cell(ours[key])} |")
+        theirs_text = theirs.get(key, "none: evaluations draw random goals" if key == "tasks" else "-")
+        lines.append(f"| {label} | {cell(theirs_text)} | {cell(ours[key])} |")
     if "actions" in theirs:
         lines.append(f"| body and actions | {cell(theirs['actions'])} | see the env file's docstring |")
     lines += ["", "Differences:", ""]
     lines += [f"* {d}" for d in DIFFERENCES[family]]
+    return "\n".join(lines) + "\n"
+
+
+def ogbench_section() -> str:
+    """Our mazes beside OGBench's envs of the same map, one row per env id, each side read from
+    the env itself (OGBench's through gymnasium)."""
+    try:
+        import gymnasium
+        import ogbench.locomaze  # noqa: F401  (registers its envs)
+    except ImportError:
+        return "## Against OGBench\n\n`ogbench` is not installed (`pip install -r requirements-dev.txt`).\n"
+    lines = [
+        "## Against OGBench: the mazes it shares",
+        "",
+        "OGBench's `medium`, `large` and `giant` maps are our `big`, `hardest` and `giant` layouts, mirrored "
+        "across the diagonal (OGBench puts a cell's row on world y, we put it on world x): the same cells, "
+        "paths and tasks. Each cell below is ours / OGBench's, both read from the envs.",
+        "",
+        "| env id | OGBench env | grid | tasks (start cell, goal cell) | episode length | cell | task noise |"
+        " goal tolerance | control step | body |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for layout, name in OGBENCH_LAYOUTS.items():
+        for body, prefix in OGBENCH_BODIES.items():
+            env_id = f"{body}_{layout}_maze"
+            ours = envs.make(env_id)
+            spec = gymnasium.spec(f"{prefix}-{name}-v0")
+            theirs = gymnasium.make(spec.id).unwrapped
+            grid = np.array([[c == "1" for c in row] for row in ours.maze.grid], int)
+            same_grid = "the same" if np.array_equal(grid, theirs.maze_map) else "DIFFERENT"
+            their_tasks = [(tuple(t["init_ij"]), tuple(t["goal_ij"])) for t in theirs.task_infos]
+            our_tasks = [tuple(map(tuple, task)) for task in envs.maze.TASKS[layout]]
+            same_tasks = "the same 5, in order" if our_tasks == their_tasks else "DIFFERENT"
+            s, unit = ours.maze.cell_size, theirs._maze_unit
+            lines.append(
+                f"| `{env_id}` | `{spec.id}` | {same_grid} | {same_tasks} | "
+                f"{ours.episode_length} / {spec.max_episode_steps} | {s:g} m / {unit:g} m | "
+                f"+- {s / 4:g} m / +- {theirs._noise * unit / 4:g} m | "
+                f"{ours.goal_reach_thresh:g} m / {theirs._goal_tol:g} m | {float(ours.dt):g} s / {theirs.dt:g} s | "
+                f"{type(ours).__name__} on brax ({ours.backend}) / OGBench's MuJoCo {prefix[: -len('maze')]} |"
+            )
+    lines += [
+        "",
+        "What differs, and why it stays: the bodies and their dynamics are ours (brax's ant and humanoid, "
+        "JaxGCRL's point mass), so control steps differ. The episode lengths are OGBench's step counts, so an "
+        "episode covers less simulated time here: OGBench's point and ant step 0.1 s (1000 steps: 100 s; ours "
+        "50 s), its humanoid 0.025 s (4000 steps: 100 s; ours 60 s); `--episode-length 2000` on the point and "
+        "ant mazes (and 6667 on `humanoid_giant_maze`) gives OGBench's time. The point mass keeps JaxGCRL's 0.5 m tolerance; our "
+        "humanoid keeps JaxGCRL's 2 m cells and 1000 steps on big and hardest (OGBench: 4 m, 2000), and "
+        "`humanoid_giant_maze` takes OGBench's 4 m cells and 4000 steps. OGBench's episodes end at the goal, "
+        "ours run to their length (success is reaching the goal at some step in both). Its numbers are offline "
+        "RL on its datasets; ours are online.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -540,7 +614,7 @@ def main(args: Args) -> str:
         "",
     ]
     sections = [section(env_id, measure(env_id, args.resets)) for env_id in args.env_ids]
-    page = "\n".join(header) + "\n" + "\n".join(sections)
+    page = "\n".join(header) + "\n" + "\n".join(sections) + "\n" + ogbench_section()
     print(page)
     if args.output:
         with open(args.output, "w") as f:
