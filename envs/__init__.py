@@ -6,10 +6,11 @@
     state = vec.reset(jax.random.PRNGKey(0))
     state = vec.step(state, actions)              # actions: (256, env.action_size)
     metrics, episode = vec.evaluate(policy, key)  # one episode per env; env 0's states to render
+    metrics, _ = vec.evaluate(policy, key, task_episodes=8)  # and 8 of each of env.tasks (named tasks)
     frames = envs.render(env, pipeline_states, goals)
 
 `envs.ENV_IDS` lists every id; `ant_maze`, `humanoid_maze` and `simple_maze` are aliases of the
-U mazes. `make(env_id, backend=None, episode_length=None, **overrides)` passes `overrides` to the
+U mazes. Every env has five named evaluation tasks, `env.tasks` (`python -m envs --list-tasks`). `make(env_id, backend=None, episode_length=None, **overrides)` passes `overrides` to the
 env's constructor (for example `dense_reward=True`).
 """
 

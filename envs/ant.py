@@ -91,8 +91,11 @@ class Ant(GoalEnv):
         goal_radius: float = 10.0,
         reset_noise_scale: float = 0.1,
         healthy_z_range: tuple[float, float] = (0.2, 1.0),
+        maze_start: str = "fixed",
     ):
-        self.maze = Maze(maze, cell_size=4.0) if maze else None
+        if maze_start != "fixed" and not maze:
+            raise ValueError(f"maze_start '{maze_start}' applies to the maze envs only")
+        self.maze = Maze(maze, cell_size=4.0, start=maze_start) if maze else None
         sys = mjcf.loads(ant_xml(*self._world_xml()))
         self._object_link = sys.link_names.index("object") if self._has_object else None
         n_frames = 10
@@ -150,7 +153,7 @@ class Ant(GoalEnv):
             angle = jax.random.uniform(goal_key, (), maxval=2 * math.pi)
             goal = self._goal_radius * jnp.array([jnp.cos(angle), jnp.sin(angle)])
         else:
-            q = q.at[:2].add(jnp.asarray(self.maze.start_xy))
+            q = q.at[:2].add(self.maze.training_start(jax.random.fold_in(key, 1)))
             goal = self.maze.sample_goal(goal_key)
         return q, qd, goal
 

@@ -77,8 +77,11 @@ class Humanoid(GoalEnv):
         goal_radius: tuple[float, float] = (1.0, 5.0),
         reset_noise_scale: float = 0.0,  # JaxGCRL starts every episode in the same pose
         healthy_z_range: tuple[float, float] = (1.0, 2.0),
+        maze_start: str = "fixed",
     ):
-        self.maze = Maze(maze, cell_size=_MAZE_CELL[maze]) if maze else None
+        if maze_start != "fixed" and not maze:
+            raise ValueError(f"maze_start '{maze_start}' applies to the maze envs only")
+        self.maze = Maze(maze, cell_size=_MAZE_CELL[maze], start=maze_start) if maze else None
         if episode_length is None:
             episode_length = _MAZE_EPISODE_LENGTH.get(maze, 1000)
         sys = mjcf.loads(humanoid_xml(self.maze.walls_xml() if self.maze else ""))
@@ -142,7 +145,7 @@ class Humanoid(GoalEnv):
             angle = jax.random.uniform(angle_key, (), maxval=2 * math.pi)
             xy = radius * jnp.array([jnp.cos(angle), jnp.sin(angle)])
         else:
-            q = q.at[:2].add(jnp.asarray(self.maze.start_xy))
+            q = q.at[:2].add(self.maze.training_start(jax.random.fold_in(key, 1)))
             xy = self.maze.sample_goal(goal_key)
         return q, qd, jnp.concatenate([xy, jnp.array([_GOAL_Z])])
 

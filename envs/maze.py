@@ -6,8 +6,8 @@ cell size s, and each wall cell is a box of half-size (s/2, s/2, s/4) centred at
 Runs of wall cells are merged into fewer, larger boxes (the same occupied volume) because the
 physics pipelines test every wall box against every colliding body geom on every step.
 
-Each training episode starts at the centre of the R cell and draws its goal uniformly among the
-centres of the G cells.
+Each training episode starts at the centre of the R cell (or, with `maze_start="anywhere"`, in a
+uniformly drawn free cell) and draws its goal uniformly among the centres of the G cells.
 
 Each layout also has five named evaluation tasks (`TASKS`): a start cell and a goal cell each.
 An evaluation episode of a task starts at its start cell's centre and aims at its goal cell's
@@ -112,12 +112,22 @@ TASKS = {
 }
 
 
+MAZE_STARTS = ("fixed", "anywhere")
+
+
 @dataclass(frozen=True)
 class Maze:
-    """One layout at one cell size."""
+    """One layout at one cell size, and where its training episodes start (`start`): "fixed",
+    the R cell's centre (JaxGCRL's); "anywhere", a free cell drawn uniformly, within +- cell/4
+    of its centre (the spread of OGBench's datasets, whose trajectories start all over the maze)."""
 
     layout: str
     cell_size: float
+    start: str = "fixed"
+
+    def __post_init__(self):
+        if self.start not in MAZE_STARTS:
+            raise ValueError(f"maze_start must be one of {', '.join(MAZE_STARTS)}, got '{self.start}'")
 
     @property
     def grid(self) -> tuple[str, ...]:
@@ -179,6 +189,15 @@ class Maze:
     def extent(self) -> float:
         """Longest side of the maze in metres."""
         return max(len(self.grid), len(self.grid[0])) * self.cell_size
+
+    def training_start(self, key: jax.Array) -> jax.Array:
+        """Where a training episode starts, (2,): the R cell's centre, or with start="anywhere" a
+        uniformly drawn free cell (R or G) moved by `near`'s noise."""
+        if self.start == "fixed":
+            return jnp.asarray(self.start_xy)
+        cell_key, noise_key = jax.random.split(key)
+        free = jnp.asarray(self.cells("RG").astype(np.float32) * self.cell_size)
+        return self.near(noise_key, free[jax.random.randint(cell_key, (), 0, free.shape[0])])
 
     def sample_goal(self, key: jax.Array) -> jax.Array:
         """A uniformly drawn goal-cell centre, (2,)."""

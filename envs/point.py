@@ -21,7 +21,7 @@ It collides with the maze walls; cell size 4 m; control step 0.05 s (spring/posi
 Observation (state part, `state_dim` = 4): [x, y, vx, vy]; goal = [x, y]
 (`goal_indices` = (0, 1)); success when the ball's centre is within 0.5 m of the goal.
 Each episode starts at the R cell's centre with velocity 0.1 N(0, 1) per axis (JaxGCRL's
-start); the goal is a uniformly drawn G cell centre. No termination; truncation at
+start; `maze_start="anywhere"`: in a uniformly drawn free cell, `envs/maze.py`); the goal is a uniformly drawn G cell centre. No termination; truncation at
 `episode_length` (default 1000, OGBench's for its point mazes too).
 
 Evaluation tasks: the layout's five (envs/maze.py, `TASKS`; OGBench's on big, hardest and giant),
@@ -85,8 +85,9 @@ class PointMaze(GoalEnv):
         episode_length: int = 1000,
         dense_reward: bool = False,
         start_velocity_noise: float = 0.1,
+        maze_start: str = "fixed",
     ):
-        self.maze = Maze(layout, cell_size=4.0)
+        self.maze = Maze(layout, cell_size=4.0, start=maze_start)
         sys = mjcf.loads(_XML.format(walls=self.maze.walls_xml(), radius=_BALL_RADIUS))
         # 0.05 s per control step on every backend (spring/positional: 0.005 x 10).
         n_frames = 10
@@ -114,7 +115,7 @@ class PointMaze(GoalEnv):
         velocity_key, goal_key = jax.random.split(key)
         qd = self._velocity_noise * jax.random.normal(velocity_key, (2,))
         if task is None:
-            return jnp.asarray(self.maze.start_xy), qd, self.maze.sample_goal(goal_key)
+            return self.maze.training_start(jax.random.fold_in(key, 1)), qd, self.maze.sample_goal(goal_key)
         start, goal = task
         start_key, goal_key = jax.random.split(goal_key)
         return self.maze.near(start_key, start), qd, self.maze.near(goal_key, goal)

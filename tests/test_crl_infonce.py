@@ -176,6 +176,7 @@ BAD_FLAGS = [
     (["--env-id", "reachr"], "reacher"),
     (["--num-envs", "0"], "--num-envs"),
     (["--eval-task-episodes", "0"], "--eval-task-episodes must be at least 1"),
+    (["--maze-start", "anywhere"], "applies to the maze envs only"),
     (["--total-timesteps", "60000", "--num-envs", "64"], "ends before learning starts: --learning-starts"),
 ]
 

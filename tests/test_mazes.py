@@ -189,3 +189,21 @@ def test_every_task_joins_two_free_cells_by_a_path(layout):
         assert task.why.endswith(f"{maze.path_length(start, goal)} cells along the shortest path")
     with pytest.raises(ValueError, match="cannot be reached"):
         Maze("u", 4.0).path_length((1, 1), (0, 0))
+
+
+def test_maze_start_anywhere_draws_every_free_cell_within_a_quarter_cell():
+    """maze_start="anywhere": training starts spread over every free cell, near its centre (the
+    noise of the named tasks), never in a wall; the default keeps JaxGCRL's start cell."""
+    env = envs.make("simple_big_maze", maze_start="anywhere")
+    first = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.PRNGKey(0), 2600))
+    xy = np.asarray(first.obs[:, :2])
+    cells = env.maze.cells_of(xy)
+    free = {tuple(c) for c in env.maze.cells("RG")}
+    assert {tuple(c) for c in cells} == free
+    assert np.abs(xy - cells * env.maze.cell_size).max() <= env.maze.cell_size / 4 + 1e-5
+    fixed = first_states("simple_big_maze")
+    np.testing.assert_array_equal(fixed.obs[:, :2], np.broadcast_to(env.maze.start_xy, fixed.obs[:, :2].shape))
+    with pytest.raises(ValueError, match="maze_start must be one of fixed, anywhere"):
+        envs.make("simple_u_maze", maze_start="everywhere")
+    with pytest.raises(ValueError, match="applies to the maze envs only"):
+        envs.make("ant", maze_start="anywhere")

@@ -93,6 +93,8 @@ class RunArgs:
     """physics backend (generalized, spring, positional, mjx); default: the env's own"""
     episode_length: int | None = None
     """steps per episode; default: the env's own"""
+    maze_start: str = "fixed"
+    """mazes: where every episode starts: fixed (the start cell, JaxGCRL's) or anywhere (a free cell drawn uniformly; the named tasks are unchanged)"""
     num_envs: int = 256
     """parallel training envs"""
     num_eval_envs: int = 128
@@ -134,8 +136,16 @@ def resumed_args(cli: RunArgs, algorithm: str) -> RunArgs:
 
 
 def make_env(args: RunArgs):
-    """The env of --env-id, --backend and --episode-length; one that does not exist is a ConfigError."""
+    """The env of --env-id, --backend, --episode-length and --maze-start; one that cannot be made is a
+    ConfigError."""
+    maze = {}
+    if args.maze_start != "fixed":
+        require(
+            envs.ALIASES.get(args.env_id, args.env_id).endswith("_maze"),
+            f"--maze-start {args.maze_start} applies to the maze envs only (ids ending in _maze), not {args.env_id}.",
+        )
+        maze = {"maze_start": args.maze_start}
     try:
-        return envs.make(args.env_id, backend=args.backend, episode_length=args.episode_length)
+        return envs.make(args.env_id, backend=args.backend, episode_length=args.episode_length, **maze)
     except ValueError as error:
-        raise ConfigError(str(error)) from None
+        raise ConfigError(f"--maze-start: {error}." if "maze_start" in str(error) else str(error)) from None
