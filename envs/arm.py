@@ -233,7 +233,7 @@ _TASKS = {
 # region's edge. The cube's region lies towards -x of the goal's, so moving both to their far
 # edges gives the longest move; the tasks also cover both sides in y. Reach (no cube) spans the
 # goal box's centre and four of its corners, every direction of it; grasp's goal is the cube
-# lifted, so its tasks place the cube (its centre and four edges: `_GRASP_WHY`).
+# grasped where it rests, so its tasks place the cube (its centre and four edges: `_GRASP_WHY`).
 _E = 0.9
 _CUBE_TASKS = (
     ((0.0, 0.0), (0.0, 0.0, 0.0), "both regions' centres"),
@@ -319,7 +319,7 @@ class Arm(GoalEnv):
             start = ()
             if self._cube_xy is not None:
                 start = tuple(round(c + self._cube_noise * o, 4) for c, o in zip(self._cube_xy, cube_offset))
-            if self.task == "grasp":  # the cube lifted by its own size, the gripper closed on it
+            if self.task == "grasp":  # the fingertips at the resting cube's centre, closed to its width
                 goal = (*start, _CUBE_HALF, 2 * _CUBE_HALF)
             else:
                 goal = tuple(round(c + self._goal_noise * o, 4) for c, o in zip(self._goal_xyz, goal_offset))

@@ -105,8 +105,10 @@ class Task:
     """A named evaluation task of an env.
 
     `goal` is in goal space (the env's `goal_dim` numbers). `start` is what of the start the task
-    fixes, in the env's own terms (empty where the env's usual start is kept, with the small
-    noise its resets use): the mazes' start (x, y), the cube's (x, y) of `arm_grasp`. `why` says
+    fixes, in the env's own terms: a maze's start cell centre (x, y) (the body lands within +-
+    cell/4 of it, and the goal within +- cell/4 of `goal`), the puck's (x, y) of the pushers and
+    the cube's (x, y) of the arm's cube tasks (placed exactly); empty where the env's own random
+    start is kept (reacher, cheetah, ant, ant_ball, ant_push, humanoid, arm_reach). `why` says
     what the task tests."""
 
     name: str
@@ -449,7 +451,10 @@ class VecEnv:
         num_tasks = len(self.env.tasks)
         keys = jax.random.split(key, num_tasks * episodes)
         state = jax.vmap(self.env.reset_to_task)(keys, jnp.repeat(jnp.arange(num_tasks), episodes))
-        return state.replace(info={**state.info, "episode_return": jnp.zeros(num_tasks * episodes)})
+        # the info keys of `reset`'s states, so that the two batches join (a later auto-reset of a
+        # task env, whose steps no longer count, then draws a training episode)
+        fixed = {"reset_key": keys} if self.fixed_goals else {}
+        return state.replace(info={**state.info, "episode_return": jnp.zeros(num_tasks * episodes), **fixed})
 
     def _set_metrics(self, per_env: dict, task_episodes: int, prefix: str) -> dict:
         """The metrics of one set of `evaluate`'s episodes (its random goals, then its tasks)."""

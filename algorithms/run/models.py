@@ -33,7 +33,10 @@ def load_model(algorithm, path: str, args: RunArgs | None = None):
         raise CheckpointError(
             f"{path} holds a model trained on {saved.env_id}, not {args.env_id}: pass --env-id {saved.env_id}."
         )
-    keep = ("seed", "run_root", "exp_name", "backend", "episode_length", "num_eval_envs", "capture_video", "load_model")
+    keep = (
+        *("seed", "run_root", "exp_name", "backend", "episode_length", "num_eval_envs", "capture_video", "load_model"),
+        *("eval_tasks", "eval_task_episodes"),
+    )
     args = replace(saved, **{name: getattr(args, name) for name in keep}, num_seeds=1)
     env = make_env(args)
     init = algorithm.make_train(args, env, make_schedule(replace(args, eval_only=False, load_model=None), env))[0]

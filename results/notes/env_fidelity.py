@@ -601,6 +601,14 @@ def ogbench_section() -> str:
 
 
 def main(args: Args) -> str:
+    unknown = [env_id for env_id in args.env_ids if env_id not in JAXGCRL_IDS]
+    if unknown:
+        print(
+            f"error: --env-ids: {', '.join(unknown)} has no JaxGCRL counterpart (the giant mazes are OGBench's: "
+            f"the page's last section compares them). Choose among {', '.join(JAXGCRL_IDS)}.",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
     # the arm's XLA flags, before the first env starts JAX (envs/base.py: set_cpu_xla_flags)
     envs.base.set_cpu_xla_flags("env_fidelity", (envs.base.FUSION_FLAG, envs.base.SCHEDULER_FLAG))
     header = [

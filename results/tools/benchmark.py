@@ -527,7 +527,7 @@ def resumable_run(run_root: str, algorithm: str, env_id: str, seed: int, flags: 
 
 def random_command(flags: list[str], output: str) -> list[str]:
     """random_policy.py's flags for a run's flags: its env, seed, episode length, evaluation
-    episodes and number of training envs."""
+    episodes (random goals and named tasks), maze start and number of training envs."""
     output = os.path.relpath(output, ROOT) if output.startswith(str(ROOT)) else output
     command = [
         f"--env-id={flag_value(flags, 'env-id')}",
@@ -536,6 +536,10 @@ def random_command(flags: list[str], output: str) -> list[str]:
         f"--num-envs={flag_value(flags, 'num-envs') or 256}",
         f"--output={output}",
     ]
+    tasks = 0 if "--no-eval-tasks" in flags else flag_value(flags, "eval-task-episodes") or 8
+    command.append(f"--task-episodes={tasks}")
+    maze_start = flag_value(flags, "maze-start")
+    command += [f"--maze-start={maze_start}"] if maze_start else []
     length = flag_value(flags, "episode-length")
     return command + ([f"--episode-length={length}"] if length else [])
 

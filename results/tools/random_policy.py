@@ -33,6 +33,8 @@ class Args:
     """environment id (see envs.ENV_IDS)"""
     episode_length: int | None = None
     """steps per episode; default: the env's own"""
+    maze_start: str = "fixed"
+    """mazes: where episodes start, fixed or anywhere (the algorithms' --maze-start)"""
     num_episodes: int = 128
     """evaluation episodes (the algorithms' --num-eval-envs)"""
     task_episodes: int = 8
@@ -48,7 +50,8 @@ class Args:
 
 
 def main(args: Args) -> dict:
-    env = envs.make(args.env_id, episode_length=args.episode_length)  # before JAX computes: its XLA flags
+    maze = {"maze_start": args.maze_start} if args.maze_start != "fixed" else {}
+    env = envs.make(args.env_id, episode_length=args.episode_length, **maze)  # before JAX computes: its XLA flags
     start = time.perf_counter()
     vec = envs.VecEnv(env, args.num_episodes)
     metrics, _ = jax.jit(lambda key: vec.evaluate(None, key, task_episodes=args.task_episodes))(
