@@ -1,8 +1,15 @@
-"""What the named evaluation tasks cost: one evaluation's wall time with and without them.
+"""What the named evaluation tasks cost, and what they show beside random goals.
 
     python results/notes/eval_tasks.py --env-ids reacher ant_u_maze --repeats 3
+    python results/notes/eval_tasks.py --runs results/notes/eval_tasks/runs/*   # curves, no timing
 
-Builds the evaluation exactly as the algorithm files do (`crl_infonce.make_evaluate`: the
+With `--runs`: per run directory, a table of every evaluation's random-goal success and the
+named tasks' success (each task and overall; the policy's mean, and sampled actions), read back
+from its event files with TensorBoard's reader.
+
+Without:
+
+it builds the evaluation exactly as the algorithm files do (`crl_infonce.make_evaluate`: the
 policy's mean and sampled actions from the same goals, `--num-eval-envs` episodes each), once
 with `--eval-tasks` (`--eval-task-episodes` episodes of each of the five tasks, in both modes)
 and once without, with a freshly initialised actor of the default width and depth (the time
@@ -46,6 +53,41 @@ class Args:
     """episodes of each task (the algorithms' default)"""
     output: str = ""
     """also write the Markdown table to this file"""
+    runs: tuple[str, ...] = ()
+    """run directories to tabulate (random goals against named tasks, per evaluation) instead of timing"""
+
+
+def curves(run_dir: str) -> str:
+    """One run's evaluations: random-goal success and the named tasks' success, both modes."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(run_dir, size_guidance={"scalars": 0})
+    events.Reload()
+
+    def series(tag):
+        return {e.step: e.value for e in events.Scalars(tag)} if tag in events.Tags()["scalars"] else {}
+
+    columns = {
+        "random goals": "eval/success_rate",
+        "(sampled)": "eval/sampled_success_rate",
+        "tasks overall": "eval/tasks/overall_success",
+        "(sampled)_": "eval/tasks/sampled_overall_success",
+        **{f"task{k}": f"eval/tasks/task{k}_success" for k in range(1, 6)},
+        **{f"task{k} (sampled)": f"eval/tasks/sampled_task{k}_success" for k in range(1, 6)},
+    }
+    values = {name: series(tag) for name, tag in columns.items()}
+    steps = sorted(values["random goals"])
+    header = [name.rstrip("_") for name in columns]
+    lines = [
+        f"`{os.path.basename(run_dir.rstrip('/'))}`:",
+        "",
+        "| env steps | " + " | ".join(header) + " |",
+        "|---:|" + "---:|" * len(columns),
+    ]
+    for step in steps:
+        cells = [f"{values[name][step]:.3f}" if step in values[name] else "" for name in columns]
+        lines.append(f"| {step:,} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def time_env(crl, env_id: str, args: Args) -> dict:
@@ -80,6 +122,10 @@ def time_env(crl, env_id: str, args: Args) -> dict:
 
 
 def main(args: Args) -> str:
+    if args.runs:
+        text = "\n\n".join(curves(run_dir) for run_dir in args.runs)
+        print(text)
+        return text
     crl = load_crl_infonce()
     envs_per_mode = args.num_eval_envs + 5 * args.eval_task_episodes
     lines = [
