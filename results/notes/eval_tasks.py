@@ -24,6 +24,7 @@ import importlib.util
 import os
 import pathlib
 import statistics
+import sys
 import time
 from dataclasses import dataclass, replace
 
@@ -37,6 +38,7 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 def load_crl_infonce():
     spec = importlib.util.spec_from_file_location("crl_infonce", REPO / "algorithms" / "crl_infonce.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up while it runs
     spec.loader.exec_module(module)
     return module
 
