@@ -219,7 +219,9 @@ TINY = dict(
     env_id="reacher",
     num_envs=4,
     num_eval_envs=2,
-    eval_task_episodes=1,
+    # the named tasks add about 5 s to each compile of a tiny run; test_research_runs.py's
+    # compile-once test turns them back on and reads their tags, and the learning runs keep them
+    eval_tasks=False,
     unroll_length=10,
     batch_size=16,
     buffer_size=100,
@@ -239,8 +241,12 @@ def tiny(name: str, **changes) -> dict:
 
 
 def as_flags(kwargs: dict) -> list[str]:
-    """Args keyword arguments as command-line flags."""
-    return [f"--{k.replace('_', '-')}={v}" for k, v in kwargs.items()]
+    """Args keyword arguments as command-line flags (a boolean as --name or --no-name)."""
+    flags = []
+    for k, v in kwargs.items():
+        name = k.replace("_", "-")
+        flags.append((f"--{name}" if v else f"--no-{name}") if isinstance(v, bool) else f"--{name}={v}")
+    return flags
 
 
 def read_scalars(run_dir: str) -> EventAccumulator:

@@ -99,7 +99,8 @@ def test_a_run_compiles_once_reaches_its_budget_and_logs_its_metrics(name, tmp_p
     docstring lists is logged."""
     module = load_algorithm(name)
     flags = dict(total_timesteps=1234, num_evals=3, save_model=True, run_root=str(tmp_path))
-    (run_dir,) = module.main(module.Args(**tiny(name), **flags))
+    flags.update(eval_tasks=True, eval_task_episodes=1)  # TINY turns the named tasks off; their tags are read below
+    (run_dir,) = module.main(module.Args(**{**tiny(name), **flags}))
     out = capsys.readouterr().out
     assert "+ 6 to finish the last training step" in out  # 31 x 40 = 1240 steps
     assert name != FORK or "fork: trained to training step 31" in out  # the fork's own host loop

@@ -114,11 +114,17 @@ def test_benchmark_cpu_smoke_end_to_end(tmp_path):
         "sampled_success_rate",
         "sampled_time_at_goal",
         "sampled_final_distance",
+        "tasks_overall_success",
+        *(f"task{k}_success" for k in range(1, 6)),
+        "sampled_tasks_overall_success",
         "run_dir",
     ]
     assert sorted(r["algorithm"] for r in finals) == sorted(algorithms)
     for row in finals:
         assert 0.0 <= float(row["success_rate"]) <= 1.0 and float(row["mean_sps"]) > 0 and float(row["wall_s"]) > 0
+        # the named tasks: every run evaluates them, and the random row runs them too
+        each = [float(row[f"task{k}_success"]) for k in range(1, 6)]
+        assert float(row["tasks_overall_success"]) == pytest.approx(sum(each) / 5, abs=1e-6)
         if row["algorithm"] == "random":  # the baseline: no training, the env-only rate as its SPS
             assert int(row["env_steps"]) == 0 and row["command"].startswith("python results/tools/random_policy.py")
         else:
