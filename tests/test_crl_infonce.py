@@ -19,6 +19,7 @@ from conftest import (
     SUITE_ONLY_FLAG,
     TINY,
     USER_XLA_FLAGS,
+    as_flags,
     load_algorithm,
     random_policy_success,
     read_scalars,
@@ -222,7 +223,7 @@ def test_learns_to_reach_goals_well_above_a_random_policy(tmp_path):
 
 @pytest.mark.slow  # a fresh process compiles a whole run
 def test_nan_loss_stops_with_a_message_naming_the_step_and_the_loss(tmp_path):
-    flags = [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()]
+    flags = as_flags(TINY)
     result = subprocess.run(
         [
             sys.executable,
