@@ -50,7 +50,7 @@ import jax.numpy as jnp
 from brax.io import mjcf
 from etils import epath
 
-from envs.base import GoalEnv, Task, fast_mjx_solver
+from envs.base import GoalEnv, Task, fast_mjx_solver, ring_tasks
 from envs.maze import Maze
 
 # The geoms that collide with walls besides the feet. Making the four hip capsules collide too
@@ -110,7 +110,8 @@ class Ant(GoalEnv):
         self._goal_radius = goal_radius
         self._noise = reset_noise_scale
         self.healthy_z_range = tuple(healthy_z_range)
-        self.tasks = self.maze.tasks() if self.maze else self._circle_tasks(goal_radius)
+        # no maze: five goals on the goal circle (its radius is fixed: no near and far)
+        self.tasks = self.maze.tasks() if self.maze else ring_tasks([goal_radius] * 5, unit="on the goal circle")
         super().__init__(
             sys,
             backend=backend,
@@ -129,24 +130,13 @@ class Ant(GoalEnv):
         """(world elements added to the ant XML, initial qpos of their joints)."""
         return (self.maze.walls_xml() if self.maze else ""), ""
 
-    def _circle_tasks(self, radius: float) -> tuple[Task, ...]:
-        """Five goals on a circle around the start, one every 72 degrees (every direction the
-        goal region has; its radius is fixed, so there is no near and far)."""
-        tasks = []
-        for k in range(5):
-            angle = 2 * math.pi * k / 5
-            goal = (round(radius * math.cos(angle), 4), round(radius * math.sin(angle), 4))
-            tasks.append(Task(f"task{k + 1}", goal, why=f"the goal circle at {72 * k} degrees"))
-        return tuple(tasks)
-
     def _sample_init(self, key, task=None):
         q_key, qd_key, goal_key = jax.random.split(key, 3)
         q = self.sys.init_q + jax.random.uniform(q_key, (self.sys.q_size(),), minval=-self._noise, maxval=self._noise)
         qd = self._noise * jax.random.normal(qd_key, (self.sys.qd_size(),))
         if task is not None and self.maze is not None:
-            start, goal = task
-            start_key, goal_key = jax.random.split(goal_key)
-            return q.at[:2].add(self.maze.near(start_key, start)), qd, self.maze.near(goal_key, goal)
+            start_xy, goal_xy = self.maze.task_ends(goal_key, *task)
+            return q.at[:2].add(start_xy), qd, goal_xy
         if task is not None:
             return q, qd, task[1]
         if self.maze is None:

@@ -25,6 +25,7 @@ buffer never pairs states from two episodes.
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from collections.abc import Callable
@@ -115,6 +116,18 @@ class Task:
     goal: tuple[float, ...]
     start: tuple[float, ...] = ()
     why: str = ""
+
+
+def ring_tasks(radii, suffix: tuple[float, ...] = (), unit: str = "away") -> tuple[Task, ...]:
+    """Five tasks around the start: task k+1's goal is radii[k] from the origin at 72k degrees (every
+    direction), then `suffix` (a fixed goal height). For the envs whose goal region is a disc or
+    circle around the start (reacher, ant, ant_ball, humanoid)."""
+    tasks = []
+    for k, radius in enumerate(radii):
+        angle = 2 * math.pi * k / 5
+        goal = (round(radius * math.cos(angle), 4), round(radius * math.sin(angle), 4), *suffix)
+        tasks.append(Task(f"task{k + 1}", goal, why=f"{radius:g} m {unit} at {72 * k} degrees"))
+    return tuple(tasks)
 
 
 class GoalEnv(PipelineEnv):

@@ -42,7 +42,7 @@ from brax import math as brax_math
 from brax.io import mjcf
 from etils import epath
 
-from envs.base import GoalEnv, Task, fast_mjx_solver
+from envs.base import GoalEnv, fast_mjx_solver, ring_tasks
 from envs.maze import Maze
 
 _GOAL_Z = 1.25
@@ -103,7 +103,9 @@ class Humanoid(GoalEnv):
         self._inertia = inertia
         self._goal_radius = goal_radius
         self._noise = reset_noise_scale
-        self.tasks = self.maze.tasks(goal_z=(_GOAL_Z,)) if self.maze else self._open_tasks()
+        low, high = goal_radius  # no maze: near to far over the goal region's radii
+        open_tasks = ring_tasks([low + (high - low) * k / 4 for k in range(5)], (_GOAL_Z,), "away")
+        self.tasks = self.maze.tasks(goal_z=(_GOAL_Z,)) if self.maze else open_tasks
         self.healthy_z_range = tuple(healthy_z_range)
         num_links = len(sys.link_names)
         super().__init__(
@@ -117,27 +119,14 @@ class Humanoid(GoalEnv):
             dense_reward=dense_reward,
         )
 
-    def _open_tasks(self) -> tuple[Task, ...]:
-        """Five goals around the start, near to far over the goal region's radii and one every
-        72 degrees, at the goal height."""
-        low, high = self._goal_radius
-        tasks = []
-        for k in range(5):
-            radius, angle = low + (high - low) * k / 4, 2 * math.pi * k / 5
-            goal = (round(radius * math.cos(angle), 4), round(radius * math.sin(angle), 4), _GOAL_Z)
-            tasks.append(Task(f"task{k + 1}", goal, why=f"{radius:g} m away at {72 * k} degrees"))
-        return tuple(tasks)
-
     def _sample_init(self, key, task=None):
         q_key, qd_key, r_key, angle_key, goal_key = jax.random.split(key, 5)
         low, high = -self._noise, self._noise
         q = self.sys.init_q + jax.random.uniform(q_key, (self.sys.q_size(),), minval=low, maxval=high)
         qd = jax.random.uniform(qd_key, (self.sys.qd_size(),), minval=low, maxval=high)
         if task is not None and self.maze is not None:
-            start, goal = task
-            start_key, goal_key = jax.random.split(goal_key)
-            xy = self.maze.near(goal_key, goal[:2])
-            return q.at[:2].add(self.maze.near(start_key, start)), qd, jnp.concatenate([xy, goal[2:]])
+            start_xy, goal_xy = self.maze.task_ends(goal_key, task[0], task[1][:2])
+            return q.at[:2].add(start_xy), qd, jnp.concatenate([goal_xy, task[1][2:]])
         if task is not None:
             return q, qd, task[1]
         if self.maze is None:

@@ -180,6 +180,11 @@ class Maze:
         (OGBench's noise around a cell centre)."""
         return xy + jax.random.uniform(key, (2,), minval=-0.25, maxval=0.25) * self.cell_size
 
+    def task_ends(self, key: jax.Array, start: jax.Array, goal_xy: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """A task episode's start and goal (x, y): each within `near`'s noise of its cell centre."""
+        start_key, goal_key = jax.random.split(key)
+        return self.near(start_key, start), self.near(goal_key, goal_xy)
+
     @property
     def centre_xy(self) -> np.ndarray:
         rows, cols = len(self.grid), len(self.grid[0])

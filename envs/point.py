@@ -116,9 +116,8 @@ class PointMaze(GoalEnv):
         qd = self._velocity_noise * jax.random.normal(velocity_key, (2,))
         if task is None:
             return self.maze.training_start(jax.random.fold_in(key, 1)), qd, self.maze.sample_goal(goal_key)
-        start, goal = task
-        start_key, goal_key = jax.random.split(goal_key)
-        return self.maze.near(start_key, start), qd, self.maze.near(goal_key, goal)
+        start_xy, goal_xy = self.maze.task_ends(goal_key, *task)
+        return start_xy, qd, goal_xy
 
     def _state_obs(self, pipeline_state):
         return jnp.concatenate([pipeline_state.q, pipeline_state.qd])

@@ -23,7 +23,7 @@ from brax import math as brax_math
 from brax.io import mjcf
 from etils import epath
 
-from envs.base import GoalEnv, Task
+from envs.base import GoalEnv, ring_tasks
 
 # The fingertip sits 0.11 m along the second link's x axis (the XML's `fingertip` body, which
 # brax fuses into `body1` because it has no joint), at the arm's height 0.01 m.
@@ -58,7 +58,9 @@ class Reacher(GoalEnv):
             sys = sys.replace(actuator=sys.actuator.replace(gear=jnp.array([25.0, 25.0])))
             n_frames = 4
         self._goal_radius = goal_radius
-        self.tasks = self._open_tasks()
+        # radii from a fifth of the goal disc to its edge (near the base, where the arm must fold,
+        # to nearly stretched out; it starts stretched along +x)
+        self.tasks = ring_tasks([goal_radius * (k + 1) / 5 for k in range(5)], (_TIP_HEIGHT,), "from the base")
         super().__init__(
             sys,
             backend=backend,
@@ -69,17 +71,6 @@ class Reacher(GoalEnv):
             episode_length=episode_length,
             dense_reward=dense_reward,
         )
-
-    def _open_tasks(self) -> tuple[Task, ...]:
-        """Five goals over the goal disc: radii from a fifth of it to its edge (near the base,
-        where the arm must fold, to nearly stretched out) and one every 72 degrees (the arm
-        starts stretched along +x)."""
-        tasks = []
-        for k in range(5):
-            radius, angle = self._goal_radius * (k + 1) / 5, 2 * math.pi * k / 5
-            goal = (round(radius * math.cos(angle), 4), round(radius * math.sin(angle), 4), _TIP_HEIGHT)
-            tasks.append(Task(f"task{k + 1}", goal, why=f"{radius:g} m from the base at {72 * k} degrees"))
-        return tuple(tasks)
 
     def _sample_init(self, key, task=None):
         q_key, qd_key, radius_key, angle_key = jax.random.split(key, 4)
