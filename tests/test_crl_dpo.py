@@ -69,7 +69,7 @@ def test_preference_metrics():
     critic = dpo.Critic(3, 2, 2, args, jax.random.PRNGKey(0))
     state, action, goal = (jax.random.normal(jax.random.PRNGKey(i), (5, d)) for i, d in [(1, 3), (2, 2), (3, 2)])
     loss, metrics = dpo.critic_loss_fn(critic, state, action, jax.vmap(critic.psi)(goal), args)
-    logits = np.asarray(dpo.pairwise_logits(jax.vmap(critic.phi)(state, action), jax.vmap(critic.psi)(goal), "norm"))
+    logits = np.asarray(critic.energy.pairwise(jax.vmap(critic.phi)(state, action), jax.vmap(critic.psi)(goal)))
     margins = np.array([logits[i, i] - logits[i, j] for i in range(5) for j in range(5) if i != j])
     np.testing.assert_allclose(float(metrics["margin"]), margins.mean(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(float(metrics["preference_accuracy"]), (margins > 0).mean())

@@ -84,17 +84,17 @@ def test_energy_functions_match_reference(kind):
     psi[2] = phi[2]  # one exact positive: distance 0
     expected = np_energy(phi, psi, kind)
     np.testing.assert_allclose(
-        crl.pairwise_logits(jnp.asarray(phi), jnp.asarray(psi), kind), expected, rtol=1e-4, atol=2e-4
+        crl.Energy(kind).pairwise(jnp.asarray(phi), jnp.asarray(psi)), expected, rtol=1e-4, atol=2e-4
     )
     np.testing.assert_allclose(
-        crl.paired_logits(jnp.asarray(phi), jnp.asarray(psi), kind), np.diag(expected), rtol=1e-4, atol=2e-4
+        crl.Energy(kind).paired(jnp.asarray(phi), jnp.asarray(psi)), np.diag(expected), rtol=1e-4, atol=2e-4
     )
 
 
 def test_cosine_is_normalised_per_pair():
     phi = jnp.array([[1.0, 0.0], [10.0, 0.0]])
     psi = jnp.array([[3.0, 0.0], [0.0, 0.5]])
-    np.testing.assert_allclose(crl.pairwise_logits(phi, psi, "cosine"), [[1.0, 0.0], [1.0, 0.0]], atol=1e-6)
+    np.testing.assert_allclose(crl.Energy("cosine").pairwise(phi, psi), [[1.0, 0.0], [1.0, 0.0]], atol=1e-6)
 
 
 @pytest.mark.parametrize("kind", LOSSES)
