@@ -33,7 +33,7 @@ from envs.base import FUSION_FLAG, SCHEDULER_FLAG
 crl = load_algorithm("crl_infonce")
 SCRIPT = str(REPO / "algorithms" / "crl_infonce.py")
 
-ENERGY_FNS = ["norm", "l2", "l1", "dot", "cosine"]
+ENERGY_FNS = ["norm", "l2", "l1", "dot", "cosine"]  # mrn and iqe: test_quasimetric.py
 LOSSES = ["fwd_infonce", "bwd_infonce", "sym_infonce", "binary_nce"]
 
 
@@ -178,6 +178,8 @@ BAD_FLAGS = [
     (["--num-envs", "0"], "--num-envs"),
     (["--eval-task-episodes", "0"], "--eval-task-episodes must be at least 1"),
     (["--maze-start", "anywhere"], "applies to the maze envs only"),
+    (["--energy-fn", "mrn", "--repr-dim", "12"], "(got --repr-dim 12,"),
+    (["--energy-fn", "iqe", "--iqe-dim", "5"], "(got --repr-dim 64, --iqe-dim 5)"),
     (["--total-timesteps", "60000", "--num-envs", "64"], "ends before learning starts: --learning-starts"),
 ]
 
