@@ -10,7 +10,14 @@ A `GoalEnv` is a brax `PipelineEnv` whose observation is `concat(state, goal)`:
 (`dist < goal_reach_thresh`, float 0/1) on the post-step state; the reward is `success`
 (sparse, the default) or `-dist` when built with `dense_reward=True`. `done` is termination
 only (the physics made the episode meaningless); `info["truncation"]` marks the step that hit
-`episode_length`. A single `GoalEnv` never resets itself.
+`episode_length`, counted in `info["episode_steps"]`. A single `GoalEnv` never resets itself.
+
+The envs also follow brax's `Env` conventions, so brax's training wrappers and agents take them
+(docs/environments.md, "Using the envs with brax's agents"): `reset`, `step` and `with_goal`
+keep every metric and info entry a wrapper put in the state and set their own on top, and the
+episode counter is named `episode_steps`, which no brax wrapper uses: under brax's
+`EpisodeWrapper` (which counts `info["steps"]` and sets `info["truncation"]` itself) an episode
+lasts the wrapper's `episode_length`.
 
 Every env has five named evaluation tasks, `env.tasks` (`Task`: a goal, and for the envs whose
 start is part of the task, a start), listed in docs/environments.md; `reset_to_task(rng, index)`
@@ -259,7 +266,7 @@ class GoalEnv(PipelineEnv):
         info = {
             "goal": goal,
             "rng": rng,
-            "steps": jnp.zeros((), jnp.int32),
+            "episode_steps": jnp.zeros((), jnp.int32),
             "episode_id": jnp.zeros((), jnp.int32),
             "truncation": zero,
             "next_obs": obs,
@@ -274,7 +281,7 @@ class GoalEnv(PipelineEnv):
         obs = jnp.concatenate([state_obs, goal])
         dist, success = self._goal_metrics(state_obs, goal)
         info = {**state.info, "goal": goal, "next_obs": obs}
-        return state.replace(obs=obs, metrics={"dist": dist, "success": success}, info=info)
+        return state.replace(obs=obs, metrics={**state.metrics, "dist": dist, "success": success}, info=info)
 
     def step(self, state: State, action: jax.Array) -> State:
         pipeline_state = self.pipeline_step(state.pipeline_state, self._action_to_ctrl(action))
@@ -284,11 +291,11 @@ class GoalEnv(PipelineEnv):
         dist, success = self._goal_metrics(state_obs, goal)
         reward = self._dense_reward(dist) if self.dense_reward else success
         terminated = self._is_terminated(pipeline_state)
-        steps = state.info["steps"] + 1
+        steps = state.info["episode_steps"] + 1
         truncated = jnp.logical_and(steps >= self.episode_length, jnp.logical_not(terminated))
         info = {
             **state.info,
-            "steps": steps,
+            "episode_steps": steps,
             "truncation": truncated.astype(jnp.float32),
             "next_obs": obs,
         }
@@ -297,7 +304,7 @@ class GoalEnv(PipelineEnv):
             obs,
             reward.astype(jnp.float32),
             terminated.astype(jnp.float32),
-            {"dist": dist, "success": success},
+            {**state.metrics, "dist": dist, "success": success},  # a wrapper's metrics are kept
             info,
         )
 
@@ -370,7 +377,7 @@ class VecEnv:
             info = dict(s.info)
             info["goal"] = pick(fresh.info["goal"], s.info["goal"])
             info["rng"] = pick(keys[:, 0], s.info["rng"])
-            info["steps"] = jnp.where(ended, 0, s.info["steps"])
+            info["episode_steps"] = jnp.where(ended, 0, s.info["episode_steps"])
             info["episode_id"] = s.info["episode_id"] + ended.astype(jnp.int32)
             return s.replace(pipeline_state=pipeline_state, obs=pick(fresh.obs, s.obs), info=info)
 

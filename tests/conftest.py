@@ -422,6 +422,37 @@ NUM_STEPS = 100
 EPISODE_LENGTH = 10
 
 
+# One env per family runs in the quick subset; the rest of a family shares its code and is
+# marked slow (each env is one compile: 20-60 s cold on 2 cores, the arm's the longest).
+FIRST_OF_FAMILY = {
+    "reacher",
+    "cheetah",
+    "pusher_easy",
+    "ant",
+    "ant_ball",
+    "ant_push",
+    "ant_u_maze",
+    "humanoid",
+    "humanoid_u_maze",
+    "simple_u_maze",
+    "arm_reach",
+}
+SAME_STEP_AS = {
+    "pusher_hard": "pusher_easy",
+    "ant_big_maze": "ant_u_maze",
+    "ant_hardest_maze": "ant_u_maze",
+    "ant_giant_maze": "ant_u_maze",
+    "humanoid_big_maze": "humanoid_u_maze",
+    "humanoid_hardest_maze": "humanoid_u_maze",
+    "humanoid_giant_maze": "humanoid_u_maze",
+    "simple_big_maze": "simple_u_maze",
+    "simple_hardest_maze": "simple_u_maze",
+    "simple_giant_maze": "simple_u_maze",
+    "arm_push_hard": "arm_push_easy",
+    "arm_binpick_hard": "arm_binpick_easy",
+}
+
+
 @functools.cache
 def make_env(env_id: str):
     return envs.make(env_id, episode_length=EPISODE_LENGTH)

@@ -22,41 +22,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import EPISODE_LENGTH, NUM_ENVS, NUM_STEPS, first_states, make_env, rollout
+from conftest import EPISODE_LENGTH, FIRST_OF_FAMILY, NUM_ENVS, NUM_STEPS, SAME_STEP_AS, first_states, make_env, rollout
 
 import envs
 
 ALL_IDS = envs.ENV_IDS
-# One env per family runs in the quick subset; the rest of a family shares its code and is
-# marked slow (each env is one compile: 20-60 s cold on 2 cores, the arm's the longest).
-FIRST_OF_FAMILY = {
-    "reacher",
-    "cheetah",
-    "pusher_easy",
-    "ant",
-    "ant_ball",
-    "ant_push",
-    "ant_u_maze",
-    "humanoid",
-    "humanoid_u_maze",
-    "simple_u_maze",
-    "arm_reach",
-}
 EVERY_ID = [pytest.param(i, marks=() if i in FIRST_OF_FAMILY else pytest.mark.slow) for i in ALL_IDS]
-SAME_STEP_AS = {
-    "pusher_hard": "pusher_easy",
-    "ant_big_maze": "ant_u_maze",
-    "ant_hardest_maze": "ant_u_maze",
-    "ant_giant_maze": "ant_u_maze",
-    "humanoid_big_maze": "humanoid_u_maze",
-    "humanoid_hardest_maze": "humanoid_u_maze",
-    "humanoid_giant_maze": "humanoid_u_maze",
-    "simple_big_maze": "simple_u_maze",
-    "simple_hardest_maze": "simple_u_maze",
-    "simple_giant_maze": "simple_u_maze",
-    "arm_push_hard": "arm_push_easy",
-    "arm_binpick_hard": "arm_binpick_easy",
-}
 STEPPED = [p for p in EVERY_ID if p.values[0] not in SAME_STEP_AS]
 
 
@@ -330,7 +301,7 @@ def test_fixed_goals_repeat_each_envs_first_start_and_goal_every_episode():
         def body(state, k):
             action = jax.random.uniform(k, (NUM_ENVS, env.action_size), minval=-1.0, maxval=1.0)
             nxt = vec.step(state, action)
-            return nxt, (nxt.obs, nxt.info["goal"], nxt.info["steps"], nxt.info["episode_id"])
+            return nxt, (nxt.obs, nxt.info["goal"], nxt.info["episode_steps"], nxt.info["episode_id"])
 
         return first, jax.lax.scan(body, first, jax.random.split(key, 3 * EPISODE_LENGTH))[1]
 
