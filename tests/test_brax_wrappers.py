@@ -42,6 +42,16 @@ def test_a_wrapped_step_keeps_the_states_structure(env_id):
     assert jax.tree.map(lambda x: (x.shape, x.dtype), stepped) == jax.tree.map(lambda x: (x.shape, x.dtype), state)
 
 
+def test_with_goal_and_step_keep_a_wrappers_metric():
+    env = make_env("reacher")
+    state = env.reset(jax.random.PRNGKey(0))
+    state = state.replace(metrics={**state.metrics, "reward": jnp.zeros(())})  # as brax's evaluator adds it
+    commanded = env.with_goal(state, state.obs[env.state_dim :] + 0.01)
+    stepped = env.step(commanded, jnp.zeros(env.action_size))
+    for s in (commanded, stepped):
+        assert set(s.metrics) == {"reward", "dist", "success"}
+
+
 @functools.cache
 def wrapped_rollout(env_id: str, steps: int = 12, num_envs: int = 3):
     env = wrapped(env_id)
