@@ -54,8 +54,9 @@ import optax
 
 import envs
 from algorithms import run
-from algorithms.networks import MLP
+from algorithms.networks import MLP, linear_weights
 from algorithms.run import RunArgs, require
+from algorithms.splus import evaluated, splus
 from buffers import TrajectoryBuffer, Transition
 
 
@@ -88,6 +89,21 @@ class Args(RunArgs):
     """critic learning rate"""
     alpha_lr: float = 3e-4
     """entropy temperature learning rate"""
+    # Optimiser of the actor and critic (the same in the four algorithm files)
+    optimizer: Literal["adam", "splus"] = "adam"
+    """adam (at the learning rates above), or splus (algorithms/splus.py, at --splus-lr; evaluation and --save-model then use its running average of the parameters); the temperature keeps Adam"""
+    splus_lr: float = 0.15
+    """--optimizer splus: learning rate of the actor and critic (the reference's rule: Adam's 3e-4 x 2 x hidden width 256; SPlus's rate carries across widths)"""
+    splus_b1: float = 0.9
+    """--optimizer splus: rate of the gradients' momentum"""
+    splus_b2: float = 0.999
+    """--optimizer splus: rate of the running averages of G G^T and G^T G"""
+    splus_inverse_every: int = 100
+    """--optimizer splus: gradient steps between refreshes of their eigenbases (and at the first)"""
+    splus_weight_decay: float = 0.01
+    """--optimizer splus: weight decay"""
+    splus_ema_rate: float = 0.999
+    """--optimizer splus: rate of the parameters' running average used for evaluation and --save-model"""
     gamma: float = 0.99
     """discount of the future-goal distribution P(k) ~ gamma^(k-1)"""
     repr_dim: int = 64
@@ -125,6 +141,13 @@ class Args(RunArgs):
         """The algorithm's flags are checked here, as they are parsed; the run's flags and the
         schedule's are checked by the harness (`run.make_schedule`)."""
         run.require_network_sizes(self, widths=("repr_dim", "width"))
+        require(self.splus_lr > 0, f"--splus-lr must be positive (got {self.splus_lr}).")
+        require(
+            self.splus_inverse_every >= 1, f"--splus-inverse-every must be at least 1 (got {self.splus_inverse_every})."
+        )
+        rates = {"--splus-b1": self.splus_b1, "--splus-b2": self.splus_b2, "--splus-ema-rate": self.splus_ema_rate}
+        for flag, rate in rates.items():
+            require(0.0 <= rate < 1.0, f"{flag} must be in [0, 1) (got {rate}).")
         require((self.scan_unroll or 0) >= 0, f"--scan-unroll must be at least 0 (got {self.scan_unroll}).")
         require(0.0 < self.gamma < 1.0, f"--gamma must be in (0, 1) (got {self.gamma}).")
         require(self.batch_size >= 2, "--batch-size must be at least 2: the other goals are the negatives.")
@@ -350,8 +373,10 @@ class TrainState(eqx.Module):
 
 
 def model_of(ts: TrainState):
-    """What --save-model writes and load_policy reads."""
-    return ts.actor, ts.critic, ts.log_alpha
+    """What --save-model writes, load_policy reads and evaluation runs (with --optimizer splus, the
+    actor and critic as SPlus evaluates them: its running average of their parameters)."""
+    actor, critic = evaluated(ts.actor, ts.actor_opt_state), evaluated(ts.critic, ts.critic_opt_state)
+    return actor, critic, ts.log_alpha
 
 
 # ======================================================================= LOSSES
@@ -411,10 +436,21 @@ def loss_fn(nets, alpha, state, action, goal, key, args: Args):
 
 
 # ======================================================================= UPDATE
+def make_optimizer(args: Args, adam_lr: float) -> optax.GradientTransformation:
+    """--optimizer: Adam at `adam_lr`, or SPlus with the --splus-* flags, its matrices the
+    networks' Linear weights. The same in the four algorithm files."""
+    if args.optimizer == "adam":
+        return optax.adam(adam_lr)
+    hyper = dict(b1=args.splus_b1, b2=args.splus_b2, inverse_every=args.splus_inverse_every)
+    hyper.update(weight_decay=args.splus_weight_decay, ema_rate=args.splus_ema_rate)
+    return splus(args.splus_lr, matrices=linear_weights, **hyper)
+
+
 def make_update(args: Args, env):
     """init(key) -> a fresh TrainState, and update(ts, batch, key) -> (ts, metrics): one
     gradient step."""
-    actor_opt, critic_opt, alpha_opt = optax.adam(args.actor_lr), optax.adam(args.critic_lr), optax.adam(args.alpha_lr)
+    actor_opt, critic_opt = make_optimizer(args, args.actor_lr), make_optimizer(args, args.critic_lr)
+    alpha_opt = optax.adam(args.alpha_lr)
     state_dim, target_entropy = env.state_dim, -args.target_entropy_scale * env.action_size
 
     def init(key):

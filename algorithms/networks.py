@@ -72,3 +72,19 @@ class MLP(eqx.Module):
 
         blocks_per_iteration = min(max(self.unroll, 1), num_blocks)
         return self.out(jax.lax.scan(block, self.first(x), params, unroll=blocks_per_iteration)[0])
+
+
+def linear_weights(model):
+    """A pytree like `model` with True at the weight of every `eqx.nn.Linear` (a matrix, or a
+    stack of them in the scanned blocks) and False at every other leaf: the leaves an optimiser
+    that treats matrices as matrices (algorithms/splus.py) preconditions."""
+
+    def is_linear(node):
+        return isinstance(node, eqx.nn.Linear)
+
+    def mark(node):
+        if is_linear(node):
+            return jax.tree.map(lambda leaf: leaf is node.weight, node)
+        return jax.tree.map(lambda _: False, node)
+
+    return jax.tree.map(mark, model, is_leaf=is_linear)

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import optax
@@ -47,6 +48,7 @@ class SPlusState(NamedTuple):
     left_basis: Any  # eigenvectors of `left` at the last refresh (identity at the start)
     right_basis: Any  # eigenvectors of `right` at the last refresh
     average: Any  # running average of the parameters (ema_rate), not bias-corrected
+    ema_rate: jax.Array  # its rate
     refreshes: jax.Array  # eigenbasis refreshes so far
 
 
@@ -134,6 +136,7 @@ def splus(
             left_basis=sides_like(params, "left", eye),
             right_basis=sides_like(params, "right", eye),
             average=jax.tree.map(jnp.zeros_like, params),
+            ema_rate=jnp.asarray(ema_rate, jnp.float32),
             refreshes=jnp.zeros((), jnp.int32),
         )
 
@@ -157,7 +160,8 @@ def splus(
                 u = ql @ u
             return u
 
-        directions = jax.tree.map(direction, momentum, state.left_basis, state.right_basis, is_leaf=is_none)
+        # momentum's leaves lead: a leaf without bases gets None for them
+        directions = jax.tree.map(direction, momentum, state.left_basis, state.right_basis)
 
         def side(s, g, which):
             if s is None:
@@ -176,18 +180,33 @@ def splus(
 
         updates = jax.tree.map(step, directions, params, marks(params))
         average = jax.tree.map(lambda a, p: ema_rate * a + (1 - ema_rate) * p, state.average, params)
+        refreshes = state.refreshes + due.astype(jnp.int32)
         new_state = SPlusState(
-            count, momentum, left, right, left_basis, right_basis, average, state.refreshes + due.astype(jnp.int32)
+            count, momentum, left, right, left_basis, right_basis, average, state.ema_rate, refreshes
         )
         return updates, new_state
 
     return optax.GradientTransformation(init, update)
 
 
-def averaged_params(state: SPlusState, params: Any, ema_rate: float = 0.999) -> Any:
+def averaged_params(state: SPlusState, params: Any) -> Any:
     """The iterate average, the parameters SPlus evaluates with: the running average of the
     parameters divided by 1 - ema_rate^count (before the first step, `params` themselves)."""
-    correction = 1.0 - ema_rate ** state.count.astype(jnp.float32)
-    return jax.tree.map(
-        lambda a, p: jnp.where(state.count > 0, a / jnp.maximum(correction, 1e-12), p), state.average, params
-    )
+    count, rate = state.count.astype(jnp.float32), state.ema_rate
+
+    def average(a, p):
+        lead = (1,) * (a.ndim - count.ndim)  # a seed axis, if any, leads the state and every leaf
+        n, r = count.reshape(count.shape + lead), rate.reshape(rate.shape + lead)
+        return jnp.where(n > 0, a / jnp.maximum(1.0 - r**n, 1e-12), p)
+
+    return jax.tree.map(average, state.average, params)
+
+
+def evaluated(module: Any, opt_state: Any) -> Any:
+    """`module` as SPlus evaluates it, with the iterate average in place of its parameters,
+    when `opt_state` is SPlus's (optimised with `eqx.filter(module, eqx.is_inexact_array)`);
+    `module` itself for any other optimiser's state. Leading axes shared by the state's count
+    and every parameter (a seed axis) are kept."""
+    if not isinstance(opt_state, SPlusState):
+        return module
+    return eqx.combine(averaged_params(opt_state, eqx.filter(module, eqx.is_inexact_array)), module)

@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Literal
 
 import equinox as eqx
 import jax
@@ -57,8 +58,9 @@ import optax
 
 import envs
 from algorithms import run
-from algorithms.networks import MLP
+from algorithms.networks import MLP, linear_weights
 from algorithms.run import RunArgs, require
+from algorithms.splus import evaluated, splus
 from buffers import TrajectoryBuffer, Transition
 
 
@@ -89,6 +91,21 @@ class Args(RunArgs):
     """actor learning rate"""
     critic_lr: float = 3e-4
     """critic learning rate"""
+    # Optimiser of the actor and critic (the same in the four algorithm files)
+    optimizer: Literal["adam", "splus"] = "adam"
+    """adam (at the learning rates above), or splus (algorithms/splus.py, at --splus-lr; evaluation and --save-model then use its running average of the parameters); the temperature keeps Adam"""
+    splus_lr: float = 0.15
+    """--optimizer splus: learning rate of the actor and critic (the reference's rule: Adam's 3e-4 x 2 x hidden width 256; SPlus's rate carries across widths)"""
+    splus_b1: float = 0.9
+    """--optimizer splus: rate of the gradients' momentum"""
+    splus_b2: float = 0.999
+    """--optimizer splus: rate of the running averages of G G^T and G^T G"""
+    splus_inverse_every: int = 100
+    """--optimizer splus: gradient steps between refreshes of their eigenbases (and at the first)"""
+    splus_weight_decay: float = 0.01
+    """--optimizer splus: weight decay"""
+    splus_ema_rate: float = 0.999
+    """--optimizer splus: rate of the parameters' running average used for evaluation and --save-model"""
     gamma: float = 0.99
     """discount of the critic targets"""
     tau: float = 0.005
@@ -124,6 +141,13 @@ class Args(RunArgs):
         """The algorithm's flags are checked here, as they are parsed; the run's flags and the
         schedule's are checked by the harness (`run.make_schedule`)."""
         run.require_network_sizes(self)
+        require(self.splus_lr > 0, f"--splus-lr must be positive (got {self.splus_lr}).")
+        require(
+            self.splus_inverse_every >= 1, f"--splus-inverse-every must be at least 1 (got {self.splus_inverse_every})."
+        )
+        rates = {"--splus-b1": self.splus_b1, "--splus-b2": self.splus_b2, "--splus-ema-rate": self.splus_ema_rate}
+        for flag, rate in rates.items():
+            require(0.0 <= rate < 1.0, f"{flag} must be in [0, 1) (got {rate}).")
         require((self.scan_unroll or 0) >= 0, f"--scan-unroll must be at least 0 (got {self.scan_unroll}).")
         require(0.0 < self.gamma < 1.0, f"--gamma must be in (0, 1) (got {self.gamma}).")
         require(0.0 < self.relabel_gamma <= 1.0, f"--relabel-gamma must be in (0, 1] (got {self.relabel_gamma}).")
@@ -237,15 +261,27 @@ def soft_update(online, target, tau):
 
 
 def model_of(ts: TrainState):
-    """What --save-model writes and load_policy reads."""
-    return ts.actor, ts.target_actor, ts.critic, ts.target_critic
+    """What --save-model writes, load_policy reads and evaluation runs (with --optimizer splus, the
+    actor and critic as SPlus evaluates them: its running average of their parameters)."""
+    actor, critic = evaluated(ts.actor, ts.actor_opt_state), evaluated(ts.critic, ts.critic_opt_state)
+    return actor, ts.target_actor, critic, ts.target_critic
 
 
 # ======================================================================= UPDATE
+def make_optimizer(args: Args, adam_lr: float) -> optax.GradientTransformation:
+    """--optimizer: Adam at `adam_lr`, or SPlus with the --splus-* flags, its matrices the
+    networks' Linear weights. The same in the four algorithm files."""
+    if args.optimizer == "adam":
+        return optax.adam(adam_lr)
+    hyper = dict(b1=args.splus_b1, b2=args.splus_b2, inverse_every=args.splus_inverse_every)
+    hyper.update(weight_decay=args.splus_weight_decay, ema_rate=args.splus_ema_rate)
+    return splus(args.splus_lr, matrices=linear_weights, **hyper)
+
+
 def make_update(args: Args, env):
     """init(key) -> a fresh TrainState, and update(ts, batch, key) -> (ts, metrics): one
     gradient step."""
-    actor_opt, critic_opt = optax.adam(args.actor_lr), optax.adam(args.critic_lr)
+    actor_opt, critic_opt = make_optimizer(args, args.actor_lr), make_optimizer(args, args.critic_lr)
 
     def init(key):
         actor_key, critic_key = jax.random.split(key)

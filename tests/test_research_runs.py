@@ -67,8 +67,8 @@ def runs(request, tmp_path_factory):
     name = request.param
     root = tmp_path_factory.mktemp(name)
     flags = tiny(name, **RUN)
-    if name == FORK:  # the contrastive run with IQE's energy, whose learned mix must resume too
-        flags.update(energy_fn="iqe", iqe_dim=4)
+    if name == FORK:  # the contrastive run with IQE's energy and SPlus, whose states must resume too
+        flags.update(energy_fn="iqe", iqe_dim=4, optimizer="splus", splus_inverse_every=7)
     run(command(name, flags, f"--run-root={root / 'whole'}", *RESUME_FLAGS))
     (whole,) = glob.glob(str(root / "whole" / "*"))
 

@@ -1,15 +1,20 @@
 """algorithms/splus.py: SPlus against its definition on one matrix, stacked matrices taken one by
-one, the eigenbasis refresh's count and its cond under vmap, the iterate average, and a small
-least-squares problem."""
+one, the eigenbasis refresh's count and its cond under vmap, the iterate average, a small
+least-squares problem, and a tiny training run of each algorithm file with --optimizer splus
+(its exact resume: test_research_runs.py, whose contrastive fork trains with SPlus)."""
 
 from __future__ import annotations
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
+from conftest import ALGORITHMS, load_algorithm, tiny
 
-from algorithms.splus import averaged_params, splus
+from algorithms import run as harness
+from algorithms.splus import SPlusState, averaged_params, splus
 
 
 def random(shape, seed):
@@ -116,7 +121,7 @@ def test_the_iterate_average_is_the_bias_corrected_average_of_the_parameters():
     params = {"w": random((3, 2), 0)}
     optimizer = splus(0.05, ema_rate=0.9)
     state = optimizer.init(params)
-    np.testing.assert_array_equal(averaged_params(state, params, 0.9)["w"], params["w"])  # before any step
+    np.testing.assert_array_equal(averaged_params(state, params)["w"], params["w"])  # before any step
     seen, p = [], params
     for s in range(4):
         seen.append(np.asarray(p["w"]))
@@ -124,7 +129,7 @@ def test_the_iterate_average_is_the_bias_corrected_average_of_the_parameters():
         p = optax.apply_updates(p, updates)
     weights = np.array([0.1 * 0.9 ** (3 - k) for k in range(4)])
     expected = sum(w * x for w, x in zip(weights, seen)) / (1 - 0.9**4)
-    np.testing.assert_allclose(averaged_params(state, p, 0.9)["w"], expected, rtol=1e-5)
+    np.testing.assert_allclose(averaged_params(state, p)["w"], expected, rtol=1e-5)
 
 
 def test_splus_solves_a_least_squares_problem():
@@ -149,3 +154,32 @@ def test_splus_solves_a_least_squares_problem():
     for _ in range(400):
         p, state = step(p, state)
     assert float(loss(p)) < 0.01 * float(loss(params)), (float(loss(p)), float(loss(params)))
+
+
+# ------------------------------------------------------------------ in the algorithm files
+@pytest.mark.parametrize("name", ALGORITHMS)
+def test_a_tiny_training_run_with_splus(name):
+    """Three training steps with --optimizer splus: finite losses, the actor and critic train, the
+    temperature keeps Adam, and model_of (what is evaluated and saved) is the parameters'
+    running average, not the parameters."""
+    module = load_algorithm(name)
+    args = module.Args(**tiny(name, optimizer="splus", splus_inverse_every=2))
+    env = harness.make_env(args)
+    init, training_step, _, _ = module.make_train(args, env, harness.make_schedule(args, env))
+    training_step = jax.jit(training_step)
+    carry = start = init(jax.random.PRNGKey(0))
+    for _ in range(3):
+        step = training_step(carry)
+        carry = step.carry
+        assert int(step.learned) == 1
+        assert all(np.isfinite(np.asarray(v)).all() for v in step.metrics.values())
+    ts = carry.train_state
+    assert isinstance(ts.actor_opt_state, SPlusState) and isinstance(ts.critic_opt_state, SPlusState)
+    assert int(ts.actor_opt_state.refreshes) >= 2  # the first step and every second after it
+    saved_actor = module.model_of(ts)[0]
+    now, then, saved = (  # (depth 1 leaves an empty stack of hidden layers out)
+        [x for x in jax.tree.leaves(eqx.filter(a, eqx.is_inexact_array)) if x.size]
+        for a in (ts.actor, start.train_state.actor, saved_actor)
+    )
+    assert all(np.abs(np.asarray(a) - np.asarray(b)).max() > 0 for a, b in zip(now, then))  # trained
+    assert any(not np.allclose(a, b) for a, b in zip(now, saved))  # the average, not the parameters

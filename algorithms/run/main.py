@@ -99,7 +99,7 @@ class Program:
 
     init: Callable  # init(keys) -> Carry
     chunk: Callable  # chunk(carry, num_steps) -> (carry, stats): the algorithm's make_chunk
-    evaluate: Callable  # evaluate(actor, keys, index) -> (metrics, env 0's episode)
+    evaluate: Callable  # evaluate(train_state, keys, index) -> (metrics, env 0's episode) of model_of's actor
     init_keys: np.ndarray
     eval_keys: np.ndarray
     shardings: Any  # of the carry: envs and buffer split over the mesh's devices
@@ -120,10 +120,12 @@ def build_program(algorithm: Algorithm, args: RunArgs, env, schedule: Schedule) 
     buffer.check_memory(example, copies=args.num_seeds, devices=mesh.size if mesh else 1, batch_bytes=presampled)
     init = devices.seed_axis(init, args.num_seeds)
     evaluate = devices.seed_axis(algorithm.make_evaluate(args, env), args.num_seeds)
+    # the actor model_of saves is the one evaluated (--optimizer splus: the parameters' average)
+    evaluated_actor = devices.seed_axis(lambda train_state: algorithm.model_of(train_state)[0], args.num_seeds)
     chunk = devices.seed_axis(algorithm.make_chunk(training_step), args.num_seeds, in_axes=(0, None))
 
-    def evaluate_at(actor, keys, index):  # the index-th evaluation: its own keys, the same on resume
-        return evaluate(actor, jax.vmap(jax.random.fold_in, (0, None))(keys, index))
+    def evaluate_at(train_state, keys, index):  # the index-th evaluation: its own keys, the same on resume
+        return evaluate(evaluated_actor(train_state), jax.vmap(jax.random.fold_in, (0, None))(keys, index))
 
     # host arrays (numpy): a multi-host run needs every process to pass the same value
     keys = np.stack([jax.random.split(jax.random.PRNGKey(args.seed + k)) for k in range(args.num_seeds)])
@@ -233,14 +235,14 @@ class Run:
         chunk = eqx.debug.assert_max_traces(program.chunk, max_traces=1)
         chunk = jax.jit(chunk, donate_argnums=0, out_shardings=(program.shardings, replicated))
         self.chunk = chunk.lower(self.carry, np.int32(0)).compile()
-        actor = self.carry.train_state.actor
-        self.evaluate = jax.jit(program.evaluate).lower(actor, program.eval_keys, np.int32(0)).compile()
+        train_state = self.carry.train_state
+        self.evaluate = jax.jit(program.evaluate).lower(train_state, program.eval_keys, np.int32(0)).compile()
         print(f"compiled training chunk and evaluation in {time.perf_counter() - begin:.1f} s", flush=True)
 
     def log_evaluation(self, index: int) -> dict:
         """The index-th evaluation of the current actor, logged; its success rates (empty if the
         logs could not be written)."""
-        metrics, episode = self.evaluate(self.carry.train_state.actor, self.program.eval_keys, np.int32(index))
+        metrics, episode = self.evaluate(self.carry.train_state, self.program.eval_keys, np.int32(index))
         env_steps = self.env_steps(self.schedule.eval_boundaries[index])
         return self.writes.do(self.logs.evaluation, metrics, episode, env_steps, index) or {}
 
