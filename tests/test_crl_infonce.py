@@ -180,6 +180,7 @@ BAD_FLAGS = [
     (["--maze-start", "anywhere"], "applies to the maze envs only"),
     (["--energy-fn", "mrn", "--repr-dim", "12"], "(got --repr-dim 12,"),
     (["--energy-fn", "iqe", "--iqe-dim", "5"], "(got --repr-dim 64, --iqe-dim 5)"),
+    (["--optimizer", "splus", "--splus-b2", "1.0"], "--splus-b2 must be in [0, 1)"),
     (["--total-timesteps", "60000", "--num-envs", "64"], "ends before learning starts: --learning-starts"),
 ]
 

@@ -21,7 +21,7 @@ its end written (`Run.finish`). What an algorithm must give:
 * `make_chunk(training_step)` -> `chunk(carry, num_steps) -> (carry, stats)`: the compiled loop
   over training steps, whose stats the logs read;
 * `make_evaluate(args, env)` -> `evaluate(actor, key) -> (metrics, env 0's episode)`;
-* `model_of(train_state)`: what --save-model writes (the actor first).
+* `model_of(train_state)`: what --save-model writes and each evaluation runs (the actor first).
 
 Saved models (--save-model, --eval-only, `load_policy`) are in algorithms/run/models.py. `main`
 is written to be read. To change a step of the host loop, a file subclasses `Run` (after `from

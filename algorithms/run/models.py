@@ -40,7 +40,7 @@ def load_model(algorithm, path: str, args: RunArgs | None = None):
     args = replace(saved, **{name: getattr(args, name) for name in keep}, num_seeds=1)
     env = make_env(args)
     init = algorithm.make_train(args, env, make_schedule(replace(args, eval_only=False, load_model=None), env))[0]
-    like = algorithm.model_of(jax.eval_shape(init, jax.random.PRNGKey(0)).train_state)
+    like = jax.eval_shape(lambda key: algorithm.model_of(init(key).train_state), jax.random.PRNGKey(0))
     return files.load_tree(path, like), args, env, header
 
 
