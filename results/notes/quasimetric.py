@@ -109,9 +109,9 @@ def time_energies(crl, args: Args) -> list[dict]:
         jnp.asarray(rng.normal(size=shape), jnp.float32)
         for shape in [(args.batch_size, args.repr_dim), (args.batch_size, args.repr_dim), (args.batch_size,) * 2]
     )
+    energies = {kind: crl.Energy(kind, iqe_mix_logit=jnp.zeros(())) for kind in ENERGIES}
     variants = {
-        f"{kind} (crl_infonce.py)": lambda x, y, e=crl.Energy(kind, iqe_mix_logit=jnp.zeros(())): e.pairwise(x, y)
-        for kind in ENERGIES
+        f"{kind} (crl_infonce.py)": lambda x, y, e=energy: e.pairwise(x, y) for kind, energy in energies.items()
     }
     variants["mrn, (B, B, d) differences"] = lambda x, y: -mrn_materialised(x, y) / jnp.sqrt(x.shape[-1])
     variants["iqe, sorted ends per pair"] = lambda x, y: -iqe_sorted_ends(x, y) / jnp.sqrt(x.shape[-1])
