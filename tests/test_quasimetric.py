@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import load_algorithm, tiny
 
-from algorithms import run
+from algorithms import energies, run
 
 crl = load_algorithm("crl_infonce")
 dpo = load_algorithm("crl_dpo")
@@ -66,8 +66,8 @@ def test_mrn_and_iqe_match_their_definitions():
     mrn = pairs(lambda a, b: np_mrn(a, b, PARTS), x, y)
     iqe = pairs(lambda a, b: np_iqe(a, b, IQE_DIM, MIX), x, y)
     # the pairwise MRN's symmetric half goes through ||x||^2 + ||y||^2 - 2 x.y, which rounds
-    np.testing.assert_allclose(crl.mrn_distance(x, y, PARTS, pairwise=True), mrn, rtol=1e-5, atol=1e-4)
-    np.testing.assert_allclose(crl.iqe_distance(x, y, IQE_DIM, MIX, pairwise=True), iqe, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(energies.mrn_distance(x, y, PARTS, pairwise=True), mrn, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(energies.iqe_distance(x, y, IQE_DIM, MIX, pairwise=True), iqe, rtol=1e-5, atol=1e-5)
     # as logits: -d / sqrt(repr_dim), the scale of TMD's reference; IQE's mix from its learned logit
     logit = np.log(MIX / (1.0 - MIX))
     for module in (crl, dpo):
@@ -82,7 +82,7 @@ def test_union_length_of_hand_made_intervals():
     starts = [jnp.array(v) for v in (0.0, 0.5, 2.0, 3.0, 3.5)]  # sorted by start
     ends = [jnp.array(v) for v in (1.0, 0.7, 2.5, 2.0, 5.0)]  # [3, 2] is empty
     # [0, 1] (holding [0.5, 0.7]), [2, 2.5], [3.5, 5]: 1 + 0.5 + 1.5
-    assert float(crl.union_length(starts, ends)) == pytest.approx(3.0)
+    assert float(energies.union_length(starts, ends)) == pytest.approx(3.0)
 
 
 # ------------------------------------------------------------------ the quasimetric checks
@@ -134,12 +134,12 @@ CHECKS = [
 ]
 ENERGIES = {
     "mrn": (
-        lambda x, y: crl.mrn_distance(x, y, PARTS, pairwise=True),
-        lambda x, y: crl.mrn_distance(x, y, PARTS, pairwise=False),
+        lambda x, y: energies.mrn_distance(x, y, PARTS, pairwise=True),
+        lambda x, y: energies.mrn_distance(x, y, PARTS, pairwise=False),
     ),
     "iqe": (
-        lambda x, y: crl.iqe_distance(x, y, IQE_DIM, MIX, pairwise=True),
-        lambda x, y: crl.iqe_distance(x, y, IQE_DIM, MIX, pairwise=False),
+        lambda x, y: energies.iqe_distance(x, y, IQE_DIM, MIX, pairwise=True),
+        lambda x, y: energies.iqe_distance(x, y, IQE_DIM, MIX, pairwise=False),
     ),
 }
 
