@@ -59,32 +59,28 @@ import envs
 from algorithms import run
 from algorithms.energies import Energy, require_energy_shape
 from algorithms.networks import MLP, linear_weights
-from algorithms.run import RunArgs, require
+from algorithms.run import require
 from algorithms.splus import evaluated, splus
 from buffers import TrajectoryBuffer, Transition
 
 
 @dataclass(frozen=True)
-class Args(RunArgs):
+class Args(run.ScheduleArgs):
     """The algorithm's flags; the run's (--env-id, --num-envs, --total-timesteps, --seed, ...)
-    come first, from algorithms/run/flags.py. `--help` lists both."""
+    and the schedule's come first, from run.ScheduleArgs (algorithms/run/contract.py). `--help`
+    lists them all."""
 
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
     """the name of this experiment (part of the run directory's name)"""
 
-    # Schedule: how env steps and gradient steps interleave (the same in the four algorithm files)
+    # Schedule: how env steps and gradient steps interleave. The flags and their help are
+    # run.ScheduleArgs's (algorithms/run/contract.py); these are this file's defaults. The update
+    # ratio: --updates-per-rollout, default num_envs * (episode_length - 1) / batch_size.
     unroll_length: int = 62
-    """env steps per env collected in one training step"""
-    batch_size: int = 256
-    """transitions per gradient step (for the contrastive critics, also the goals each state is scored against)"""
+    batch_size: int = 256  # also the goals each state is scored against
     buffer_size: int = 10_000
-    """replay capacity in time rows per env (rounded up to a multiple of --unroll-length)"""
     learning_starts: int = 1_000
-    """time rows per env collected before gradient steps start (whole rollouts)"""
-    updates_per_rollout: int | None = None
-    """gradient steps per training step; default num_envs * (episode_length - 1) / batch_size"""
-    presample: bool = True
-    """draw a training step's batches in one call before its gradient steps: the same batches, all held in memory (about an episode of every env), faster on CPU (results/notes/step_latency.md)"""
+    presample: bool = True  # faster on CPU (results/notes/step_latency.md)
 
     # Algorithm
     actor_lr: float = 3e-4
@@ -93,11 +89,11 @@ class Args(RunArgs):
     """critic learning rate"""
     alpha_lr: float = 3e-4
     """entropy temperature learning rate"""
-    # Optimiser of the actor and critic (the same in the four algorithm files)
+    # >>> shared: optimiser flags | crl_infonce crl_dpo sac_her td3_her
     optimizer: Literal["adam", "splus"] = "adam"
-    """adam (at the learning rates above), or splus (algorithms/splus.py, at --splus-lr; evaluation and --save-model then use its running average of the parameters); the temperature keeps Adam"""
+    """adam at the learning rates above, or splus at --splus-lr (algorithms/splus.py); a temperature keeps Adam"""
     splus_lr: float = 0.15
-    """--optimizer splus: learning rate of the actor and critic (the reference's rule: Adam's 3e-4 x 2 x hidden width 256; SPlus's rate carries across widths)"""
+    """--optimizer splus: learning rate of the actor and critic (the reference's rule for width 256)"""
     splus_b1: float = 0.9
     """--optimizer splus: rate of the gradients' momentum"""
     splus_b2: float = 0.999
@@ -108,10 +104,12 @@ class Args(RunArgs):
     """--optimizer splus: weight decay"""
     splus_ema_rate: float = 0.999
     """--optimizer splus: rate of the parameters' running average used for evaluation and --save-model"""
+    # <<< shared: optimiser flags
     gamma: float = 0.99
     """discount of the future-goal distribution P(k) ~ gamma^(k-1)"""
     repr_dim: int = 64
     """size of the phi and psi representations"""
+    # >>> shared: network flags | crl_infonce crl_dpo sac_her td3_her
     width: int = 256
     """hidden units per layer (all networks)"""
     depth: int = 2
@@ -125,9 +123,10 @@ class Args(RunArgs):
     residual: bool = False
     """deep networks: an input layer, then depth/4 residual blocks of four layers (depth a multiple of 4)"""
     scan_unroll: int | None = None
-    """hidden layers' loops: 0 = a loop over blocks of a loop over layers, k >= 1 = each block's layers written out and k blocks per loop iteration (equal up to float rounding; faster on GPU); default: run.SCAN_UNROLL for the platform"""
+    """blocks of hidden layers written out per loop iteration, 0 for none (default: networks.SCAN_UNROLL)"""
+    # <<< shared: network flags
     energy_fn: Literal["norm", "l2", "l1", "dot", "cosine", "mrn", "iqe"] = "norm"
-    """critic energy f(phi, psi): minus a distance (norm, l2, l1), a similarity (dot, cosine), or minus a quasimetric (mrn, iqe)"""
+    """critic energy: minus a distance (norm, l2, l1), a similarity (dot, cosine), minus a quasimetric (mrn, iqe)"""
     mrn_components: int = 8
     """--energy-fn mrn: parts of the representation, each scored on its own and averaged (TMD's default)"""
     iqe_dim: int = 8
@@ -141,7 +140,7 @@ class Args(RunArgs):
     target_entropy_scale: float = 0.5
     """target entropy = -target_entropy_scale * action_size"""
     tanh_log_prob: Literal["exact", "capped"] = "exact"
-    """the policy's log-density through tanh: exact, or JaxGCRL's log(1 - tanh(u)^2 + 1e-6), capped at 13.8 per dimension"""
+    """the policy's log-density through tanh: exact, or JaxGCRL's log(1 - tanh(u)^2 + 1e-6), capped"""
 
     def __post_init__(self):
         """The algorithm's flags are checked here, as they are parsed; the run's flags and the
@@ -167,14 +166,6 @@ class Args(RunArgs):
             f"--preference-loss sppo pushes logits to +-1/(2 beta) = +-{1 / (2 * self.beta):g}, which "
             f"--energy-fn {self.energy_fn} cannot reach. Use --energy-fn dot, or cosine with --beta >= 0.5.",
         )
-
-    def updates_per_training_step(self, episode_length: int) -> int:
-        """--updates-per-rollout, or by default num_envs * (episode_length - 1) / batch_size
-        gradient steps per training step (JaxGCRL's ratio): every transition of a rollout is
-        sampled about once. The same in the four algorithm files."""
-        if self.updates_per_rollout is not None:
-            return self.updates_per_rollout
-        return max(1, round(self.num_envs * (episode_length - 1) / self.batch_size))
 
 
 # ======================================================================= NETWORKS
@@ -235,6 +226,10 @@ class Actor(eqx.Module):
             log_prob -= jnp.sum(jnp.log(1.0 - jnp.tanh(u) ** 2 + 1e-6))
         return jnp.tanh(u), log_prob
 
+    def explore(self, obs, key):
+        """A training action (and evaluation's sampled one): a draw from the policy."""
+        return self.sample(obs, key)[0]
+
     def deterministic(self, obs):
         return jnp.tanh(self.dist(obs)[0])
 
@@ -246,7 +241,6 @@ class TrainState(eqx.Module):
     actor_opt_state: optax.OptState
     critic_opt_state: optax.OptState
     alpha_opt_state: optax.OptState
-    env_steps: jax.Array
     grad_steps: jax.Array
 
 
@@ -315,14 +309,18 @@ def loss_fn(nets, alpha, state, action, goal, key, args: Args):
 
 
 # ======================================================================= UPDATE
+# >>> shared: make_optimizer | crl_infonce crl_dpo sac_her td3_her
 def make_optimizer(args: Args, adam_lr: float) -> optax.GradientTransformation:
     """--optimizer: Adam at `adam_lr`, or SPlus with the --splus-* flags, its matrices the
-    networks' Linear weights. The same in the four algorithm files."""
+    networks' Linear weights."""
     if args.optimizer == "adam":
         return optax.adam(adam_lr)
     hyper = dict(b1=args.splus_b1, b2=args.splus_b2, inverse_every=args.splus_inverse_every)
     hyper.update(weight_decay=args.splus_weight_decay, ema_rate=args.splus_ema_rate)
     return splus(args.splus_lr, matrices=linear_weights, **hyper)
+
+
+# <<< shared: make_optimizer
 
 
 def make_update(args: Args, env):
@@ -339,9 +337,7 @@ def make_update(args: Args, env):
         log_alpha, zero = jnp.zeros(()), jnp.zeros((), jnp.int32)
         actor_opt_state = actor_opt.init(eqx.filter(actor, eqx.is_inexact_array))
         critic_opt_state = critic_opt.init(eqx.filter(critic, eqx.is_inexact_array))
-        return TrainState(
-            actor, critic, log_alpha, actor_opt_state, critic_opt_state, alpha_opt.init(log_alpha), zero, zero
-        )
+        return TrainState(actor, critic, log_alpha, actor_opt_state, critic_opt_state, alpha_opt.init(log_alpha), zero)
 
     def update(ts: TrainState, batch, key):
         """One gradient of actor loss + critic loss, then the actor's, the temperature's and
@@ -379,20 +375,40 @@ def make_update(args: Args, env):
             **critic_metrics,
         }
         opt_states = (actor_opt_state, critic_opt_state, alpha_opt_state)
-        return TrainState(actor, critic, log_alpha, *opt_states, ts.env_steps, ts.grad_steps + 1), metrics
+        return TrainState(actor, critic, log_alpha, *opt_states, ts.grad_steps + 1), metrics
 
     return init, update
 
 
+def make_train(args: Args, env, schedule, spread=lambda batch: batch):
+    """(init, training_step, vec_env, buffer) as algorithms/run/contract.py says: this file's
+    buffer, its batches of states with their future goals, and its update, stepped by the
+    shared `make_training_step` above; `spread` places a batch on the devices."""
+    buffer = TrajectoryBuffer(
+        capacity=schedule.buffer_rows,
+        num_envs=args.num_envs,
+        unroll_length=args.unroll_length,
+        episode_length=schedule.episode_length,
+        goal_indices=env.goal_indices,
+        state_dim=env.state_dim,
+        gamma=args.gamma,
+    )
+
+    def sample(buffer_state, key):
+        return buffer.sample(buffer_state, key, args.batch_size)
+
+    return make_training_step(args, env, schedule, spread, buffer, sample, *make_update(args, env))
+
+
 # ======================================================================= TRAINING STEP
-# The same in crl_infonce.py, crl_dpo.py, sac_her.py and td3_her.py: change all four together.
+# >>> shared: training step | crl_infonce crl_dpo sac_her td3_her
 def make_rollout(vec_env: envs.VecEnv, unroll_length: int):
     def rollout(actor: Actor, env_state, key):
-        """`unroll_length` steps of every env with stochastic actions: the transitions
-        (time-major) and the (sum, count) of the returns of the episodes that ended."""
+        """`unroll_length` steps of every env with exploration actions (`actor.explore`): the
+        transitions (time-major) and the (sum, count) of the returns of the episodes that ended."""
 
         def step(env_state, k):
-            action, _ = jax.vmap(actor.sample)(env_state.obs, jax.random.split(k, vec_env.num_envs))
+            action = jax.vmap(actor.explore)(env_state.obs, jax.random.split(k, vec_env.num_envs))
             nxt = vec_env.step(env_state, action)
             transition = Transition(
                 obs=env_state.obs,
@@ -411,22 +427,20 @@ def make_rollout(vec_env: envs.VecEnv, unroll_length: int):
     return rollout
 
 
-def make_train(args: Args, env, schedule, spread=lambda batch: batch):
-    """init(key) -> run.Carry (train state, env states, buffer state, key), training_step(carry)
-    -> run.Step (the next carry, the update's metrics, whether it learned, and the (sum, count)
-    of the finished episodes' returns), the VecEnv and the buffer; `spread` places a batch on
-    the devices."""
+def mean_over_steps(metrics):
+    """The update's metrics over a training step's gradient steps: each one's mean."""
+    return jax.tree.map(jnp.mean, metrics)
+
+
+def make_training_step(
+    args: Args, env, schedule, spread, buffer, sample, init_train_state, update, summarise=mean_over_steps
+):
+    """make_train's result from this file's parts: init(key) -> run.Carry (train state, env
+    states, buffer state, key); training_step(carry) -> run.Step (the next carry, the update's
+    metrics as `summarise` reduces them over the gradient steps, whether it learned, and the
+    (sum, count) of the finished episodes' returns); the VecEnv; the buffer.
+    `sample(buffer_state, key)` draws a gradient step's batch."""
     vec_env = envs.VecEnv(env, args.num_envs, args.fixed_goals)
-    buffer = TrajectoryBuffer(
-        capacity=schedule.buffer_rows,
-        num_envs=args.num_envs,
-        unroll_length=args.unroll_length,
-        episode_length=schedule.episode_length,
-        goal_indices=env.goal_indices,
-        state_dim=env.state_dim,
-        gamma=args.gamma,
-    )
-    init_train_state, update = make_update(args, env)
     rollout = make_rollout(vec_env, args.unroll_length)
 
     def init(key):
@@ -439,12 +453,11 @@ def make_train(args: Args, env, schedule, spread=lambda batch: batch):
         key, rollout_key, update_key = jax.random.split(key, 3)
         env_state, transitions, finished = rollout(ts.actor, env_state, rollout_key)
         buffer_state = buffer.insert(buffer_state, transitions)
-        ts = eqx.tree_at(lambda t: t.env_steps, ts, ts.env_steps + schedule.steps_per_training_step)
 
         def gradient_steps(ts):
             def draw(k):  # a gradient step's batch and key
                 sample_key, step_key = jax.random.split(k)
-                return buffer.sample(buffer_state, sample_key, args.batch_size), step_key
+                return sample(buffer_state, sample_key), step_key
 
             def one(ts, xs):  # xs: a key, or with --presample its batch and key, drawn already
                 batch, step_key = xs if args.presample else draw(xs)
@@ -455,7 +468,7 @@ def make_train(args: Args, env, schedule, spread=lambda batch: batch):
                 batches, step_keys = jax.vmap(draw)(xs)
                 xs = (jax.vmap(spread)(batches), step_keys)
             ts, metrics = jax.lax.scan(one, ts, xs)
-            return ts, jax.tree.map(jnp.mean, metrics)
+            return ts, summarise(metrics)
 
         def no_steps(ts):  # before learning starts: zeros shaped like the update's metrics
             metrics = jax.eval_shape(gradient_steps, ts)[1]
@@ -468,41 +481,30 @@ def make_train(args: Args, env, schedule, spread=lambda batch: batch):
     return init, training_step, vec_env, buffer
 
 
-# The same in crl_infonce.py, crl_dpo.py, sac_her.py and td3_her.py: change all four together.
 def make_chunk(training_step):
-    """The loop over training steps: chunk(carry, num_steps) -> (carry, stats) runs `num_steps`
-    training steps (rollout, buffer insert, the gated gradient steps) in one compiled loop (a
-    traced count: one compile serves every chunk length), summing what the logs need. The
-    harness calls it between evaluations and checkpoints, with Python only in between.
-
-    `stats` holds the sums of the update's metrics over the steps that learned ("losses", logged
-    as their mean), their count ("updated_steps"), and "return_sum" and "episodes" of the
-    training episodes that ended."""
+    """The loop over training steps: chunk(carry, num_steps) -> (carry, run.ChunkStats) runs
+    `num_steps` training steps (rollout, buffer insert, the gated gradient steps) in one compiled
+    loop (a traced count: one compile serves every chunk length), summing what the logs need.
+    The harness calls it between evaluations and checkpoints, with Python only in between."""
 
     def chunk(carry, num_steps):
-        metrics = jax.eval_shape(training_step, carry).metrics  # the shapes of the update's metrics
-        zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), metrics)
-        stats = {"losses": zeros, "updated_steps": jnp.zeros(()), "return_sum": jnp.zeros(()), "episodes": 0}
+        stats = run.ChunkStats.zeros(jax.eval_shape(training_step, carry).metrics)
 
         def body(_, loop):
             carry, stats = loop
             step = training_step(carry)
-            return_sum, episodes = step.finished
-            stats = {
-                "losses": jax.tree.map(lambda s, m: s + step.learned * m, stats["losses"], step.metrics),
-                "updated_steps": stats["updated_steps"] + step.learned,
-                "return_sum": stats["return_sum"] + return_sum,
-                "episodes": stats["episodes"] + episodes,
-            }
-            return step.carry, stats
+            return step.carry, stats.add(step)
 
         return jax.lax.fori_loop(0, num_steps, body, (carry, stats))
 
     return chunk
 
 
+# <<< shared: training step
+
+
 # ======================================================================= EVALUATION
-# The same in crl_infonce.py, crl_dpo.py, sac_her.py and td3_her.py: change all four together.
+# >>> shared: evaluation and the run | crl_infonce crl_dpo sac_her td3_her
 def make_evaluate(args: Args, env):
     eval_env = envs.VecEnv(env, args.num_eval_envs)
 
@@ -514,7 +516,7 @@ def make_evaluate(args: Args, env):
         (metrics, env 0's deterministic episode)."""
 
         def sampled(obs, k):
-            return jax.vmap(actor.sample)(obs, jax.random.split(k, obs.shape[0]))[0]
+            return jax.vmap(actor.explore)(obs, jax.random.split(k, obs.shape[0]))
 
         return eval_env.evaluate(jax.vmap(actor.deterministic), key, sampled, task_episodes)
 
@@ -546,3 +548,4 @@ def load_policy(path: str):
 
 if __name__ == "__main__":
     run.cli(ALGORITHM)
+# <<< shared: evaluation and the run

@@ -8,7 +8,17 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 
-from algorithms.run.devices import scan_unroll
+# --scan-unroll's default per platform (jax.default_backend()), from results/notes/step_latency.py:
+# on CPU, a block's layers written out (1) took 0.74-0.82 of the looped gradient step's time
+# at depth 4 and 0.89-0.93 at depth 64, compile time still flat in depth; the GPU's 4 is
+# a prediction (results/notes/step_latency.md) until its H200 figures. Other platforms loop (0).
+SCAN_UNROLL = {"cpu": 1, "gpu": 4}
+
+
+def scan_unroll(flag: int | None) -> int:
+    """--scan-unroll (an algorithm's residual stack), or its default for the platform this
+    process computes on."""
+    return flag if flag is not None else SCAN_UNROLL.get(jax.default_backend(), 0)
 
 
 class Dense(eqx.Module):

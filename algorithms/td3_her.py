@@ -59,43 +59,39 @@ import optax
 import envs
 from algorithms import run
 from algorithms.networks import MLP, linear_weights
-from algorithms.run import RunArgs, require
+from algorithms.run import require
 from algorithms.splus import evaluated, splus
 from buffers import TrajectoryBuffer, Transition
 
 
 @dataclass(frozen=True)
-class Args(RunArgs):
+class Args(run.ScheduleArgs):
     """The algorithm's flags; the run's (--env-id, --num-envs, --total-timesteps, --seed, ...)
-    come first, from algorithms/run/flags.py. `--help` lists both."""
+    and the schedule's come first, from run.ScheduleArgs (algorithms/run/contract.py). `--help`
+    lists them all."""
 
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
     """the name of this experiment (part of the run directory's name)"""
 
-    # Schedule: how env steps and gradient steps interleave (the same in the four algorithm files)
+    # Schedule: how env steps and gradient steps interleave. The flags and their help are
+    # run.ScheduleArgs's (algorithms/run/contract.py); these are this file's defaults. The update
+    # ratio: --updates-per-rollout, default num_envs * (episode_length - 1) / batch_size.
     unroll_length: int = 62
-    """env steps per env collected in one training step"""
     batch_size: int = 256
-    """transitions per gradient step"""
     buffer_size: int = 10_000
-    """replay capacity in time rows per env (rounded up to a multiple of --unroll-length)"""
     learning_starts: int = 1_000
-    """time rows per env collected before gradient steps start (whole rollouts)"""
-    updates_per_rollout: int | None = None
-    """gradient steps per training step; default num_envs * (episode_length - 1) / batch_size"""
-    presample: bool = False
-    """draw a training step's batches in one call before its gradient steps: the same batches, all held in memory (about an episode of every env), not faster here on CPU (results/notes/step_latency.md)"""
+    presample: bool = False  # not faster here on CPU (results/notes/step_latency.md)
 
     # Algorithm
     actor_lr: float = 3e-4
     """actor learning rate"""
     critic_lr: float = 3e-4
     """critic learning rate"""
-    # Optimiser of the actor and critic (the same in the four algorithm files)
+    # >>> shared: optimiser flags | crl_infonce crl_dpo sac_her td3_her
     optimizer: Literal["adam", "splus"] = "adam"
-    """adam (at the learning rates above), or splus (algorithms/splus.py, at --splus-lr; evaluation and --save-model then use its running average of the parameters); the temperature keeps Adam"""
+    """adam at the learning rates above, or splus at --splus-lr (algorithms/splus.py); a temperature keeps Adam"""
     splus_lr: float = 0.15
-    """--optimizer splus: learning rate of the actor and critic (the reference's rule: Adam's 3e-4 x 2 x hidden width 256; SPlus's rate carries across widths)"""
+    """--optimizer splus: learning rate of the actor and critic (the reference's rule for width 256)"""
     splus_b1: float = 0.9
     """--optimizer splus: rate of the gradients' momentum"""
     splus_b2: float = 0.999
@@ -106,6 +102,7 @@ class Args(RunArgs):
     """--optimizer splus: weight decay"""
     splus_ema_rate: float = 0.999
     """--optimizer splus: rate of the parameters' running average used for evaluation and --save-model"""
+    # <<< shared: optimiser flags
     gamma: float = 0.99
     """discount of the critic targets"""
     tau: float = 0.005
@@ -113,7 +110,7 @@ class Args(RunArgs):
     relabel_ratio: float = 0.8
     """fraction of sampled transitions whose goal becomes a future achieved goal (HER); 0 turns HER off"""
     relabel_gamma: float = 0.99
-    """HER goal distribution: the goal is s_{t+k} with P(k) ~ relabel_gamma^(k-1) (1: uniform over the episode's later steps)"""
+    """HER's goal is s_{t+k} with P(k) ~ relabel_gamma^(k-1) (1: uniform over the episode's later steps)"""
     exploration_noise: float = 0.1
     """std of the Gaussian noise added to training actions (then clipped to [-1, 1])"""
     policy_noise: float = 0.2
@@ -122,6 +119,7 @@ class Args(RunArgs):
     """the target policy smoothing noise is clipped to [-noise_clip, noise_clip]"""
     policy_frequency: int = 2
     """critic updates per actor (and target) update"""
+    # >>> shared: network flags | crl_infonce crl_dpo sac_her td3_her
     width: int = 256
     """hidden units per layer (all networks)"""
     depth: int = 2
@@ -135,7 +133,8 @@ class Args(RunArgs):
     residual: bool = False
     """deep networks: an input layer, then depth/4 residual blocks of four layers (depth a multiple of 4)"""
     scan_unroll: int | None = None
-    """hidden layers' loops: 0 = a loop over blocks of a loop over layers, k >= 1 = each block's layers written out and k blocks per loop iteration (equal up to float rounding; faster on GPU); default: run.SCAN_UNROLL for the platform"""
+    """blocks of hidden layers written out per loop iteration, 0 for none (default: networks.SCAN_UNROLL)"""
+    # <<< shared: network flags
 
     def __post_init__(self):
         """The algorithm's flags are checked here, as they are parsed; the run's flags and the
@@ -157,14 +156,6 @@ class Args(RunArgs):
         for name in ("exploration_noise", "policy_noise", "noise_clip"):
             value = getattr(self, name)
             require(value >= 0, f"--{name.replace('_', '-')} must be >= 0 (got {value}).")
-
-    def updates_per_training_step(self, episode_length: int) -> int:
-        """--updates-per-rollout, or by default num_envs * (episode_length - 1) / batch_size
-        gradient steps per training step (JaxGCRL's ratio): every transition of a rollout is
-        sampled about once. The same in the four algorithm files."""
-        if self.updates_per_rollout is not None:
-            return self.updates_per_rollout
-        return max(1, round(self.num_envs * (episode_length - 1) / self.batch_size))
 
 
 # ======================================================================= NETWORKS
@@ -209,10 +200,10 @@ class Actor(eqx.Module):
     def __call__(self, obs):
         return jnp.tanh(self.net(obs))
 
-    def sample(self, obs, key):
-        """An exploration action (and a placeholder log-probability, for the shared rollout)."""
+    def explore(self, obs, key):
+        """A training action (and evaluation's sampled one): Gaussian noise added, then clipped."""
         noise = self.exploration_noise * jax.random.normal(key, (self.net.out.out_features,))
-        return jnp.clip(self(obs) + noise, -1.0, 1.0), jnp.zeros(())
+        return jnp.clip(self(obs) + noise, -1.0, 1.0)
 
     def deterministic(self, obs):
         return self(obs)
@@ -225,7 +216,6 @@ class TrainState(eqx.Module):
     target_critic: QNetwork  # ensemble of two
     actor_opt_state: optax.OptState
     critic_opt_state: optax.OptState
-    env_steps: jax.Array
     grad_steps: jax.Array
 
 
@@ -268,14 +258,18 @@ def model_of(ts: TrainState):
 
 
 # ======================================================================= UPDATE
+# >>> shared: make_optimizer | crl_infonce crl_dpo sac_her td3_her
 def make_optimizer(args: Args, adam_lr: float) -> optax.GradientTransformation:
     """--optimizer: Adam at `adam_lr`, or SPlus with the --splus-* flags, its matrices the
-    networks' Linear weights. The same in the four algorithm files."""
+    networks' Linear weights."""
     if args.optimizer == "adam":
         return optax.adam(adam_lr)
     hyper = dict(b1=args.splus_b1, b2=args.splus_b2, inverse_every=args.splus_inverse_every)
     hyper.update(weight_decay=args.splus_weight_decay, ema_rate=args.splus_ema_rate)
     return splus(args.splus_lr, matrices=linear_weights, **hyper)
+
+
+# <<< shared: make_optimizer
 
 
 def make_update(args: Args, env):
@@ -290,7 +284,7 @@ def make_update(args: Args, env):
         actor_opt_state = actor_opt.init(eqx.filter(actor, eqx.is_inexact_array))
         critic_opt_state = critic_opt.init(eqx.filter(critic, eqx.is_inexact_array))
         zero = jnp.zeros((), jnp.int32)
-        return TrainState(actor, actor, critic, critic, actor_opt_state, critic_opt_state, zero, zero)
+        return TrainState(actor, actor, critic, critic, actor_opt_state, critic_opt_state, zero)
 
     def update(ts: TrainState, batch, key):
         """One critic step; every `policy_frequency` steps also an actor step and both targets."""
@@ -321,23 +315,58 @@ def make_update(args: Args, env):
             ts.grad_steps % args.policy_frequency == 0, delayed, not_yet, None
         )
         # every entry is logged as losses/<name> (actor_updated is folded into actor_loss by
-        # the training step): a new metric needs no other edit
+        # `summarise`): a new metric needs no other edit
         metrics = {**critic_metrics, "actor_loss": actor_loss, "actor_updated": actor_updated}
         nets = (actor, target_actor, critic, target_critic)
-        return TrainState(*nets, actor_opt_state, critic_opt_state, ts.env_steps, ts.grad_steps + 1), metrics
+        return TrainState(*nets, actor_opt_state, critic_opt_state, ts.grad_steps + 1), metrics
 
     return init, update
 
 
+def summarise(metrics):
+    """The update's metrics over a training step's gradient steps: each one's mean, but
+    actor_loss's over the steps that updated the actor (every policy_frequency-th)."""
+    updated = metrics["actor_updated"]
+    means = jax.tree.map(jnp.mean, {name: v for name, v in metrics.items() if name != "actor_updated"})
+    return {**means, "actor_loss": jnp.sum(metrics["actor_loss"]) / jnp.maximum(jnp.sum(updated), 1.0)}
+
+
+def make_train(args: Args, env, schedule, spread=lambda batch: batch):
+    """(init, training_step, vec_env, buffer) as algorithms/run/contract.py says: this file's
+    buffer, its batches relabelled by HER, and its update, stepped by the shared
+    `make_training_step` above; `spread` places a batch on the devices."""
+    buffer = TrajectoryBuffer(
+        capacity=schedule.buffer_rows,
+        num_envs=args.num_envs,
+        unroll_length=args.unroll_length,
+        episode_length=schedule.episode_length,
+        goal_indices=env.goal_indices,
+        state_dim=env.state_dim,
+        gamma=args.relabel_gamma,
+    )
+
+    def sample(buffer_state, key):
+        return buffer.sample_her(
+            buffer_state,
+            key,
+            args.batch_size,
+            args.relabel_ratio,
+            env.goal_reach_thresh,
+            success_fn=jax.vmap(env.success),  # the env's own test (composite for arm_grasp)
+        )
+
+    return make_training_step(args, env, schedule, spread, buffer, sample, *make_update(args, env), summarise=summarise)
+
+
 # ======================================================================= TRAINING STEP
-# The same in crl_infonce.py, crl_dpo.py, sac_her.py and td3_her.py: change all four together.
+# >>> shared: training step | crl_infonce crl_dpo sac_her td3_her
 def make_rollout(vec_env: envs.VecEnv, unroll_length: int):
     def rollout(actor: Actor, env_state, key):
-        """`unroll_length` steps of every env with stochastic actions: the transitions
-        (time-major) and the (sum, count) of the returns of the episodes that ended."""
+        """`unroll_length` steps of every env with exploration actions (`actor.explore`): the
+        transitions (time-major) and the (sum, count) of the returns of the episodes that ended."""
 
         def step(env_state, k):
-            action, _ = jax.vmap(actor.sample)(env_state.obs, jax.random.split(k, vec_env.num_envs))
+            action = jax.vmap(actor.explore)(env_state.obs, jax.random.split(k, vec_env.num_envs))
             nxt = vec_env.step(env_state, action)
             transition = Transition(
                 obs=env_state.obs,
@@ -356,22 +385,20 @@ def make_rollout(vec_env: envs.VecEnv, unroll_length: int):
     return rollout
 
 
-def make_train(args: Args, env, schedule, spread=lambda batch: batch):
-    """init(key) -> run.Carry (train state, env states, buffer state, key), training_step(carry)
-    -> run.Step (the next carry, the update's metrics, whether it learned, and the (sum, count)
-    of the finished episodes' returns), the VecEnv and the buffer; `spread` places a batch on
-    the devices."""
+def mean_over_steps(metrics):
+    """The update's metrics over a training step's gradient steps: each one's mean."""
+    return jax.tree.map(jnp.mean, metrics)
+
+
+def make_training_step(
+    args: Args, env, schedule, spread, buffer, sample, init_train_state, update, summarise=mean_over_steps
+):
+    """make_train's result from this file's parts: init(key) -> run.Carry (train state, env
+    states, buffer state, key); training_step(carry) -> run.Step (the next carry, the update's
+    metrics as `summarise` reduces them over the gradient steps, whether it learned, and the
+    (sum, count) of the finished episodes' returns); the VecEnv; the buffer.
+    `sample(buffer_state, key)` draws a gradient step's batch."""
     vec_env = envs.VecEnv(env, args.num_envs, args.fixed_goals)
-    buffer = TrajectoryBuffer(
-        capacity=schedule.buffer_rows,
-        num_envs=args.num_envs,
-        unroll_length=args.unroll_length,
-        episode_length=schedule.episode_length,
-        goal_indices=env.goal_indices,
-        state_dim=env.state_dim,
-        gamma=args.relabel_gamma,
-    )
-    init_train_state, update = make_update(args, env)
     rollout = make_rollout(vec_env, args.unroll_length)
 
     def init(key):
@@ -384,20 +411,11 @@ def make_train(args: Args, env, schedule, spread=lambda batch: batch):
         key, rollout_key, update_key = jax.random.split(key, 3)
         env_state, transitions, finished = rollout(ts.actor, env_state, rollout_key)
         buffer_state = buffer.insert(buffer_state, transitions)
-        ts = eqx.tree_at(lambda t: t.env_steps, ts, ts.env_steps + schedule.steps_per_training_step)
 
         def gradient_steps(ts):
             def draw(k):  # a gradient step's batch and key
                 sample_key, step_key = jax.random.split(k)
-                batch = buffer.sample_her(
-                    buffer_state,
-                    sample_key,
-                    args.batch_size,
-                    args.relabel_ratio,
-                    env.goal_reach_thresh,
-                    success_fn=jax.vmap(env.success),  # the env's own test (composite for arm_grasp)
-                )
-                return batch, step_key
+                return sample(buffer_state, sample_key), step_key
 
             def one(ts, xs):  # xs: a key, or with --presample its batch and key, drawn already
                 batch, step_key = xs if args.presample else draw(xs)
@@ -408,9 +426,7 @@ def make_train(args: Args, env, schedule, spread=lambda batch: batch):
                 batches, step_keys = jax.vmap(draw)(xs)
                 xs = (jax.vmap(spread)(batches), step_keys)
             ts, metrics = jax.lax.scan(one, ts, xs)
-            # actor_loss: the mean over the steps that updated the actor (every policy_frequency-th)
-            actor_updates = jnp.maximum(jnp.sum(metrics.pop("actor_updated")), 1.0)
-            return ts, {**jax.tree.map(jnp.mean, metrics), "actor_loss": jnp.sum(metrics["actor_loss"]) / actor_updates}
+            return ts, summarise(metrics)
 
         def no_steps(ts):  # before learning starts: zeros shaped like the update's metrics
             metrics = jax.eval_shape(gradient_steps, ts)[1]
@@ -423,41 +439,30 @@ def make_train(args: Args, env, schedule, spread=lambda batch: batch):
     return init, training_step, vec_env, buffer
 
 
-# The same in crl_infonce.py, crl_dpo.py, sac_her.py and td3_her.py: change all four together.
 def make_chunk(training_step):
-    """The loop over training steps: chunk(carry, num_steps) -> (carry, stats) runs `num_steps`
-    training steps (rollout, buffer insert, the gated gradient steps) in one compiled loop (a
-    traced count: one compile serves every chunk length), summing what the logs need. The
-    harness calls it between evaluations and checkpoints, with Python only in between.
-
-    `stats` holds the sums of the update's metrics over the steps that learned ("losses", logged
-    as their mean), their count ("updated_steps"), and "return_sum" and "episodes" of the
-    training episodes that ended."""
+    """The loop over training steps: chunk(carry, num_steps) -> (carry, run.ChunkStats) runs
+    `num_steps` training steps (rollout, buffer insert, the gated gradient steps) in one compiled
+    loop (a traced count: one compile serves every chunk length), summing what the logs need.
+    The harness calls it between evaluations and checkpoints, with Python only in between."""
 
     def chunk(carry, num_steps):
-        metrics = jax.eval_shape(training_step, carry).metrics  # the shapes of the update's metrics
-        zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), metrics)
-        stats = {"losses": zeros, "updated_steps": jnp.zeros(()), "return_sum": jnp.zeros(()), "episodes": 0}
+        stats = run.ChunkStats.zeros(jax.eval_shape(training_step, carry).metrics)
 
         def body(_, loop):
             carry, stats = loop
             step = training_step(carry)
-            return_sum, episodes = step.finished
-            stats = {
-                "losses": jax.tree.map(lambda s, m: s + step.learned * m, stats["losses"], step.metrics),
-                "updated_steps": stats["updated_steps"] + step.learned,
-                "return_sum": stats["return_sum"] + return_sum,
-                "episodes": stats["episodes"] + episodes,
-            }
-            return step.carry, stats
+            return step.carry, stats.add(step)
 
         return jax.lax.fori_loop(0, num_steps, body, (carry, stats))
 
     return chunk
 
 
+# <<< shared: training step
+
+
 # ======================================================================= EVALUATION
-# The same in crl_infonce.py, crl_dpo.py, sac_her.py and td3_her.py: change all four together.
+# >>> shared: evaluation and the run | crl_infonce crl_dpo sac_her td3_her
 def make_evaluate(args: Args, env):
     eval_env = envs.VecEnv(env, args.num_eval_envs)
 
@@ -469,7 +474,7 @@ def make_evaluate(args: Args, env):
         (metrics, env 0's deterministic episode)."""
 
         def sampled(obs, k):
-            return jax.vmap(actor.sample)(obs, jax.random.split(k, obs.shape[0]))[0]
+            return jax.vmap(actor.explore)(obs, jax.random.split(k, obs.shape[0]))
 
         return eval_env.evaluate(jax.vmap(actor.deterministic), key, sampled, task_episodes)
 
@@ -501,3 +506,4 @@ def load_policy(path: str):
 
 if __name__ == "__main__":
     run.cli(ALGORITHM)
+# <<< shared: evaluation and the run

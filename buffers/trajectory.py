@@ -74,6 +74,10 @@ class BufferState(NamedTuple):
     insert_index: jax.Array  # next row to write
     size: jax.Array  # rows written so far, at most capacity
 
+    # the fields that follow the schedule, not the seed: one value for every seed of a
+    # --num-seeds run (the harness keeps them out of the seed vmap, algorithms/run/devices.py)
+    shared_over_seeds = ("insert_index", "size")
+
 
 class BufferMemoryError(ValueError):
     """The buffer would not fit in the device's free memory."""

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from conftest import ALGORITHMS, load_algorithm, read_scalars, tiny
 
-from algorithms import run
+from algorithms import networks, run
 from buffers import Batch
 
 
@@ -59,8 +59,8 @@ def test_scan_unroll_is_checked_and_defaults_to_the_platforms_setting(name):
     module = load_algorithm(name)
     with pytest.raises(run.ConfigError, match="--scan-unroll must be at least 0"):
         module.Args(scan_unroll=-1)
-    assert run.scan_unroll(module.Args(scan_unroll=3).scan_unroll) == 3
-    assert run.scan_unroll(module.Args().scan_unroll) == run.SCAN_UNROLL[jax.default_backend()]
+    assert networks.scan_unroll(module.Args(scan_unroll=3).scan_unroll) == 3
+    assert networks.scan_unroll(module.Args().scan_unroll) == networks.SCAN_UNROLL[jax.default_backend()]
 
 
 def two_updates(name: str, scan_unroll: int):

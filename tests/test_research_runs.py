@@ -199,7 +199,7 @@ def test_bad_resume_and_model_inputs_exit_2_without_losing_anything(runs, tmp_pa
     assert "drop --seed" in result.stderr
     # flags the results do not depend on may change: --presample draws the same batches
     crl = load_algorithm("crl_infonce")  # the fork's flags are crl_infonce's
-    resumed = run_harness.flags.resumed_args(crl.Args(resume=whole, presample=False), name)
+    resumed = run_harness.files.resumed_args(crl.Args(resume=whole, presample=False), name)
     recorded = json.load(open(os.path.join(whole, "args.json")))
     assert resumed.presample is False and recorded["args"]["presample"] is True
     assert resumed.num_envs == recorded["args"]["num_envs"] != crl.Args().num_envs

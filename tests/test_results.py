@@ -436,7 +436,7 @@ def test_two_invocations_of_a_preset_keep_each_others_timings(tmp_path):
     assert benchmark.read_json(path) == {f"runs/{k}": {"wall_s": v} for k, v in (("a", 1.0), ("b", 2.0), ("c", 3.0))}
 
 
-def test_a_pack_over_the_size_limit_writes_nothing(tmp_path, monkeypatch):
+def test_a_pack_over_the_size_limit_writes_nothing(tmp_path):
     """--pack checks its limits before a file lands in the folder: an archive over the byte
     limit leaves the folder empty, and so does a table over it."""
     out_dir = tmp_path / "preset"
@@ -446,16 +446,16 @@ def test_a_pack_over_the_size_limit_writes_nothing(tmp_path, monkeypatch):
     (run / "events.out.tfevents.1.host").write_bytes(np.random.default_rng(0).bytes(4096))  # incompressible
     (out_dir / "final.csv").write_text("env_id\nreacher\n")
     finals = [{"run_dir": os.path.relpath(run, out_dir)}]
-    monkeypatch.setattr(benchmark, "PACK_LIMITS", (8, 2048))
     with pytest.raises(benchmark.BenchmarkError, match="runs.tgz would be"):
-        benchmark.pack(str(out_dir), finals, str(tmp_path / "pack"))
+        benchmark.pack(str(out_dir), finals, str(tmp_path / "pack"), max_mb=2048 / 2**20)
     assert list((tmp_path / "pack").iterdir()) == []
     (out_dir / "final.csv").write_text("x" * 4096)
     with pytest.raises(benchmark.BenchmarkError, match="final.csv"):
-        benchmark.pack(str(out_dir), finals, str(tmp_path / "pack2"))
+        benchmark.pack(str(out_dir), finals, str(tmp_path / "pack2"), max_mb=2048 / 2**20)
     assert not (tmp_path / "pack2").exists()
-    monkeypatch.setattr(benchmark, "PACK_LIMITS", (8, 2**20))
-    written = benchmark.pack(str(out_dir), finals, str(tmp_path / "pack3"))
+    with pytest.raises(benchmark.BenchmarkError, match=r"2 files \(at most 1\)"):
+        benchmark.pack(str(out_dir), finals, str(tmp_path / "pack4"), max_files=1, max_mb=1.0)
+    written = benchmark.pack(str(out_dir), finals, str(tmp_path / "pack3"), max_mb=1.0)
     assert sorted(os.path.basename(path) for path in written) == ["final.csv", "runs.tgz"]
 
 

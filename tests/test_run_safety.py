@@ -209,10 +209,10 @@ except files.WriteError as error:
 print("listing:", sorted(os.listdir(disk + "/checkpoints")))
 loaded, header = files.load_checkpoint(disk + "/checkpoints", tree)
 print("loaded step", header["step"], bool((loaded["w"] == tree["w"]).all()))
-files.save_models([disk], "model.eqx", {{"kind": "model"}}, {{"w": tree["w"][None, :100]}})
+files.save_tree(disk + "/model.eqx", {{"kind": "model"}}, {{"w": tree["w"][:100]}})
 fill(disk)
 try:
-    files.save_models([disk], "model.eqx", {{"kind": "model"}}, {{"w": tree["w"][None] * 2}})
+    files.save_tree(disk + "/model.eqx", {{"kind": "model"}}, {{"w": tree["w"] * 2}})
 except files.WriteError as error:
     print("model:", error)
 print("left:", sorted(os.listdir(disk)), files.load_tree(disk + "/model.eqx", {{"w": tree["w"][:100]}})["w"][5])

@@ -24,8 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 
+from algorithms.run.contract import Carry
 from algorithms.run.flags import ConfigError
-from algorithms.run.schedule import Carry
 
 
 def start_distributed(spec: str) -> None:
@@ -109,10 +109,12 @@ def seed_axis(fn, num_seeds: int, in_axes: int | tuple = 0):
 
 
 def shared_over_seeds(carry: Carry) -> Carry:
-    """Which leaves of a training `Carry` hold one value for every seed: the buffer's ring
-    indices (the insert row and the size), which follow the schedule, not the seed."""
+    """Which leaves of a training `Carry` hold one value for every seed: the fields its buffer
+    state names in `shared_over_seeds` (the trajectory buffer's ring indices, the insert row
+    and the size, which follow the schedule, not the seed)."""
     mask = jax.tree.map(lambda _: False, carry)
-    return mask._replace(buffer_state=mask.buffer_state._replace(insert_index=True, size=True))
+    shared = {name: True for name in getattr(carry.buffer_state, "shared_over_seeds", ())}
+    return mask._replace(buffer_state=mask.buffer_state._replace(**shared))
 
 
 def _vmap_over_seeds(fn, num_seeds: int, in_axes: int | tuple):
@@ -144,16 +146,3 @@ def _vmap_over_seeds(fn, num_seeds: int, in_axes: int | tuple):
         return carry, rest
 
     return batched
-
-
-# --scan-unroll's default per platform (jax.default_backend()), from results/notes/step_latency.py:
-# on CPU, a block's layers written out (1) took 0.74-0.82 of the looped gradient step's time
-# at depth 4 and 0.89-0.93 at depth 64, compile time still flat in depth; the GPU's 4 is
-# a prediction (results/notes/step_latency.md) until its H200 figures. Other platforms loop (0).
-SCAN_UNROLL = {"cpu": 1, "gpu": 4}
-
-
-def scan_unroll(flag: int | None) -> int:
-    """--scan-unroll (an algorithm's residual stack), or its default for the platform this
-    process computes on."""
-    return flag if flag is not None else SCAN_UNROLL.get(jax.default_backend(), 0)

@@ -7,6 +7,7 @@
     carry, header = load_checkpoint("run/checkpoints", like)  # the newest
     dirs = make_run_dirs(args, "crl_infonce")                # one per seed, never reused
     record, first = read_run("runs/NAME", algorithm)          # a run's args.json
+    args = resumed_args(cli_args, algorithm)                  # --resume: the run's own flags
 
 A file is one JSON header line, the leaves in Equinox's serialisation, then `\\nsha256:` and
 the 64 hex digits of the leaf bytes' sha256. Writes go to a temp file that is synced and then
@@ -29,8 +30,8 @@ import time
 from typing import Any
 
 import equinox as eqx
-import jax
-import jax.numpy as jnp
+
+from algorithms.run.flags import ConfigError, require
 
 _MARK = b"\nsha256:"
 _FOOTER = len(_MARK) + 64
@@ -126,27 +127,6 @@ def write_json(path: str, record: Any) -> None:
     except OSError as error:
         remove_quietly(tmp)
         raise write_error(path, error) from None
-
-
-def save_models(run_dirs: list[str], file_name: str, header: dict, models: Any) -> list[str]:
-    """One model file per seed: run_dirs[k]/file_name holds the leaves of `models` at index k
-    of their leading seed axis. Returns the paths written."""
-    paths = [os.path.join(run_dir, file_name) for run_dir in run_dirs]
-    for k, path in enumerate(paths):
-        save_tree(path, header, jax.tree.map(lambda x, k=k: x[k], models))
-    return paths
-
-
-def goal_policy(policy):
-    """act(state, goal) -> action, jitted, for one state or a batch, from a policy of observations
-    (the state part, then the goal, as the envs build them)."""
-
-    @jax.jit
-    def act(state, goal):
-        obs = jnp.concatenate([jnp.asarray(state), jnp.asarray(goal, jnp.float32)], axis=-1)
-        return policy(obs) if obs.ndim == 1 else jax.vmap(policy)(obs)
-
-    return act
 
 
 def read_header(path: str, **expected: Any) -> dict:
@@ -330,3 +310,28 @@ def read_run(run_dir: str, algorithm: str) -> tuple[dict, str]:
         return record, os.path.join(os.path.dirname(os.path.normpath(run_dir)), record["run_names"][0])
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise CheckpointError(f"{run_dir} is not a run directory of {algorithm}.py ({error})") from None
+
+
+def resumed_args(cli, algorithm: str):
+    """The flags of the run in `cli.resume` (a run of `algorithm`, as an instance of `cli`'s
+    class); flags given on the command line with --resume must agree with them, except those
+    its `Args.resume_may_change` names (algorithms/run/contract.py), whose values do not change
+    the results."""
+    Args = type(cli)
+    try:
+        record, first = read_run(cli.resume, algorithm)
+        args = dataclasses.replace(Args(**record["args"]), resume=first)
+    except (CheckpointError, ConfigError, TypeError) as error:
+        raise ConfigError(f"--resume: {error}.") from None
+    resumable = os.path.normpath(first) == os.path.normpath(cli.resume)
+    require(resumable, f"--resume {cli.resume}: this seed belongs to a --num-seeds run; resume {first}.")
+    free = list(Args.resume_may_change)
+    keep = ("resume", *free)
+    given = [
+        f.name
+        for f in dataclasses.fields(Args)
+        if getattr(cli, f.name) != getattr(Args(), f.name) and f.name not in keep
+    ]
+    changed = [f"--{name.replace('_', '-')}" for name in given if getattr(cli, name) != getattr(args, name)]
+    require(not changed, f"--resume continues the run with its own flags; drop {', '.join(changed)}.")
+    return dataclasses.replace(args, **{name: getattr(cli, name) for name in free})

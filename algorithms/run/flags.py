@@ -1,21 +1,18 @@
-"""The flags every algorithm shares, and the error a flag that cannot run raises.
+"""The run's flags, shared by every algorithm, and the error a flag that cannot run raises.
 
-Each algorithm file's `Args` extends `RunArgs` with its own flags (learning rates, network
-sizes, loss options), so `python algorithms/crl_infonce.py --help` lists both: first these
-(the run, the environment, the budget), then the algorithm's, its schedule first. The run flags are checked in
-`make_schedule` (algorithms/run/schedule.py) and `make_mesh` (algorithms/run/devices.py), the algorithm's in
-its `Args.__post_init__`, with `require`; a `ConfigError` stops a run with exit code 2 and its
-one-paragraph message, before anything compiles. `resumed_args` gives a --resume run its own
-flags back, and `make_env` the env they name.
+Each algorithm file's `Args` extends `RunArgs` through the schedule's flags
+(`ScheduleArgs`, algorithms/run/contract.py) with its own (learning rates, network sizes, loss
+options), so `python algorithms/crl_infonce.py --help` lists first these (the run, the
+environment, the budget), then the schedule's, then the algorithm's. The run's and the
+schedule's flags are checked in `make_schedule` (algorithms/run/schedule.py) and `make_mesh`
+(algorithms/run/devices.py), the algorithm's in its `Args.__post_init__`, with `require`; a
+`ConfigError` stops a run with exit code 2 and its one-paragraph message, before anything
+compiles.
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, fields, replace
-
-import envs
-from algorithms.run.files import CheckpointError, read_run
+from dataclasses import dataclass
 
 
 class ConfigError(ValueError):
@@ -38,15 +35,6 @@ def require_network_sizes(args, widths: tuple[str, ...] = ("width",)) -> None:
         require(value is None or value >= 1, f"{flag} must be at least 1 (got {value}).")
         four = value is None or value % 4 == 0
         require(not args.residual or four, f"{flag} must be a multiple of 4 with --residual (got {value}).")
-
-
-def import_wandb():
-    """Weights & Biases for --track, or a ConfigError that says how to install it."""
-    try:
-        import wandb
-    except ImportError:
-        raise ConfigError("--track needs Weights & Biases: `pip install wandb` and `wandb login`.") from None
-    return wandb
 
 
 @dataclass(frozen=True)
@@ -111,41 +99,3 @@ class RunArgs:
     """env steps to train for (rounded up to whole training steps of num_envs x unroll_length)"""
     num_evals: int = 20
     """evaluations during training (plus one before it)"""
-
-
-def resumed_args(cli: RunArgs, algorithm: str) -> RunArgs:
-    """The flags of the run in `cli.resume` (a run of `algorithm`, as an instance of `cli`'s
-    class); flags given on the command line with --resume must agree with them, except the
-    devices and --presample, which may change: the results do not depend on them."""
-    Args = type(cli)
-    try:
-        record, first = read_run(cli.resume, algorithm)
-        args = replace(Args(**record["args"]), resume=first)
-    except (CheckpointError, ConfigError, TypeError) as error:
-        raise ConfigError(f"--resume: {error}.") from None
-    resumable = os.path.normpath(first) == os.path.normpath(cli.resume)
-    require(resumable, f"--resume {cli.resume}: this seed belongs to a --num-seeds run; resume {first}.")
-    # flags a resumed run may change, since its results do not depend on them (--presample, an
-    # algorithm file's flag, draws the same batches)
-    free = [name for name in ("num_devices", "distributed", "checkpoint_on_stop", "presample") if hasattr(cli, name)]
-    keep = ("resume", *free)
-    given = [f.name for f in fields(Args) if getattr(cli, f.name) != getattr(Args(), f.name) and f.name not in keep]
-    changed = [f"--{name.replace('_', '-')}" for name in given if getattr(cli, name) != getattr(args, name)]
-    require(not changed, f"--resume continues the run with its own flags; drop {', '.join(changed)}.")
-    return replace(args, **{name: getattr(cli, name) for name in free})
-
-
-def make_env(args: RunArgs):
-    """The env of --env-id, --backend, --episode-length and --maze-start; one that cannot be made is a
-    ConfigError."""
-    maze = {}
-    if args.maze_start != "fixed":
-        require(
-            envs.ALIASES.get(args.env_id, args.env_id).endswith("_maze"),
-            f"--maze-start {args.maze_start} applies to the maze envs only (ids ending in _maze), not {args.env_id}.",
-        )
-        maze = {"maze_start": args.maze_start}
-    try:
-        return envs.make(args.env_id, backend=args.backend, episode_length=args.episode_length, **maze)
-    except ValueError as error:
-        raise ConfigError(f"--maze-start: {error}." if "maze_start" in str(error) else str(error)) from None

@@ -10,7 +10,7 @@ training goes on.
     logs.close()
     progress(env_steps, total, sps, eta_s, success)      # one line on the terminal
 
-`stats` and `metrics` carry a leading seed axis (see the algorithm files' `make_chunk`).
+`stats` (a `ChunkStats`, algorithms/run/contract.py) and `metrics` carry a leading seed axis.
 
 The event files are written in the caller's thread, not tensorboardX's writer thread: a write
 that fails there (a full disk, a read-only file system) would end that thread with a traceback
@@ -43,7 +43,9 @@ from tensorboardX.record_writer import masked_crc32c
 from tensorboardX.writer import FileWriter
 
 import envs
+from algorithms.run.contract import ChunkStats
 from algorithms.run.files import WriteError, remove_quietly, write_error
+from algorithms.run.flags import ConfigError
 
 
 class EventFile(EventFileWriter):
@@ -109,9 +111,6 @@ class EventFile(EventFileWriter):
             if self.fd is not None:
                 os.close(self.fd)
                 self.fd = None
-
-    def reopen(self) -> None:
-        pass  # Logs.reopen opens new writers
 
 
 def event_file(logdir: str, filename_suffix: str) -> EventFile:
@@ -226,23 +225,20 @@ class Logs:
             writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + table)
         self.flush()
 
-    def chunk(self, stats: dict, sps: float, env_steps: int) -> None:
+    def chunk(self, stats: ChunkStats, sps: float, env_steps: int) -> None:
         """charts/SPS, charts/episodic_return (episodes that ended in the chunk) and the mean of
         each losses/* over the chunk's gradient steps, per seed; stops on a non-finite loss."""
         for k, (writer, run_dir) in enumerate(zip(self.writers, self.run_dirs)):
             writer.add_scalar("charts/SPS", sps, env_steps)
-            if stats["episodes"][k] > 0:
-                writer.add_scalar("charts/episodic_return", stats["return_sum"][k] / stats["episodes"][k], env_steps)
-            if stats["updated_steps"][k] == 0:
+            if stats.episodes[k] > 0:
+                writer.add_scalar("charts/episodic_return", stats.return_sum[k] / stats.episodes[k], env_steps)
+            if stats.updated_steps[k] == 0:
                 continue
-            losses = {name: float(v[k]) / stats["updated_steps"][k] for name, v in stats["losses"].items()}
-            bad = [f"losses/{name}" for name, v in losses.items() if not np.isfinite(v)]
-            if bad:
+            try:
+                losses = stats.mean_losses(k, f"in {run_dir} in the training steps up to env step {env_steps}")
+            except FloatingPointError:
                 self.close()
-                raise FloatingPointError(
-                    f"non-finite {', '.join(bad)} in {run_dir} in the training steps up to env step {env_steps}; "
-                    "lower the learning rates or try --layer-norm."
-                )
+                raise
             for name, v in losses.items():
                 writer.add_scalar(f"losses/{name}", v, env_steps)
         self.flush()
@@ -262,6 +258,15 @@ class Logs:
                 self.videos.append(self.executor.submit(self._video, writer, run_dir, one, env_steps))
         self.flush()
         return {name: _finite_mean(v) for name, v in metrics.items()}
+
+
+def import_wandb():
+    """Weights & Biases for --track, or a ConfigError that says how to install it."""
+    try:
+        import wandb
+    except ImportError:
+        raise ConfigError("--track needs Weights & Biases: `pip install wandb` and `wandb login`.") from None
+    return wandb
 
 
 def make_logs(args, env, run_dirs: list[str], purge_step: int | None = None) -> Logs:

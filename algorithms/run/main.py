@@ -1,27 +1,13 @@
 """A run of any algorithm file: run directories, resume, seeds, devices, logging, checkpoints.
 
-An algorithm file ends by describing itself and handing that to this module:
-
-    ALGORITHM = run.Algorithm(name, Args, make_train, make_chunk, make_evaluate, model_of)
-    if __name__ == "__main__":
-        run.cli(ALGORITHM)            # parse the flags, train, exit 2 on a flag that cannot run
+An algorithm file hands the harness a `run.Algorithm` (algorithms/run/contract.py says what
+each of its parts must be) and calls `run.cli(ALGORITHM)`.
 
 `main(algorithm, args)` trains (or with --eval-only evaluates) and returns the run directories,
 in named steps: the program is built (`build_program`), the run started or resumed
 (`Run.start`), its logs opened (`Run.open_logs`), the chunk and the evaluation compiled
-(`Run.compile`), the training steps run between evaluations and checkpoints (`Run.train`), and
-its end written (`Run.finish`). What an algorithm must give:
-
-* `Args`: a frozen dataclass extending `RunArgs` (algorithms/run/flags.py), with the schedule's
-  flags and `updates_per_training_step(episode_length)`;
-* `make_train(args, env, schedule, spread)` -> `(init, training_step, vec_env, buffer)`, where
-  `init(key) -> Carry` and `training_step(carry) -> Step` (algorithms/run/schedule.py) and the
-  carry's train state has `actor` (with `deterministic` and `sample`) and `grad_steps`;
-  `spread(batch)` places a batch on the devices;
-* `make_chunk(training_step)` -> `chunk(carry, num_steps) -> (carry, stats)`: the compiled loop
-  over training steps, whose stats the logs read;
-* `make_evaluate(args, env)` -> `evaluate(actor, key) -> (metrics, env 0's episode)`;
-* `model_of(train_state)`: what --save-model writes and each evaluation runs (the actor first).
+(`Run.compile`), the training steps run between evaluations and checkpoints (`Run.train`, in
+calls of the compiled chunk made by `train_until`), and its end written (`Run.finish`).
 
 Saved models (--save-model, --eval-only, `load_policy`) are in algorithms/run/models.py. `main`
 is written to be read. To change a step of the host loop, a file subclasses `Run` (after `from
@@ -46,27 +32,18 @@ import numpy as np
 import tyro
 
 from algorithms.run import devices, files, logs
-from algorithms.run.files import CheckpointError
-from algorithms.run.flags import ConfigError, RunArgs, import_wandb, make_env, resumed_args
+from algorithms.run.contract import Algorithm, Carry, ChunkStats, ScheduleArgs
+from algorithms.run.environment import make_env
+from algorithms.run.files import CheckpointError, resumed_args
+from algorithms.run.flags import ConfigError
+from algorithms.run.logs import import_wandb
 from algorithms.run.models import evaluate_saved_model, save_models
-from algorithms.run.schedule import Schedule, make_schedule, train_until
+from algorithms.run.schedule import Schedule, make_schedule
 from algorithms.run.signals import Stopped, StopSignals, any_process
 from buffers import BufferMemoryError, Transition
 
 
-@dataclass(frozen=True)
-class Algorithm:
-    """What the harness needs of an algorithm file (see the module docstring)."""
-
-    name: str
-    Args: type
-    make_train: Callable
-    make_chunk: Callable
-    make_evaluate: Callable
-    model_of: Callable[[Any], Any]
-
-
-def main(algorithm: Algorithm, args: RunArgs) -> list[str]:
+def main(algorithm: Algorithm, args: ScheduleArgs) -> list[str]:
     """Train (or with --eval-only evaluate) and return the run directories (in a multi-host
     run, the first process writes them and returns them; the others return [])."""
     if args.distributed and not args.eval_only:
@@ -106,14 +83,14 @@ class Program:
     mesh: Any  # None on one device
 
 
-def build_program(algorithm: Algorithm, args: RunArgs, env, schedule: Schedule) -> Program:
+def build_program(algorithm: Algorithm, args: ScheduleArgs, env, schedule: Schedule) -> Program:
     """The algorithm's functions over the seeds and devices; a buffer that does not fit the
     devices' memory stops here with BufferMemoryError, before anything compiles."""
     mesh = devices.make_mesh(args.num_devices, args.num_envs, args.batch_size)
     init, training_step, vec_env, buffer = algorithm.make_train(args, env, schedule, devices.spread_over(mesh))
     example = Transition.example(env.observation_size, env.action_size)
     presampled = 0
-    if getattr(args, "presample", False):  # a training step's batches, drawn at once beside the buffer
+    if args.presample:  # a training step's batches, drawn at once beside the buffer
         state = jax.eval_shape(buffer.init, example)
         batch = jax.eval_shape(lambda s: buffer.sample(s, jax.random.PRNGKey(0), args.batch_size), state)
         presampled = schedule.updates_per_rollout * sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(batch))
@@ -171,7 +148,7 @@ class Run:
         self.script = os.path.relpath(sys.modules[algorithm.make_train.__module__].__file__)
 
     @classmethod
-    def start(cls, algorithm: Algorithm, args: RunArgs, schedule: Schedule, program: Program) -> Run:
+    def start(cls, algorithm: Algorithm, args: ScheduleArgs, schedule: Schedule, program: Program) -> Run:
         """A fresh run, or the newest checkpoint of --resume. The first process holds each run
         directory's lock (files.lock_run_dir) from here to the run's end, `main`'s
         `files.unlock_run_dirs()`: a second writer stops with RunInUse."""
@@ -331,6 +308,29 @@ class Run:
         else:
             message = f"{stopped}, with no checkpoint to continue from: free space and start the run again"
         return files.WriteError(error.errno, message)
+
+
+def train_until(chunk_fn, carry, start: int, end: int, stop) -> tuple[Carry, ChunkStats, int, float]:
+    """Training steps `start` to `end` through the compiled loop `chunk_fn(carry, num_steps)`,
+    in calls of 1, 2, 4, ... steps (doubling while a call takes under a second, so that a stop
+    request waits at most about two seconds), asking `stop.poll` after each call. Returns the
+    carry, the summed stats, the training step reached (`end` unless a stop was requested)
+    and the seconds spent."""
+    total, step, num_steps, seconds = None, start, 1, 0.0
+    while step < end:
+        num_steps = min(num_steps, end - step)
+        begin = time.perf_counter()
+        carry, stats = chunk_fn(carry, np.int32(num_steps))
+        stats = jax.device_get(stats)
+        took = time.perf_counter() - begin
+        seconds += took
+        total = stats if total is None else jax.tree.map(np.add, total, stats)
+        step += num_steps
+        stopping, faster = stop.poll(faster=took < 1.0)
+        if stopping:
+            break
+        num_steps = 2 * num_steps if faster else num_steps
+    return carry, total, step, seconds
 
 
 def cli(algorithm: Algorithm, run_main: Callable = main) -> None:

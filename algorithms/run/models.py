@@ -8,14 +8,17 @@ the networks' shapes and the env are rebuilt from that header.
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, replace
 
 import jax
+import jax.numpy as jnp
 
 import envs
 from algorithms.run import files
+from algorithms.run.environment import make_env
 from algorithms.run.files import CheckpointError
-from algorithms.run.flags import RunArgs, make_env
+from algorithms.run.flags import RunArgs
 from algorithms.run.logs import headline, make_logs, task_line
 from algorithms.run.schedule import make_schedule
 
@@ -49,7 +52,19 @@ def load_policy(algorithm, path: str):
     deterministic policy, jitted, for one state or a batch, and env is the environment it was
     trained on (state = obs[..., :env.state_dim])."""
     (actor, *_), _, env, _ = load_model(algorithm, path)
-    return files.goal_policy(actor.deterministic), env
+    return goal_policy(actor.deterministic), env
+
+
+def goal_policy(policy):
+    """act(state, goal) -> action, jitted, for one state or a batch, from a policy of observations
+    (the state part, then the goal, as the envs build them)."""
+
+    @jax.jit
+    def act(state, goal):
+        obs = jnp.concatenate([jnp.asarray(state), jnp.asarray(goal, jnp.float32)], axis=-1)
+        return policy(obs) if obs.ndim == 1 else jax.vmap(policy)(obs)
+
+    return act
 
 
 def evaluate_saved_model(algorithm, args: RunArgs) -> list[str]:
@@ -73,9 +88,12 @@ def evaluate_saved_model(algorithm, args: RunArgs) -> list[str]:
 
 
 def save_models(algorithm, args: RunArgs, run_dirs: list[str], final, env_steps: int) -> None:
-    """--save-model: each seed's networks as run_dir/{exp_name}.eqx (see load_policy); a write
-    that fails raises WriteError, and the run stops with exit code 2."""
+    """--save-model: each seed's `model_of(final)` as run_dir/{exp_name}.eqx (see load_policy),
+    the leaves at that seed's index of their leading seed axis; a write that fails raises
+    WriteError, and the run stops with exit code 2."""
     header = {"algorithm": algorithm.name, "kind": "model", "args": asdict(args), "env_steps": env_steps}
-    paths = files.save_models(run_dirs, f"{args.exp_name}.eqx", header, algorithm.model_of(final))
-    for path in paths:
+    models = algorithm.model_of(final)
+    for k, run_dir in enumerate(run_dirs):
+        path = os.path.join(run_dir, f"{args.exp_name}.eqx")
+        files.save_tree(path, header, jax.tree.map(lambda x, k=k: x[k], models))
         print(f"model saved to {path}")

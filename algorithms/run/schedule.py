@@ -1,58 +1,27 @@
 """A run's schedule: its flags checked and turned into the sizes every algorithm needs, in
 Python, before anything is traced.
 
-    schedule = make_schedule(args, env)   # args: an algorithm's Args (the run flags)
+    schedule = make_schedule(args, env)   # args: an algorithm's Args
     schedule.training_steps, schedule.eval_boundaries, schedule.final_env_steps
-
-An algorithm's `make_train` gives `init(key) -> Carry` and `training_step(carry) -> Step`,
-both named pytrees defined here: what a fork adds to its train state travels through the
-devices, checkpoints and resume with no other edit.
 
 A training step is `num_envs` envs stepped `unroll_length` times, the rollout inserted into the
 buffer, then `updates_per_rollout` gradient steps once the buffer holds `learning_start_rows`
 rows per env. The run is `training_steps` of them; evaluations and checkpoints fall between
 training steps, at the counts in `eval_boundaries` and `checkpoint_boundaries`.
 
-Bad flags raise `ConfigError` (algorithms/run/flags.py) with a message that names the flags to change.
-The training steps between two boundaries run through the algorithm file's compiled
-`make_chunk` loop, in calls of 1, 2, 4, ... steps so that a stop request is seen within about
-two seconds; `train_until` makes those calls.
+Bad flags raise `ConfigError` (algorithms/run/flags.py) with a message that names the flags to
+change. The flags are `ScheduleArgs`'s (algorithms/run/contract.py): the run's and the schedule's.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
-from typing import Any, NamedTuple
-
-import jax
-import numpy as np
 
 import envs
-from algorithms.run.flags import ConfigError, RunArgs, require
+from algorithms.run.contract import ScheduleArgs
+from algorithms.run.flags import ConfigError, require
 from buffers.trajectory import rows_per_env
-
-
-class Carry(NamedTuple):
-    """What one training step hands the next: the algorithm's train state (an eqx.Module with
-    at least `actor` and `grad_steps`), the batched env states, the buffer state and a key."""
-
-    train_state: Any
-    env_state: Any
-    buffer_state: Any
-    key: jax.Array
-
-
-class Step(NamedTuple):
-    """What a training step returns: the next carry, the update's metrics (a dict of scalars,
-    each logged as losses/<name>), whether it learned (0 or 1: not before the buffer holds
-    `learning_start_rows`), and the (sum, count) of the returns of the episodes that ended."""
-
-    carry: Carry
-    metrics: dict
-    learned: jax.Array
-    finished: tuple[jax.Array, jax.Array]
 
 
 @dataclass(frozen=True)
@@ -73,8 +42,8 @@ class Schedule:
         return self.training_steps * self.steps_per_training_step
 
 
-def make_schedule(args: RunArgs, env) -> Schedule:
-    """Check the run's flags in `args` (an algorithm's Args; the algorithm's own flags are
+def make_schedule(args: ScheduleArgs, env) -> Schedule:
+    """Check the run's and the schedule's flags in `args` (an algorithm's Args; its own flags are
     checked in its `Args.__post_init__`) and turn them into the schedule of a run on `env`; the
     gradient steps per training step are the algorithm's (`Args.updates_per_training_step`)."""
     require(
@@ -134,26 +103,3 @@ def make_schedule(args: RunArgs, env) -> Schedule:
     every = math.ceil(every / per_step)
     checkpoints = tuple(range(every, steps, every)) + (steps,) if every else ()
     return Schedule(episode_length, buffer_rows, start_rows, updates, per_step, steps, evals, checkpoints)
-
-
-def train_until(chunk_fn, carry, start: int, end: int, stop) -> tuple[Carry, dict, int, float]:
-    """Training steps `start` to `end` through the compiled loop `chunk_fn(carry, num_steps)`,
-    in calls of 1, 2, 4, ... steps (doubling while a call takes under a second, so that a stop
-    request waits at most about two seconds), asking `stop.poll` after each call. Returns the
-    carry, the summed stats, the training step reached (`end` unless a stop was requested)
-    and the seconds spent."""
-    total, step, num_steps, seconds = None, start, 1, 0.0
-    while step < end:
-        num_steps = min(num_steps, end - step)
-        begin = time.perf_counter()
-        carry, stats = chunk_fn(carry, np.int32(num_steps))
-        stats = jax.device_get(stats)
-        took = time.perf_counter() - begin
-        seconds += took
-        total = stats if total is None else jax.tree.map(np.add, total, stats)
-        step += num_steps
-        stopping, faster = stop.poll(faster=took < 1.0)
-        if stopping:
-            break
-        num_steps = 2 * num_steps if faster else num_steps
-    return carry, total, step, seconds

@@ -168,7 +168,7 @@ def make_two_gradient_update(args: crl.Args, env):
             **critic_metrics,
         }
         opt_states = (actor_opt_state, critic_opt_state, alpha_opt_state)
-        return crl.TrainState(actor, critic, log_alpha, *opt_states, ts.env_steps, ts.grad_steps + 1), metrics
+        return crl.TrainState(actor, critic, log_alpha, *opt_states, ts.grad_steps + 1), metrics
 
     return update
 

@@ -54,7 +54,8 @@ of the budget, and stops (SIGTERM, then SIGKILL 30 s later) one still running wh
 the job's measured wall time when it finished before, otherwise the preset's estimate for its env
 scaled by how the finished jobs compared with theirs (`estimate_seconds`). Each job's wall time
 and whether it finished go into `{out_dir}/jobs.json`. `--pack FOLDER` ends the invocation by
-writing what must leave a lent machine (at most 8 files of at most 16 MB): summary.md,
+writing what a GPU job hands back (at most --pack-max-files files of at most --pack-max-mb MB,
+8 and 16 by default): summary.md,
 final.csv, evals.csv, curves.png, timings.json, jobs.json and runs.tgz (the tabulated runs'
 event files and args.json, no model or checkpoint). `--unpack FOLDER` on this side merges such a
 folder into `{out_dir}` (results/benchmark/{preset}/, committed) and tabulates every finished run:
@@ -329,8 +330,12 @@ class Args:
     time (jobs.json, the preset's estimates) fits in what is left, and is stopped when none is"""
     pack: str = ""
     """afterwards, write what must leave the machine into this folder: the tables, the curves,
-    timings.json, jobs.json and runs.tgz (the finished runs' event files and args.json), at most
-    8 files of at most 16 MB"""
+    timings.json, jobs.json and runs.tgz (the finished runs' event files and args.json), within
+    --pack-max-files and --pack-max-mb"""
+    pack_max_files: int = 8
+    """--pack: the most files the job may hand back"""
+    pack_max_mb: float = 16.0
+    """--pack: the largest file the job may hand back, in MB (2^20 bytes)"""
     unpack: str = ""
     """a folder written by --pack on another machine: merge its runs and timings into --out-dir,
     then tabulate the finished runs (starts no run)"""
@@ -883,7 +888,6 @@ def summary_table(finals: list[dict], preset: str, samples: int = 2000) -> str:
     return "\n".join(lines) + "\n"
 
 
-PACK_LIMITS = (8, 16 * 2**20)  # what may leave a lent GPU machine: files, bytes each
 PACKED_TABLES = ("summary.md", "final.csv", "evals.csv", "curves.png", "timings.json", "jobs.json")
 
 
@@ -902,16 +906,18 @@ def write_runs_archive(path: str, out_dir: str, finals: list[dict]) -> None:
                 tar.add(file, arcname=os.path.relpath(file, out_dir))
 
 
-def pack(out_dir: str, finals: list[dict], folder: str) -> list[str]:
+def pack(out_dir: str, finals: list[dict], folder: str, max_files: int = 8, max_mb: float = 16.0) -> list[str]:
     """--pack: the tables, the curves, timings.json and jobs.json of `out_dir`, and runs.tgz with
     the event files and args.json of every tabulated run (and the random policy's JSON files),
-    into `folder`. The limits (8 files, 16 MB each) are checked before a file lands there: a
-    pack over them writes nothing. Returns the paths."""
-    limit = PACK_LIMITS[1]
+    into `folder`. The limits (`max_files` files of at most `max_mb` MB each: what a GPU job may
+    hand back) are checked before a file lands there: a pack over them writes nothing. Returns
+    the paths."""
+    limit = int(max_mb * 2**20)
     sources = [os.path.join(out_dir, name) for name in PACKED_TABLES if os.path.exists(os.path.join(out_dir, name))]
     too_big = [f"{path} ({os.path.getsize(path) / 2**20:.1f} MB)" for path in sources if os.path.getsize(path) > limit]
-    if len(sources) + 1 > PACK_LIMITS[0] or too_big:
-        raise BenchmarkError(f"--pack {folder}: {len(sources) + 1} files, over 16 MB: {', '.join(too_big) or 'none'}")
+    if len(sources) + 1 > max_files or too_big:
+        over = f"{len(sources) + 1} files (at most {max_files}); over {max_mb:g} MB: {', '.join(too_big) or 'none'}"
+        raise BenchmarkError(f"--pack {folder}: {over}")
     os.makedirs(folder, exist_ok=True)
     archive = os.path.join(folder, "runs.tgz")
 
@@ -919,7 +925,7 @@ def pack(out_dir: str, finals: list[dict], folder: str) -> list[str]:
         write_runs_archive(tmp, out_dir, finals)
         if os.path.getsize(tmp) > limit:  # raised before the rename: nothing lands in the folder
             size = os.path.getsize(tmp) / 2**20
-            raise BenchmarkError(f"--pack {folder}: runs.tgz would be {size:.1f} MB, over 16 MB; nothing written")
+            raise BenchmarkError(f"--pack {folder}: runs.tgz would be {size:.1f} MB, over {max_mb:g} MB; nothing written")
 
     plots.write_atomically(archive, write_archive)
     written = [archive]
@@ -1014,7 +1020,7 @@ def main(args: Args) -> str:
     if not_started:
         print(f"not started within --time-budget: {', '.join(not_started)}", flush=True)
     if args.pack:
-        written = pack(out_dir, finals, args.pack)
+        written = pack(out_dir, finals, args.pack, args.pack_max_files, args.pack_max_mb)
         print(f"packed {len(written)} files into {args.pack}: " + ", ".join(map(os.path.basename, written)))
     if failures:
         raise BenchmarkError("run(s) failed (the tables hold the others):\n\n" + "\n\n".join(failures.values()))

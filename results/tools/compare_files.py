@@ -82,7 +82,7 @@ def prepare(module, flags: list[str], steps: int):
     def call() -> float:
         start = time.perf_counter()
         state["carry"], stats = jax.block_until_ready(chunk(state["carry"], jnp.int32(steps)))
-        assert int(stats["updated_steps"]) == steps, "a timed training step ran no gradient steps"
+        assert int(stats.updated_steps) == steps, "a timed training step ran no gradient steps"
         return time.perf_counter() - start
 
     return call, steps * schedule.steps_per_training_step, compile_s

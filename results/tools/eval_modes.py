@@ -47,7 +47,7 @@ def main(args: Args) -> None:
         def step(carry, k):
             state, reached, at_goal = carry
             if stochastic:
-                action = jax.vmap(actor.sample)(state.obs, jax.random.split(k, args.num_envs))[0]
+                action = jax.vmap(actor.explore)(state.obs, jax.random.split(k, args.num_envs))
             else:
                 action = jax.vmap(actor.deterministic)(state.obs)
             std = jnp.exp(jax.vmap(actor.dist)(state.obs)[1]).mean()

@@ -1,22 +1,29 @@
 #!/usr/bin/env bash
-# One command of a GPU lent for minutes at a time: at most about 9.5 minutes, everything it
-# writes in $OUT as two files (window.tgz and summary.txt), within the 8 files that come back.
+# One GPU job with a wall-time limit (a cluster queue's limit, a rented hour) that must hand back
+# a small archive: everything it writes goes into the folder $OUT as two files, window.tgz and
+# summary.txt. Its parameters:
 #
-#   bash results/tools/gpu_window.sh measure        # seed_cost.py, step_latency.py, depths 4 and 64 at the chosen default
-#   bash results/tools/gpu_window.sh crl [SECONDS]  # gpu-crl jobs that fit in SECONDS (default 420), packed
+#   OUT=FOLDER bash results/tools/gpu_window.sh measure        # about 9.5 minutes: seed_cost.py, step_latency.py, scaling.py
+#   OUT=FOLDER bash results/tools/gpu_window.sh crl [SECONDS]  # the gpu-crl jobs that fit in SECONDS (default 420)
 #
-# `crl` may take SECONDS + 2 minutes (a job stopped at the budget gets 30 s to end, then the
-# tables and the pack). A window (15 minutes of device time, its start of 1-2 minutes included)
-# holds one `measure` or one `crl 420`, and a second call with what is left: `crl` with the
-# minutes left less 3, as seconds. Back on this side:
+# * OUT: the folder the job hands back;
+# * SECONDS: the time budget of `crl`, which takes up to SECONDS + 2 minutes (a job stopped at
+#   the budget gets 30 s to end, then the tables and the pack): a job limited to N minutes,
+#   its start included, runs `crl` with SECONDS = 60 * (N - 3);
+# * PACK_MAX_FILES and PACK_MAX_MB (default 8 and 16): what the job may hand back, checked by
+#   benchmark.py's --pack before anything lands in the pack.
 #
-#   mkdir -p window && tar xzf FILES_AT/window.tgz -C window
+# A second job with the time left continues the preset: finished runs are not repeated. Back on
+# this side:
+#
+#   mkdir -p window && tar xzf OUT/window.tgz -C window
 #   python results/tools/benchmark.py --preset gpu-crl --unpack window/gpu-crl   # rows into results/benchmark/gpu-crl/
 #
 # and record the figures of window/*.log in results/notes/ (seed_cost.md, step_latency.md) with the
-# device and versions of window/env.txt. Where the project's wheels were carried as .whl/ (the
-# GPU machine lacks brax, mujoco, tyro, tensorboardX), they are installed first. TINY=1 runs
-# every step at a toy scale on reacher: a check of the command on a CPU (a few minutes).
+# device and versions of window/env.txt. Where the project's wheels were carried as .whl/ (a GPU
+# machine without the registries lacks brax, mujoco, tyro, tensorboardX), they are installed
+# first. TINY=1 runs every step at a toy scale on reacher: a check of the command on a CPU (a
+# few minutes).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 : "${OUT:?set OUT to the folder that comes back}"
@@ -73,7 +80,7 @@ case $mode in
   crl)
     budget=${2:-420}
     step gpu-crl $((budget + 120)) python3 results/tools/benchmark.py --preset gpu-crl "${crl[@]}" --time-budget "$budget" \
-      --pack "$work/gpu-crl"
+      --pack "$work/gpu-crl" --pack-max-files "${PACK_MAX_FILES:-8}" --pack-max-mb "${PACK_MAX_MB:-16}"
     ;;
   *)
     echo "unknown mode $mode: measure or crl" >&2

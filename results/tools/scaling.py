@@ -85,7 +85,7 @@ def measure(depth: int, passthrough: list[str], args: Args) -> dict:
         start = time.perf_counter()
         carry, stats = jax.block_until_ready(compiled(carry, jnp.int32(args.steps)))
         train_times.append(time.perf_counter() - start)
-    assert float(stats["updated_steps"]) == args.steps, "every timed training step must run its gradient steps"
+    assert float(stats.updated_steps) == args.steps, "every timed training step must run its gradient steps"
     train_s = statistics.median(train_times)
 
     _, update = crl.make_update(flags, env)

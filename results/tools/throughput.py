@@ -125,7 +125,7 @@ def measure(algorithm: str, argv: list[str], steps: int, repeats: int) -> tuple[
         start = time.perf_counter()
         carry, stats = jax.block_until_ready(chunk_fn(carry, jnp.int32(steps)))
         train_times.append(time.perf_counter() - start)
-        assert float(stats["updated_steps"]) == steps, "gradient steps did not run in every timed training step"
+        assert float(stats.updated_steps) == steps, "gradient steps did not run in every timed training step"
     train_s = statistics.median(train_times)
 
     # env-only
