@@ -323,6 +323,7 @@ def make_update(args: Args, env):
     return init, update
 
 
+# ======================================================================= TRAINING STEP
 def summarise(metrics):
     """The update's metrics over a training step's gradient steps: each one's mean, but
     actor_loss's over the steps that updated the actor (every policy_frequency-th)."""
@@ -334,7 +335,7 @@ def summarise(metrics):
 def make_train(args: Args, env, schedule, spread=lambda batch: batch):
     """(init, training_step, vec_env, buffer) as algorithms/run/contract.py says: this file's
     buffer, its batches relabelled by HER, and its update, stepped by the shared
-    `make_training_step` above; `spread` places a batch on the devices."""
+    `make_training_step` below; `spread` places a batch on the devices."""
     buffer = TrajectoryBuffer(
         capacity=schedule.buffer_rows,
         num_envs=args.num_envs,
@@ -358,7 +359,6 @@ def make_train(args: Args, env, schedule, spread=lambda batch: batch):
     return make_training_step(args, env, schedule, spread, buffer, sample, *make_update(args, env), summarise=summarise)
 
 
-# ======================================================================= TRAINING STEP
 # >>> shared: training step | crl_infonce crl_dpo sac_her td3_her
 def make_rollout(vec_env: envs.VecEnv, unroll_length: int):
     def rollout(actor: Actor, env_state, key):

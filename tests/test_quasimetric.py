@@ -201,30 +201,31 @@ def test_each_check_catches_a_broken_energy():
 
 
 # ------------------------------------------------------------------ training
-@pytest.mark.parametrize("name", ["crl_infonce", "crl_dpo"])
-def test_a_tiny_training_run_with_each_quasimetric_gives_finite_losses(name):
+@pytest.mark.parametrize("name, energy", [("crl_infonce", "mrn"), ("crl_dpo", "iqe")])
+def test_a_tiny_training_run_with_each_quasimetric_gives_finite_losses(name, energy):
     """Three training steps of the file's compiled training step on reacher: finite losses, the
-    critic trains, and IQE's mix (a parameter of the critic) moves with it."""
+    critic trains, and IQE's mix (a parameter of the critic) moves with it. One file per energy:
+    the critics' code is one shared `Energy` (algorithms/energies.py), and the fork's resumed
+    runs (test_research_runs.py) train crl_infonce's critic with IQE."""
     module = load_algorithm(name)
-    for energy, shape in (("mrn", dict(mrn_components=2)), ("iqe", dict(iqe_dim=4))):
-        args = module.Args(**tiny(name, energy_fn=energy, **shape))
-        env = run.make_env(args)
-        init, training_step, _, _ = module.make_train(args, env, run.make_schedule(args, env))
-        training_step = jax.jit(training_step)
-        carry = start = init(jax.random.PRNGKey(0))
-        for _ in range(3):
-            step = training_step(carry)
-            carry = step.carry
-            assert int(step.learned) == 1
-            for loss in ("critic_loss", "actor_loss"):
-                assert np.isfinite(np.asarray(step.metrics[loss])).all(), (energy, loss)
-        before, after = (eqx.filter(ts.critic, eqx.is_inexact_array) for ts in (start.train_state, carry.train_state))
-        assert any(
-            np.abs(np.asarray(a) - np.asarray(b)).max() > 0
-            for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(after))
-        )
-        if energy == "iqe":
-            assert float(start.train_state.critic.energy.iqe_mix_logit) == 0.0
-            assert float(carry.train_state.critic.energy.iqe_mix_logit) != 0.0
-        else:
-            assert carry.train_state.critic.energy.iqe_mix_logit is None
+    shape = dict(mrn_components=2) if energy == "mrn" else dict(iqe_dim=4)
+    args = module.Args(**tiny(name, energy_fn=energy, **shape))
+    env = run.make_env(args)
+    init, training_step, _, _ = module.make_train(args, env, run.make_schedule(args, env))
+    training_step = jax.jit(training_step)
+    carry = start = init(jax.random.PRNGKey(0))
+    for _ in range(3):
+        step = training_step(carry)
+        carry = step.carry
+        assert int(step.learned) == 1
+        for loss in ("critic_loss", "actor_loss"):
+            assert np.isfinite(np.asarray(step.metrics[loss])).all(), (energy, loss)
+    before, after = (eqx.filter(ts.critic, eqx.is_inexact_array) for ts in (start.train_state, carry.train_state))
+    assert any(
+        np.abs(np.asarray(a) - np.asarray(b)).max() > 0 for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(after))
+    )
+    if energy == "iqe":
+        assert float(start.train_state.critic.energy.iqe_mix_logit) == 0.0
+        assert float(carry.train_state.critic.energy.iqe_mix_logit) != 0.0
+    else:
+        assert carry.train_state.critic.energy.iqe_mix_logit is None

@@ -236,9 +236,9 @@ class Run:
 
     def train(self, stop: StopSignals) -> None:
         """The training steps left, stretch by stretch between evaluation and checkpoint
-        boundaries, each in calls of the compiled chunk of 1, 2, 4, ... steps (algorithms/run/
-        schedule.py's `train_until`); a stop request ends it with a checkpoint (unless
-        --no-checkpoint-on-stop) and `Stopped`."""
+        boundaries, each in calls of the compiled chunk of 1, 2, 4, ... steps (`train_until`,
+        below); a stop request ends it with a checkpoint (unless --no-checkpoint-on-stop) and
+        `Stopped`."""
         schedule, start = self.schedule, self.start_step
         self.loop_start = time.perf_counter()
         self.success = self.log_evaluation(0) if not start else {}

@@ -925,7 +925,9 @@ def pack(out_dir: str, finals: list[dict], folder: str, max_files: int = 8, max_
         write_runs_archive(tmp, out_dir, finals)
         if os.path.getsize(tmp) > limit:  # raised before the rename: nothing lands in the folder
             size = os.path.getsize(tmp) / 2**20
-            raise BenchmarkError(f"--pack {folder}: runs.tgz would be {size:.1f} MB, over {max_mb:g} MB; nothing written")
+            raise BenchmarkError(
+                f"--pack {folder}: runs.tgz would be {size:.1f} MB, over {max_mb:g} MB; nothing written"
+            )
 
     plots.write_atomically(archive, write_archive)
     written = [archive]

@@ -5,6 +5,7 @@
 #
 #   OUT=FOLDER bash results/tools/gpu_window.sh measure        # about 9.5 minutes: seed_cost.py, step_latency.py, scaling.py
 #   OUT=FOLDER bash results/tools/gpu_window.sh crl [SECONDS]  # the gpu-crl jobs that fit in SECONDS (default 420)
+#   OUT=FOLDER bash results/tools/gpu_window.sh splus          # about 9 minutes: Adam against SPlus (results/notes/splus.md)
 #
 # * OUT: the folder the job hands back;
 # * SECONDS: the time budget of `crl`, which takes up to SECONDS + 2 minutes (a job stopped at
@@ -27,7 +28,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 : "${OUT:?set OUT to the folder that comes back}"
-mode=${1:?measure or crl}
+mode=${1:?measure, crl or splus}
 work=$(mktemp -d)
 begin=$SECONDS
 
@@ -57,6 +58,11 @@ if [ "${TINY:-0}" = 1 ]; then
   depth=(--depths 8 4 --steps 1 --repeats 1 -- --env-id reacher --num-envs 4 --unroll-length 5 --episode-length 20
          --batch-size 16 --buffer-size 40 --learning-starts 5 --width 16 --repr-dim 8 --updates-per-rollout 2)
   crl=(--env-ids reacher --seeds 1 2 --out-dir "$work/gpu-crl-runs")  # not results/benchmark/gpu-crl/
+  splus_cost=(--depths 2 --steps 2 --repeats 1)
+  splus_runs=(--num-envs 4 --num-eval-envs 2 --unroll-length 5 --batch-size 16 --buffer-size 40 --learning-starts 5
+              --width 16 --repr-dim 8 --updates-per-rollout 2 --total-timesteps 400 --num-evals 2 --episode-length 20
+              --no-eval-tasks --num-seeds 2)
+  splus_depth=4
   for flag in num-envs=4 num-eval-envs=2 unroll-length=10 batch-size=16 buffer-size=100 learning-starts=10 \
               width=16 depth=1 repr-dim=8 updates-per-rollout=2 total-timesteps=400 num-evals=2 episode-length=20; do
     crl+=("--extra=--$flag")
@@ -67,6 +73,9 @@ else
   depth=(--depths 64 4 --steps 1 --repeats 1 -- --env-id humanoid --episode-length 1001 --num-envs 1024
          --learning-starts 62 --num-evals 1 --total-timesteps 10000000 --updates-per-rollout 256)
   crl=()
+  splus_cost=(--depths 2 16 64)
+  splus_runs=(--num-seeds 3 --num-eval-envs 256 --eval-task-episodes 16)
+  splus_depth=16
 fi
 
 case $mode in
@@ -82,8 +91,27 @@ case $mode in
     step gpu-crl $((budget + 120)) python3 results/tools/benchmark.py --preset gpu-crl "${crl[@]}" --time-budget "$budget" \
       --pack "$work/gpu-crl" --pack-max-files "${PACK_MAX_FILES:-8}" --pack-max-mb "${PACK_MAX_MB:-16}"
     ;;
+  splus)
+    # the cost of a gradient step at depths 2, 16 and 64, then Adam and SPlus, 3 seeds each, on
+    # reacher (3M steps), the point U maze (640k) and the point U maze with a residual critic of
+    # depth 16, each at the learning rates of results/notes/splus.md; then their table
+    step splus_cost 60 python3 results/notes/splus.py "${splus_cost[@]}" --output "$work/splus_cost.md"
+    reacher=(--env-id reacher --unroll-length 50 --total-timesteps 3000000 --num-evals 12)
+    umaze=(--env-id simple_u_maze --episode-length 200 --unroll-length 50 --learning-starts 200 --total-timesteps 640000 --num-evals 10)
+    deep=("${umaze[@]}" --residual --depth "$splus_depth")
+    [ "${TINY:-0}" = 1 ] && reacher=(--env-id reacher) umaze=(--env-id simple_u_maze) deep=(--env-id simple_u_maze --residual --depth 4)
+    declare -A limit=([reacher]=50 [umaze]=60 [deep]=100)  # seconds per run, compile included
+    for task in reacher umaze deep; do
+      declare -n flags=$task
+      step "splus_${task}_adam" "${limit[$task]}" python3 algorithms/crl_infonce.py "${flags[@]}" "${splus_runs[@]}" --optimizer adam \
+        --exp-name "crl_infonce_${task}_adam" --run-root "$work/splus-runs"
+      step "splus_${task}_splus" "${limit[$task]}" python3 algorithms/crl_infonce.py "${flags[@]}" "${splus_runs[@]}" --optimizer splus \
+        --exp-name "crl_infonce_${task}_splus" --run-root "$work/splus-runs"
+    done
+    step splus_table 20 python3 results/notes/splus.py --runs "$work/splus-runs" --output "$work/splus_table.md"
+    ;;
   *)
-    echo "unknown mode $mode: measure or crl" >&2
+    echo "unknown mode $mode: measure, crl or splus" >&2
     exit 2
     ;;
 esac
