@@ -158,8 +158,10 @@ def tabulate(args: Args) -> tuple[list[dict], dict]:
         dirs = [d for _, d in sorted(by_seed.items())]
         grad_steps_at = gradient_steps(dirs[0])
         for mode, tag in MODES.items():
-            per_seed = [plots.read_scalars(d, (tag,))[tag] for d in dirs]
+            per_seed = [plots.read_scalars(d, (tag,)).get(tag, {}) for d in dirs]
             steps = sorted(set.intersection(*(set(c) for c in per_seed)))
+            if not steps:  # a run that has not evaluated yet
+                continue
             values = np.array([[c[s] for s in steps] for c in per_seed])  # (seeds, evals)
             curve = plots.iqm(values, axis=0)
             grads = [grad_steps_at(s) for s in steps]
@@ -186,10 +188,12 @@ def plot(curves: dict, path: str) -> None:
 
     envs_ = sorted({k[0] for k in curves})
     fig, axes = plt.subplots(len(envs_), len(MODES), figsize=(5 * len(MODES), 3.5 * len(envs_)), squeeze=False)
+    experiments = sorted({k[1] for k in curves})  # one colour per experiment in every panel
     for (env_id, experiment, mode), (grads, curve) in sorted(curves.items()):
         ax = axes[envs_.index(env_id), list(MODES).index(mode)]
         style = "-" if "splus" in experiment else "--"
-        ax.plot(grads, curve, style, marker=".", label=experiment.removeprefix("crl_infonce_"))
+        colour = plt.get_cmap("tab10")(experiments.index(experiment) % 10)
+        ax.plot(grads, curve, style, marker=".", color=colour, label=experiment.removeprefix("crl_infonce_"))
         ax.set_title(f"{env_id}, {mode} actions")
         ax.set_xlabel("gradient steps (per seed)")
         ax.set_ylabel("success (IQM of 3 seeds)")

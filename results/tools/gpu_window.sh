@@ -63,6 +63,7 @@ if [ "${TINY:-0}" = 1 ]; then
               --width 16 --repr-dim 8 --updates-per-rollout 2 --total-timesteps 400 --num-evals 2 --episode-length 20
               --no-eval-tasks --num-seeds 2)
   splus_depth=4
+  splus_limits=(240 240 240 240 60)  # compile on a CPU: minutes
   for flag in num-envs=4 num-eval-envs=2 unroll-length=10 batch-size=16 buffer-size=100 learning-starts=10 \
               width=16 depth=1 repr-dim=8 updates-per-rollout=2 total-timesteps=400 num-evals=2 episode-length=20; do
     crl+=("--extra=--$flag")
@@ -76,6 +77,7 @@ else
   splus_cost=(--depths 2 16 64)
   splus_runs=(--num-seeds 3 --num-eval-envs 256 --eval-task-episodes 16)
   splus_depth=16
+  splus_limits=(60 50 60 100 20)  # seconds: the cost, a reacher, U maze and deep U maze run, the table
 fi
 
 case $mode in
@@ -95,12 +97,12 @@ case $mode in
     # the cost of a gradient step at depths 2, 16 and 64, then Adam and SPlus, 3 seeds each, on
     # reacher (3M steps), the point U maze (640k) and the point U maze with a residual critic of
     # depth 16, each at the learning rates of results/notes/splus.md; then their table
-    step splus_cost 60 python3 results/notes/splus.py "${splus_cost[@]}" --output "$work/splus_cost.md"
+    step splus_cost "${splus_limits[0]}" python3 results/notes/splus.py "${splus_cost[@]}" --output "$work/splus_cost.md"
     reacher=(--env-id reacher --unroll-length 50 --total-timesteps 3000000 --num-evals 12)
     umaze=(--env-id simple_u_maze --episode-length 200 --unroll-length 50 --learning-starts 200 --total-timesteps 640000 --num-evals 10)
     deep=("${umaze[@]}" --residual --depth "$splus_depth")
     [ "${TINY:-0}" = 1 ] && reacher=(--env-id reacher) umaze=(--env-id simple_u_maze) deep=(--env-id simple_u_maze --residual --depth 4)
-    declare -A limit=([reacher]=50 [umaze]=60 [deep]=100)  # seconds per run, compile included
+    declare -A limit=([reacher]=${splus_limits[1]} [umaze]=${splus_limits[2]} [deep]=${splus_limits[3]})
     for task in reacher umaze deep; do
       declare -n flags=$task
       step "splus_${task}_adam" "${limit[$task]}" python3 algorithms/crl_infonce.py "${flags[@]}" "${splus_runs[@]}" --optimizer adam \
@@ -108,7 +110,7 @@ case $mode in
       step "splus_${task}_splus" "${limit[$task]}" python3 algorithms/crl_infonce.py "${flags[@]}" "${splus_runs[@]}" --optimizer splus \
         --exp-name "crl_infonce_${task}_splus" --run-root "$work/splus-runs"
     done
-    step splus_table 20 python3 results/notes/splus.py --runs "$work/splus-runs" --output "$work/splus_table.md"
+    step splus_table "${splus_limits[4]}" python3 results/notes/splus.py --runs "$work/splus-runs" --output "$work/splus_table.md"
     ;;
   *)
     echo "unknown mode $mode: measure, crl or splus" >&2
