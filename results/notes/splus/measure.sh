@@ -18,12 +18,13 @@ declare -A RUNS=(
   [umaze_adam_3e-4]="$UMAZE --num-seeds 3 --optimizer adam --actor-lr 3e-4 --critic-lr 3e-4"
   [umaze_splus_0.15]="$UMAZE --num-seeds 3 --optimizer splus --splus-lr 0.15"
   [umaze_adam_1e-3]="$UMAZE --num-seeds 3 --optimizer adam --actor-lr 1e-3 --critic-lr 1e-3"
+  [umaze_adam_3e-3]="$UMAZE --num-seeds 3 --optimizer adam --actor-lr 3e-3 --critic-lr 3e-3"
   # depth 16: one seed each (a gradient step costs about 10x depth 2's on this CPU)
   [deep_adam_1e-3]="$UMAZE --num-seeds 1 --residual --depth 16 --optimizer adam --actor-lr 1e-3 --critic-lr 1e-3"
   [deep_splus_0.15]="$UMAZE --num-seeds 1 --residual --depth 16 --optimizer splus --splus-lr 0.15"
 )
 ORDER=(reacher_adam_3e-4 reacher_splus_0.15 reacher_splus_0.05 reacher_adam_1e-3 umaze_adam_3e-4 umaze_splus_0.15
-  umaze_adam_1e-3 reacher_adam_3e-3 reacher_splus_0.5 deep_adam_1e-3 deep_splus_0.15)
+  umaze_adam_1e-3 reacher_adam_3e-3 reacher_splus_0.5 umaze_adam_3e-3 deep_adam_1e-3 deep_splus_0.15)
 [ $# -gt 0 ] && ORDER=("$@")
 for name in "${ORDER[@]}"; do
   echo "$(date -u +%H:%M:%S) start $name" >> $R/logs/times.txt
