@@ -12,7 +12,8 @@ gives the mean time per gradient step over all timed calls (SPlus's eigenbases r
 steps at its default `--splus-inverse-every`: with 20 steps per call, in one call of five, so the
 mean counts them at their rate) and SPlus over Adam. (With 50 or 100 steps per call this script
 hung in its first call on a 2-core CPU, every thread waiting, while the same program in a short
-script ran: not understood; training runs with SPlus have not hung.)
+script ran: not understood; training runs with SPlus have not hung. `--call-timeout` turns such
+a hang into exit code 1 with every thread's stack.)
 
 With `--runs ROOT`: for every env and experiment under ROOT (`results/notes/splus/measure.sh`
 names them `crl_infonce_{optimizer}_{learning rate}`), the IQM over seeds of success at each
@@ -24,6 +25,7 @@ against gradient steps, one panel per env and mode (`{ROOT}/../curves.png`).
 
 from __future__ import annotations
 
+import faulthandler
 import importlib.util
 import json
 import os
@@ -65,6 +67,9 @@ class Args:
     """timed calls of each variant, alternating (with the default 20 steps, calls 5 and 10 refresh)"""
     output: str = ""
     """also write the Markdown tables to this file"""
+    call_timeout: float = 900.0
+    """seconds any one compiled call may take before the script stops with every thread's stack
+    and exit code 1 (a call that waits forever has been seen: the docstring above)"""
 
 
 def load_plots():
@@ -78,6 +83,10 @@ def load_plots():
 
 # ------------------------------------------------------------------ cost per gradient step
 def time_steps(args: Args) -> list[dict]:
+    # a watchdog, re-armed before each call: a call that hangs ends the script instead
+    def watch():
+        faulthandler.dump_traceback_later(args.call_timeout, exit=True)
+
     variants = {}
     for depth in args.depths:
         for optimizer in ("adam", "splus"):
@@ -96,15 +105,18 @@ def time_steps(args: Args) -> list[dict]:
                 return jax.lax.scan(body, ts, jax.random.split(key, args.steps))[0]
 
             step = jax.jit(jax.vmap(steps))
+            watch()
             states = jax.block_until_ready(step(states, batch, keys))  # compile, and the first refresh
             variants[(depth, optimizer)] = [step, states, batch, keys]
     times = defaultdict(list)
     for _ in range(args.repeats):
         for name, variant in variants.items():
             step, states, batch, keys = variant
+            watch()
             start = time.perf_counter()
             variant[1] = jax.block_until_ready(step(states, batch, keys))
             times[name].append((time.perf_counter() - start) / args.steps)
+    faulthandler.cancel_dump_traceback_later()
     rows = []
     for depth in args.depths:  # the mean: the calls that refresh SPlus's eigenbases count at their rate
         adam, splus = (statistics.mean(times[(depth, o)]) for o in ("adam", "splus"))
